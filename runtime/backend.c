@@ -1,0 +1,190 @@
+/* Backend dispatch: the public tp_op_* functions forward to the backend's interface struct. */
+#include "backend_impl.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void tp_backend_free(tp_backend_t *be)
+{
+    if (!be) return;
+    if (be->iface->shutdown) be->iface->shutdown(be);
+    free(be);
+}
+
+const char *tp_backend_name(const tp_backend_t *be)
+{
+    return be->iface->name;
+}
+
+const char *tp_backend_describe(const tp_backend_t *be)
+{
+    return be->describe;
+}
+
+int tp_backend_threads(const tp_backend_t *be)
+{
+    return be->threads;
+}
+
+void *tp_backend_alloc(tp_backend_t *be, size_t bytes, const char *what)
+{
+    void *p = be->iface->alloc(be, bytes);
+    if (!p)
+        TP_ERR(TP_ERR_NOMEM, "backend %s: cannot allocate %zu bytes for %s", be->iface->name,
+               bytes, what);
+    return p;
+}
+
+void tp_backend_release(tp_backend_t *be, void *ptr)
+{
+    if (ptr) be->iface->release(be, ptr);
+}
+
+void tp_backend_upload(tp_backend_t *be, void *dst, const void *src, size_t bytes)
+{
+    be->iface->upload(be, dst, src, bytes);
+}
+
+void tp_backend_download(tp_backend_t *be, void *dst, const void *src, size_t bytes)
+{
+    be->iface->download(be, dst, src, bytes);
+}
+
+void tp_backend_synchronize(tp_backend_t *be)
+{
+    if (be->iface->synchronize) be->iface->synchronize(be);
+}
+
+void tp_op_gemm(tp_backend_t *be, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
+                const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+                int64_t ldc)
+{
+    be->iface->gemm(be, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void tp_op_bias_add(tp_backend_t *be, float *y, const float *b, int64_t rows, int64_t cols,
+                    bool per_row)
+{
+    be->iface->bias_add(be, y, b, rows, cols, per_row);
+}
+
+void tp_op_bias_grad(tp_backend_t *be, const float *dy, float *db, int64_t rows, int64_t cols,
+                     bool per_row)
+{
+    be->iface->bias_grad(be, dy, db, rows, cols, per_row);
+}
+
+void tp_op_act_forward(tp_backend_t *be, tp_act_t act, const float *x, float *y, int64_t n)
+{
+    be->iface->act_forward(be, act, x, y, n);
+}
+
+void tp_op_act_backward(tp_backend_t *be, tp_act_t act, const float *x, const float *dy, float *dx,
+                        int64_t n)
+{
+    be->iface->act_backward(be, act, x, dy, dx, n);
+}
+
+void tp_op_dropout_forward(tp_backend_t *be, const float *x, float *y, uint8_t *mask, int64_t rows,
+                           int64_t cols, float p, uint64_t seed, uint64_t stream, int64_t row0)
+{
+    be->iface->dropout_forward(be, x, y, mask, rows, cols, p, seed, stream, row0);
+}
+
+void tp_op_dropout_backward(tp_backend_t *be, const float *dy, const uint8_t *mask, float *dx,
+                            int64_t n, float p)
+{
+    be->iface->dropout_backward(be, dy, mask, dx, n, p);
+}
+
+void tp_op_im2col(tp_backend_t *be, const float *x, float *col, int64_t B, int64_t C, int64_t H,
+                  int64_t W, int64_t k)
+{
+    be->iface->im2col(be, x, col, B, C, H, W, k);
+}
+
+void tp_op_col2im(tp_backend_t *be, const float *col, float *dx, int64_t B, int64_t C, int64_t H,
+                  int64_t W, int64_t k)
+{
+    be->iface->col2im(be, col, dx, B, C, H, W, k);
+}
+
+void tp_op_swap01(tp_backend_t *be, const float *src, float *dst, int64_t A, int64_t Bd, int64_t D)
+{
+    be->iface->swap01(be, src, dst, A, Bd, D);
+}
+
+void tp_op_maxpool_forward(tp_backend_t *be, const float *x, float *y, int32_t *argmax, int64_t B,
+                           int64_t C, int64_t H, int64_t W, int64_t k)
+{
+    be->iface->maxpool_forward(be, x, y, argmax, B, C, H, W, k);
+}
+
+void tp_op_maxpool_backward(tp_backend_t *be, const float *dy, const int32_t *argmax, float *dx,
+                            int64_t B, int64_t C, int64_t H, int64_t W, int64_t k)
+{
+    be->iface->maxpool_backward(be, dy, argmax, dx, B, C, H, W, k);
+}
+
+void tp_op_softmax_xent_forward(tp_backend_t *be, const float *logits, const int32_t *labels,
+                                float *probs, float *loss, int64_t B, int64_t C)
+{
+    be->iface->softmax_xent_forward(be, logits, labels, probs, loss, B, C);
+}
+
+void tp_op_softmax_xent_backward(tp_backend_t *be, const float *probs, const int32_t *labels,
+                                 float *dlogits, int64_t B, int64_t C, float scale)
+{
+    be->iface->softmax_xent_backward(be, probs, labels, dlogits, B, C, scale);
+}
+
+double tp_op_sumsq(tp_backend_t *be, const float *x, int64_t n)
+{
+    return be->iface->sumsq(be, x, n);
+}
+
+void tp_op_scale(tp_backend_t *be, float *x, float alpha, int64_t n)
+{
+    be->iface->scale(be, x, alpha, n);
+}
+
+void tp_op_fill(tp_backend_t *be, float *x, float value, int64_t n)
+{
+    be->iface->fill(be, x, value, n);
+}
+
+void tp_op_copy(tp_backend_t *be, float *dst, const float *src, int64_t n)
+{
+    be->iface->copy(be, dst, src, n);
+}
+
+void tp_op_adamw(tp_backend_t *be, float *p, const float *g, float *m, float *v, int64_t n,
+                 float lr, float beta1, float beta2, float eps, float wd, float bc1, float bc2)
+{
+    be->iface->adamw(be, p, g, m, v, n, lr, beta1, beta2, eps, wd, bc1, bc2);
+}
+
+void tp_op_sgd(tp_backend_t *be, float *p, const float *g, float *buf, int64_t n, float lr,
+               float momentum, float wd, bool nesterov, bool first)
+{
+    be->iface->sgd(be, p, g, buf, n, lr, momentum, wd, nesterov, first);
+}
+
+void *tp_host_alloc(tp_backend_t *be, size_t bytes)
+{
+    (void)be;
+    size_t rounded = (bytes + 63) & ~(size_t)63;
+    return aligned_alloc(64, rounded ? rounded : 64);
+}
+
+void tp_host_release(tp_backend_t *be, void *ptr)
+{
+    (void)be;
+    free(ptr);
+}
+
+void tp_host_copy(tp_backend_t *be, void *dst, const void *src, size_t bytes)
+{
+    (void)be;
+    if (bytes) memcpy(dst, src, bytes);
+}

@@ -1,0 +1,102 @@
+/* Compute backends: one interface, several implementations.
+ *
+ *   "ref"  plain loops, no BLAS, no threads: the test oracle for every other backend
+ *   "cpu"  OpenBLAS sgemm + OpenMP loops (the default)
+ *   "cuda" NVIDIA GPUs (cuda/, built when TULPAR_CUDA is on)
+ *
+ * All tensors are float32, row-major, in memory owned by the backend (tp_backend_alloc). Ops
+ * that produce gradients of parameters ACCUMULATE (+=) so that gradient accumulation over
+ * micro-batches needs nothing special; everything else overwrites its output.
+ * Ops are deterministic for a fixed backend and thread count; reductions that feed training
+ * (tp_op_sumsq) are deterministic for any thread count. Model and trainer code call only the
+ * functions below and never test which backend they run on. */
+#ifndef TP_BACKEND_H
+#define TP_BACKEND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tp_error.h"
+
+typedef struct tp_backend tp_backend_t;
+
+typedef enum { TP_ACT_RELU = 0, TP_ACT_GELU = 1 } tp_act_t;
+
+/* Create backend `name` ("ref", "cpu", "cuda"). threads > 0 sets the OpenMP/BLAS thread count
+ * (cpu); 0 leaves it as the environment says. TP_ERR_UNSUPPORTED when the backend is not built
+ * in or cannot run here (with the reason). */
+tp_status_t tp_backend_create(const char *name, int threads, tp_backend_t **out);
+void tp_backend_free(tp_backend_t *be);
+const char *tp_backend_name(const tp_backend_t *be);
+/* Human-readable description: library versions, threads, device. */
+const char *tp_backend_describe(const tp_backend_t *be);
+int tp_backend_threads(const tp_backend_t *be);
+/* Names compiled into this binary, comma-separated. */
+const char *tp_backend_available(void);
+
+/* ---- memory ---- */
+void *tp_backend_alloc(tp_backend_t *be, size_t bytes, const char *what); /* NULL on failure */
+void tp_backend_release(tp_backend_t *be, void *ptr);
+void tp_backend_upload(tp_backend_t *be, void *dst, const void *host_src, size_t bytes);
+void tp_backend_download(tp_backend_t *be, void *host_dst, const void *src, size_t bytes);
+void tp_backend_synchronize(tp_backend_t *be);
+
+/* ---- ops ---- */
+/* C[M,N] = alpha * op(A) * op(B) + beta * C; op(A) is M x K, op(B) is K x N. */
+void tp_op_gemm(tp_backend_t *be, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                float alpha, const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                float *C, int64_t ldc);
+/* per_row: y[r,c] += b[r]; else y[r,c] += b[c]. */
+void tp_op_bias_add(tp_backend_t *be, float *y, const float *b, int64_t rows, int64_t cols,
+                    bool per_row);
+/* per_row: db[r] += sum_c dy[r,c]; else db[c] += sum_r dy[r,c]. */
+void tp_op_bias_grad(tp_backend_t *be, const float *dy, float *db, int64_t rows, int64_t cols,
+                     bool per_row);
+void tp_op_act_forward(tp_backend_t *be, tp_act_t act, const float *x, float *y, int64_t n);
+/* dx = dy * act'(x) */
+void tp_op_act_backward(tp_backend_t *be, tp_act_t act, const float *x, const float *dy, float *dx,
+                        int64_t n);
+/* Inverted dropout on a [rows, cols] array. Element (r, c) is kept when
+ * tp_rng_to_unit(tp_rng_hash(seed, stream, (row0 + r) * cols + c)) >= p: the mask depends on the
+ * example's global position row0 + r, not on how the batch is split over ranks. */
+void tp_op_dropout_forward(tp_backend_t *be, const float *x, float *y, uint8_t *mask, int64_t rows,
+                           int64_t cols, float p, uint64_t seed, uint64_t stream, int64_t row0);
+void tp_op_dropout_backward(tp_backend_t *be, const float *dy, const uint8_t *mask, float *dx,
+                            int64_t n, float p);
+/* im2col for a stride-1 convolution with "same" padding (k odd, pad = k/2):
+ * x [B, C, H, W] -> col [C*k*k, B*H*W]. col2im is its adjoint and overwrites dx. */
+void tp_op_im2col(tp_backend_t *be, const float *x, float *col, int64_t B, int64_t C, int64_t H,
+                  int64_t W, int64_t k);
+void tp_op_col2im(tp_backend_t *be, const float *col, float *dx, int64_t B, int64_t C, int64_t H,
+                  int64_t W, int64_t k);
+/* dst[b][a][d] = src[a][b][d] for src of shape [A, B, D]. */
+void tp_op_swap01(tp_backend_t *be, const float *src, float *dst, int64_t A, int64_t Bd, int64_t D);
+/* k x k max pooling with stride k over [B, C, H, W] -> [B, C, H/k, W/k]; argmax holds the input
+ * offset within the (b, c) plane. Backward overwrites dx. */
+void tp_op_maxpool_forward(tp_backend_t *be, const float *x, float *y, int32_t *argmax, int64_t B,
+                           int64_t C, int64_t H, int64_t W, int64_t k);
+void tp_op_maxpool_backward(tp_backend_t *be, const float *dy, const int32_t *argmax, float *dx,
+                            int64_t B, int64_t C, int64_t H, int64_t W, int64_t k);
+/* Row-wise softmax of logits [B, C] into probs; loss[b] = -log probs[b, labels[b]]. */
+void tp_op_softmax_xent_forward(tp_backend_t *be, const float *logits, const int32_t *labels,
+                                float *probs, float *loss, int64_t B, int64_t C);
+/* dlogits = scale * (probs - onehot(labels)) */
+void tp_op_softmax_xent_backward(tp_backend_t *be, const float *probs, const int32_t *labels,
+                                 float *dlogits, int64_t B, int64_t C, float scale);
+/* Sum of squares, accumulated in double in fixed-size chunks combined in order, so the result
+ * is the same for any thread count. */
+double tp_op_sumsq(tp_backend_t *be, const float *x, int64_t n);
+void tp_op_scale(tp_backend_t *be, float *x, float alpha, int64_t n);
+void tp_op_fill(tp_backend_t *be, float *x, float value, int64_t n);
+void tp_op_copy(tp_backend_t *be, float *dst, const float *src, int64_t n);
+/* AdamW (decoupled weight decay): m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
+ * p -= lr * (m / bc1 / (sqrt(v / bc2) + eps) + wd * p), with bc = 1 - beta^t. */
+void tp_op_adamw(tp_backend_t *be, float *p, const float *g, float *m, float *v, int64_t n,
+                 float lr, float beta1, float beta2, float eps, float wd, float bc1, float bc2);
+/* SGD with momentum (PyTorch semantics): g' = g + wd p; buf = first ? g' : mu buf + g';
+ * p -= lr * (nesterov ? g' + mu buf : buf). */
+void tp_op_sgd(tp_backend_t *be, float *p, const float *g, float *buf, int64_t n, float lr,
+               float momentum, float wd, bool nesterov, bool first);
+
+#endif

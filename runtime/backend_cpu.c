@@ -1,0 +1,346 @@
+/* The CPU backend: OpenBLAS (its OpenMP build) for matrix products, OpenMP loops for the rest.
+ * Each loop is split so that every output element is produced by one thread in a fixed order:
+ * results are bitwise repeatable for a fixed thread count, and sumsq for any thread count. */
+#include "backend_impl.h"
+#include "ops_math.h"
+
+#include <cblas.h>
+#include <float.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Declared by OpenBLAS but not in every cblas.h. */
+extern int openblas_get_parallel(void);
+extern char *openblas_get_config(void);
+extern void openblas_set_num_threads(int);
+
+typedef struct cpu_state {
+    double *chunk_sums; /* sumsq scratch, grown on demand (once per model size) */
+    int64_t chunk_cap;
+} cpu_state_t;
+
+static tp_status_t cpu_init(tp_backend_t *be, int threads)
+{
+    if (threads > 0) {
+        omp_set_num_threads(threads);
+        openblas_set_num_threads(threads);
+    }
+    be->threads = omp_get_max_threads();
+    int par = openblas_get_parallel();
+    if (par != 2)
+        tp_log_warn("OpenBLAS is not its OpenMP build (parallel mode %d): BLAS and Tulpar's loops "
+                    "will use separate thread pools; install libopenblas-openmp-dev",
+                    par);
+    snprintf(be->describe, sizeof be->describe, "cpu: %d OpenMP threads, OpenBLAS %s", be->threads,
+             openblas_get_config());
+    be->impl = tp_calloc(1, sizeof(cpu_state_t), "cpu backend state");
+    return be->impl ? TP_OK : TP_ERR_NOMEM;
+}
+
+static void cpu_shutdown(tp_backend_t *be)
+{
+    cpu_state_t *s = be->impl;
+    if (s) free(s->chunk_sums);
+    free(s);
+}
+
+static void cpu_gemm(tp_backend_t *be, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
+                     float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
+                     float beta, float *C, int64_t ldc)
+{
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                (blasint)M, (blasint)N, (blasint)K, alpha, A, (blasint)lda, B, (blasint)ldb, beta,
+                C, (blasint)ldc);
+}
+
+static void cpu_bias_add(tp_backend_t *be, float *y, const float *b, int64_t rows, int64_t cols,
+                         bool per_row)
+{
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+        float *yr = y + r * cols;
+        if (per_row) {
+            float br = b[r];
+            for (int64_t c = 0; c < cols; c++) yr[c] += br;
+        } else {
+            for (int64_t c = 0; c < cols; c++) yr[c] += b[c];
+        }
+    }
+}
+
+static void cpu_bias_grad(tp_backend_t *be, const float *dy, float *db, int64_t rows, int64_t cols,
+                          bool per_row)
+{
+    if (per_row) {
+#pragma omp parallel for schedule(static)
+        for (int64_t r = 0; r < rows; r++) {
+            const float *d = dy + r * cols;
+            double s = 0;
+            for (int64_t c = 0; c < cols; c++) s += d[c];
+            db[r] += (float)s;
+        }
+        return;
+    }
+    /* Column blocks per thread; rows summed in order inside a block (vectorises across c). */
+    const int64_t blk = 64;
+    int64_t nblk = (cols + blk - 1) / blk;
+#pragma omp parallel for schedule(static)
+    for (int64_t ib = 0; ib < nblk; ib++) {
+        int64_t c0 = ib * blk, c1 = c0 + blk < cols ? c0 + blk : cols;
+        float acc[64];
+        for (int64_t c = c0; c < c1; c++) acc[c - c0] = 0.0f;
+        for (int64_t r = 0; r < rows; r++) {
+            const float *d = dy + r * cols;
+            for (int64_t c = c0; c < c1; c++) acc[c - c0] += d[c];
+        }
+        for (int64_t c = c0; c < c1; c++) db[c] += acc[c - c0];
+    }
+}
+
+static void cpu_act_forward(tp_backend_t *be, tp_act_t act, const float *x, float *y, int64_t n)
+{
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i++) y[i] = tp_act_f(act, x[i]);
+}
+
+static void cpu_act_backward(tp_backend_t *be, tp_act_t act, const float *x, const float *dy,
+                             float *dx, int64_t n)
+{
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i++) dx[i] = dy[i] * tp_act_df(act, x[i]);
+}
+
+static void cpu_dropout_forward(tp_backend_t *be, const float *x, float *y, uint8_t *mask,
+                                int64_t rows, int64_t cols, float p, uint64_t seed,
+                                uint64_t stream, int64_t row0)
+{
+    float s = 1.0f / (1.0f - p);
+    int64_t base = row0 * cols;
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < rows * cols; i++) {
+        mask[i] = tp_dropout_keep(seed, stream, (uint64_t)(base + i), p);
+        y[i] = mask[i] ? x[i] * s : 0.0f;
+    }
+}
+
+static void cpu_dropout_backward(tp_backend_t *be, const float *dy, const uint8_t *mask, float *dx,
+                                 int64_t n, float p)
+{
+    float s = 1.0f / (1.0f - p);
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i++) dx[i] = mask[i] ? dy[i] * s : 0.0f;
+}
+
+static void cpu_im2col(tp_backend_t *be, const float *x, float *col, int64_t B, int64_t C,
+                       int64_t H, int64_t W, int64_t k)
+{
+    int64_t N = B * H * W, pad = k / 2;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t r = 0; r < C * k * k; r++)
+        for (int64_t b = 0; b < B; b++) {
+            int64_t c = r / (k * k), ki = (r / k) % k, kj = r % k;
+            const float *xp = x + (b * C + c) * H * W;
+            float *dst = col + r * N + b * H * W;
+            for (int64_t h = 0; h < H; h++) {
+                int64_t ih = h + ki - pad;
+                float *d = dst + h * W;
+                if (ih < 0 || ih >= H) {
+                    memset(d, 0, (size_t)W * sizeof(float));
+                    continue;
+                }
+                const float *s = xp + ih * W;
+                for (int64_t w = 0; w < W; w++) {
+                    int64_t iw = w + kj - pad;
+                    d[w] = (iw >= 0 && iw < W) ? s[iw] : 0.0f;
+                }
+            }
+        }
+}
+
+static void cpu_col2im(tp_backend_t *be, const float *col, float *dx, int64_t B, int64_t C,
+                       int64_t H, int64_t W, int64_t k)
+{
+    int64_t N = B * H * W, pad = k / 2;
+    /* One (b, c) plane per iteration: planes are disjoint, so no races and a fixed order. */
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t c = 0; c < C; c++) {
+            float *xp = dx + (b * C + c) * H * W;
+            memset(xp, 0, (size_t)(H * W) * sizeof(float));
+            for (int64_t ki = 0; ki < k; ki++)
+                for (int64_t kj = 0; kj < k; kj++) {
+                    const float *src = col + ((c * k + ki) * k + kj) * N + b * H * W;
+                    for (int64_t h = 0; h < H; h++) {
+                        int64_t ih = h + ki - pad;
+                        if (ih < 0 || ih >= H) continue;
+                        for (int64_t w = 0; w < W; w++) {
+                            int64_t iw = w + kj - pad;
+                            if (iw >= 0 && iw < W) xp[ih * W + iw] += src[h * W + w];
+                        }
+                    }
+                }
+        }
+}
+
+static void cpu_swap01(tp_backend_t *be, const float *src, float *dst, int64_t A, int64_t Bd,
+                       int64_t D)
+{
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t a = 0; a < A; a++)
+        for (int64_t b = 0; b < Bd; b++)
+            memcpy(dst + (b * A + a) * D, src + (a * Bd + b) * D, (size_t)D * sizeof(float));
+}
+
+static void cpu_maxpool_forward(tp_backend_t *be, const float *x, float *y, int32_t *argmax,
+                                int64_t B, int64_t C, int64_t H, int64_t W, int64_t k)
+{
+    int64_t Ho = H / k, Wo = W / k;
+#pragma omp parallel for schedule(static)
+    for (int64_t bc = 0; bc < B * C; bc++) {
+        const float *xp = x + bc * H * W;
+        for (int64_t i = 0; i < Ho; i++)
+            for (int64_t j = 0; j < Wo; j++) {
+                float best = -FLT_MAX;
+                int32_t at = (int32_t)((i * k) * W + j * k);
+                for (int64_t di = 0; di < k; di++)
+                    for (int64_t dj = 0; dj < k; dj++) {
+                        int64_t off = (i * k + di) * W + j * k + dj;
+                        if (xp[off] > best) {
+                            best = xp[off];
+                            at = (int32_t)off;
+                        }
+                    }
+                y[(bc * Ho + i) * Wo + j] = best;
+                argmax[(bc * Ho + i) * Wo + j] = at;
+            }
+    }
+}
+
+static void cpu_maxpool_backward(tp_backend_t *be, const float *dy, const int32_t *argmax,
+                                 float *dx, int64_t B, int64_t C, int64_t H, int64_t W, int64_t k)
+{
+    int64_t Ho = H / k, Wo = W / k;
+#pragma omp parallel for schedule(static)
+    for (int64_t bc = 0; bc < B * C; bc++) {
+        float *xp = dx + bc * H * W;
+        memset(xp, 0, (size_t)(H * W) * sizeof(float));
+        for (int64_t o = 0; o < Ho * Wo; o++) xp[argmax[bc * Ho * Wo + o]] += dy[bc * Ho * Wo + o];
+    }
+}
+
+static void cpu_softmax_xent_forward(tp_backend_t *be, const float *logits, const int32_t *labels,
+                                     float *probs, float *loss, int64_t B, int64_t C)
+{
+#pragma omp parallel for schedule(static)
+    for (int64_t b = 0; b < B; b++) {
+        const float *z = logits + b * C;
+        float *p = probs + b * C;
+        float mx = z[0];
+        for (int64_t c = 1; c < C; c++) mx = z[c] > mx ? z[c] : mx;
+        double sum = 0;
+        for (int64_t c = 0; c < C; c++) {
+            p[c] = expf(z[c] - mx);
+            sum += p[c];
+        }
+        float inv = (float)(1.0 / sum);
+        for (int64_t c = 0; c < C; c++) p[c] *= inv;
+        loss[b] = (float)(log(sum) + mx - z[labels[b]]);
+    }
+}
+
+static void cpu_softmax_xent_backward(tp_backend_t *be, const float *probs, const int32_t *labels,
+                                      float *dlogits, int64_t B, int64_t C, float scale)
+{
+#pragma omp parallel for schedule(static)
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t c = 0; c < C; c++)
+            dlogits[b * C + c] = scale * (probs[b * C + c] - (c == labels[b] ? 1.0f : 0.0f));
+}
+
+static double cpu_sumsq(tp_backend_t *be, const float *x, int64_t n)
+{
+    cpu_state_t *s = be->impl;
+    int64_t nchunk = (n + TP_SUMSQ_CHUNK - 1) / TP_SUMSQ_CHUNK;
+    if (nchunk > s->chunk_cap) {
+        double *p = realloc(s->chunk_sums, (size_t)nchunk * sizeof(double));
+        /* Out of memory: the reference's sequential chunk order gives the same result. */
+        if (!p) return tp_backend_ref_iface.sumsq(be, x, n);
+        s->chunk_sums = p;
+        s->chunk_cap = nchunk;
+    }
+    double *sums = s->chunk_sums;
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < nchunk; i++) {
+        int64_t a = i * TP_SUMSQ_CHUNK, e = a + TP_SUMSQ_CHUNK < n ? a + TP_SUMSQ_CHUNK : n;
+        double cs = 0;
+        for (int64_t j = a; j < e; j++) cs += (double)x[j] * x[j];
+        sums[i] = cs;
+    }
+    double total = 0;
+    for (int64_t i = 0; i < nchunk; i++) total += sums[i];
+    return total;
+}
+
+static void cpu_scale(tp_backend_t *be, float *x, float alpha, int64_t n)
+{
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i++) x[i] *= alpha;
+}
+
+static void cpu_fill(tp_backend_t *be, float *x, float value, int64_t n)
+{
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i++) x[i] = value;
+}
+
+static void cpu_copy(tp_backend_t *be, float *dst, const float *src, int64_t n)
+{
+    memcpy(dst, src, (size_t)n * sizeof(float));
+}
+
+static void cpu_adamw(tp_backend_t *be, float *p, const float *g, float *m, float *v, int64_t n,
+                      float lr, float b1, float b2, float eps, float wd, float bc1, float bc2)
+{
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i++)
+        tp_adamw_elem(&p[i], g[i], &m[i], &v[i], lr, b1, b2, eps, wd, bc1, bc2);
+}
+
+static void cpu_sgd(tp_backend_t *be, float *p, const float *g, float *buf, int64_t n, float lr,
+                    float mu, float wd, bool nesterov, bool first)
+{
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i++) tp_sgd_elem(&p[i], g[i], &buf[i], lr, mu, wd, nesterov, first);
+}
+
+const tp_backend_iface_t tp_backend_cpu_iface = {
+    .name = "cpu",
+    .init = cpu_init,
+    .shutdown = cpu_shutdown,
+    .alloc = tp_host_alloc,
+    .release = tp_host_release,
+    .upload = tp_host_copy,
+    .download = tp_host_copy,
+    .gemm = cpu_gemm,
+    .bias_add = cpu_bias_add,
+    .bias_grad = cpu_bias_grad,
+    .act_forward = cpu_act_forward,
+    .act_backward = cpu_act_backward,
+    .dropout_forward = cpu_dropout_forward,
+    .dropout_backward = cpu_dropout_backward,
+    .im2col = cpu_im2col,
+    .col2im = cpu_col2im,
+    .swap01 = cpu_swap01,
+    .maxpool_forward = cpu_maxpool_forward,
+    .maxpool_backward = cpu_maxpool_backward,
+    .softmax_xent_forward = cpu_softmax_xent_forward,
+    .softmax_xent_backward = cpu_softmax_xent_backward,
+    .sumsq = cpu_sumsq,
+    .scale = cpu_scale,
+    .fill = cpu_fill,
+    .copy = cpu_copy,
+    .adamw = cpu_adamw,
+    .sgd = cpu_sgd,
+};

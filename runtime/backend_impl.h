@@ -1,0 +1,79 @@
+/* Private: the interface struct each backend fills (a static const instance with designated
+ * initialisers, as in ggml-backend) and the backend object. Only backend implementations and
+ * the dispatcher (backend.c) include this. */
+#ifndef TP_BACKEND_IMPL_H
+#define TP_BACKEND_IMPL_H
+
+#include "backend.h"
+
+typedef struct tp_backend_iface {
+    const char *name;
+    /* Optional (NULL: nothing to do). */
+    tp_status_t (*init)(tp_backend_t *be, int threads);
+    void (*shutdown)(tp_backend_t *be);
+    void (*synchronize)(tp_backend_t *be);
+
+    void *(*alloc)(tp_backend_t *be, size_t bytes);
+    void (*release)(tp_backend_t *be, void *ptr);
+    void (*upload)(tp_backend_t *be, void *dst, const void *src, size_t bytes);
+    void (*download)(tp_backend_t *be, void *dst, const void *src, size_t bytes);
+
+    void (*gemm)(tp_backend_t *be, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
+                 const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+                 int64_t ldc);
+    void (*bias_add)(tp_backend_t *be, float *y, const float *b, int64_t rows, int64_t cols,
+                     bool per_row);
+    void (*bias_grad)(tp_backend_t *be, const float *dy, float *db, int64_t rows, int64_t cols,
+                      bool per_row);
+    void (*act_forward)(tp_backend_t *be, tp_act_t act, const float *x, float *y, int64_t n);
+    void (*act_backward)(tp_backend_t *be, tp_act_t act, const float *x, const float *dy,
+                         float *dx, int64_t n);
+    void (*dropout_forward)(tp_backend_t *be, const float *x, float *y, uint8_t *mask,
+                            int64_t rows, int64_t cols, float p, uint64_t seed, uint64_t stream,
+                            int64_t row0);
+    void (*dropout_backward)(tp_backend_t *be, const float *dy, const uint8_t *mask, float *dx,
+                             int64_t n, float p);
+    void (*im2col)(tp_backend_t *be, const float *x, float *col, int64_t B, int64_t C, int64_t H,
+                   int64_t W, int64_t k);
+    void (*col2im)(tp_backend_t *be, const float *col, float *dx, int64_t B, int64_t C, int64_t H,
+                   int64_t W, int64_t k);
+    void (*swap01)(tp_backend_t *be, const float *src, float *dst, int64_t A, int64_t Bd,
+                   int64_t D);
+    void (*maxpool_forward)(tp_backend_t *be, const float *x, float *y, int32_t *argmax,
+                            int64_t B, int64_t C, int64_t H, int64_t W, int64_t k);
+    void (*maxpool_backward)(tp_backend_t *be, const float *dy, const int32_t *argmax, float *dx,
+                             int64_t B, int64_t C, int64_t H, int64_t W, int64_t k);
+    void (*softmax_xent_forward)(tp_backend_t *be, const float *logits, const int32_t *labels,
+                                 float *probs, float *loss, int64_t B, int64_t C);
+    void (*softmax_xent_backward)(tp_backend_t *be, const float *probs, const int32_t *labels,
+                                  float *dlogits, int64_t B, int64_t C, float scale);
+    double (*sumsq)(tp_backend_t *be, const float *x, int64_t n);
+    void (*scale)(tp_backend_t *be, float *x, float alpha, int64_t n);
+    void (*fill)(tp_backend_t *be, float *x, float value, int64_t n);
+    void (*copy)(tp_backend_t *be, float *dst, const float *src, int64_t n);
+    void (*adamw)(tp_backend_t *be, float *p, const float *g, float *m, float *v, int64_t n,
+                  float lr, float beta1, float beta2, float eps, float wd, float bc1, float bc2);
+    void (*sgd)(tp_backend_t *be, float *p, const float *g, float *buf, int64_t n, float lr,
+                float momentum, float wd, bool nesterov, bool first);
+} tp_backend_iface_t;
+
+struct tp_backend {
+    const tp_backend_iface_t *iface;
+    int threads;
+    char describe[256];
+    void *impl; /* backend-private state (e.g. CUDA handles) */
+};
+
+/* Registered implementations (backend_registry.c decides which are compiled in). */
+extern const tp_backend_iface_t tp_backend_ref_iface;
+extern const tp_backend_iface_t tp_backend_cpu_iface;
+
+/* Host-memory helpers shared by the host backends. */
+void *tp_host_alloc(tp_backend_t *be, size_t bytes);
+void tp_host_release(tp_backend_t *be, void *ptr);
+void tp_host_copy(tp_backend_t *be, void *dst, const void *src, size_t bytes);
+
+/* Chunk size of the deterministic sum of squares (shared so ref and cpu agree bit for bit). */
+#define TP_SUMSQ_CHUNK 4096
+
+#endif

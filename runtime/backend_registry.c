@@ -1,0 +1,67 @@
+/* Which backends this binary has. The only place (with CMake) that knows whether CUDA is built. */
+#include "backend_impl.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef TULPAR_HAVE_CUDA
+#include "cuda_probe.h"
+#endif
+
+const char *tp_backend_available(void)
+{
+#ifdef TULPAR_HAVE_CUDA
+    return "cpu, ref, cuda";
+#else
+    return "cpu, ref";
+#endif
+}
+
+static tp_status_t cuda_unavailable(void)
+{
+#ifdef TULPAR_HAVE_CUDA
+    char why[256];
+    int n = tp_cuda_device_count(why, sizeof why);
+    if (n <= 0)
+        return TP_ERR(TP_ERR_UNSUPPORTED, "backend 'cuda': no usable GPU here (%s)", why);
+    return TP_ERR(TP_ERR_UNSUPPORTED,
+                  "backend 'cuda': %d GPU(s) found, but this build's CUDA backend has no compute "
+                  "ops yet; use runtime.backend = \"cpu\"",
+                  n);
+#else
+    return TP_ERR(TP_ERR_UNSUPPORTED,
+                  "backend 'cuda': this binary was built without CUDA (configure with "
+                  "-DTULPAR_CUDA=ON where nvcc is installed)");
+#endif
+}
+
+tp_status_t tp_backend_create(const char *name, int threads, tp_backend_t **out)
+{
+    *out = NULL;
+    const tp_backend_iface_t *iface = NULL;
+    if (strcmp(name, "cpu") == 0)
+        iface = &tp_backend_cpu_iface;
+    else if (strcmp(name, "ref") == 0)
+        iface = &tp_backend_ref_iface;
+    else if (strcmp(name, "cuda") == 0)
+        return cuda_unavailable();
+    else
+        return TP_ERR(TP_ERR_CONFIG, "unknown backend '%s' (this build has: %s)", name,
+                      tp_backend_available());
+
+    tp_backend_t *be = tp_calloc(1, sizeof *be, "backend");
+    if (!be) return TP_ERR_NOMEM;
+    be->iface = iface;
+    be->threads = 1;
+    snprintf(be->describe, sizeof be->describe, "%s", iface->name);
+    if (iface->init) {
+        tp_status_t st = iface->init(be, threads);
+        if (st != TP_OK) {
+            free(be);
+            return st;
+        }
+    }
+    *out = be;
+    return TP_OK;
+}

@@ -1,0 +1,142 @@
+/* `tulpar bench gemm`: the sgemm peak of this machine through the compute backend, the
+ * baseline that training GFLOP/s are compared with (benchmarks/train_throughput.py). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "cli.h"
+#include "json_writer.h"
+#include "rng.h"
+
+typedef struct gemm_row {
+    int64_t n;
+    double ms, gflops;
+} gemm_row_t;
+
+static tp_status_t bench_one(tp_backend_t *be, int64_t n, int iters, gemm_row_t *row)
+{
+    size_t bytes = (size_t)(n * n) * sizeof(float);
+    float *h = tp_malloc(bytes, "gemm input");
+    float *a = tp_backend_alloc(be, bytes, "A"), *b = tp_backend_alloc(be, bytes, "B");
+    float *c = tp_backend_alloc(be, bytes, "C");
+    tp_status_t st = h && a && b && c ? TP_OK : TP_ERR_NOMEM;
+    if (st == TP_OK) {
+        tp_rng_t r;
+        tp_rng_seed(&r, 42, (uint64_t)n);
+        for (int64_t i = 0; i < n * n; i++) h[i] = tp_rng_uniform(&r) - 0.5f;
+        tp_backend_upload(be, a, h, bytes);
+        tp_backend_upload(be, b, h, bytes);
+        tp_op_fill(be, c, 0.0f, n * n);
+        tp_op_gemm(be, false, false, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n); /* warm-up */
+        tp_backend_synchronize(be);
+        double best = 1e30;
+        for (int it = 0; it < iters; it++) {
+            double t0 = tp_now();
+            tp_op_gemm(be, false, false, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
+            tp_backend_synchronize(be);
+            double dt = tp_now() - t0;
+            if (dt < best) best = dt;
+        }
+        row->n = n;
+        row->ms = 1e3 * best;
+        row->gflops = 2.0 * (double)n * (double)n * (double)n / best / 1e9;
+    }
+    free(h);
+    tp_backend_release(be, a);
+    tp_backend_release(be, b);
+    tp_backend_release(be, c);
+    return st;
+}
+
+static int run_bench(tp_runtime_t *rt, int argc, char **argv)
+{
+    if (argc < 1 || strcmp(argv[0], "gemm") != 0)
+        return tp_cli_usage_error("bench", "missing or unknown benchmark (gemm)");
+    const char *json = NULL, *backend = "cpu";
+    int threads = 0, iters = 5;
+    int64_t sizes[16] = {256, 512, 1024, 2048};
+    int n_sizes = 4;
+    for (int i = 1; i < argc; i++) {
+        const char *v;
+        if (tp_cli_is(argv[i], "--json")) {
+            if (!(json = tp_cli_value(argc, argv, &i, "--json"))) return TP_ERR_USAGE;
+        } else if (tp_cli_is(argv[i], "--backend")) {
+            if (!(backend = tp_cli_value(argc, argv, &i, "--backend"))) return TP_ERR_USAGE;
+        } else if (tp_cli_is(argv[i], "--threads")) {
+            if (!(v = tp_cli_value(argc, argv, &i, "--threads"))) return TP_ERR_USAGE;
+            threads = atoi(v);
+            if (threads < 1) return tp_cli_usage_error("bench", "--threads needs a count >= 1");
+        } else if (tp_cli_is(argv[i], "--iters")) {
+            if (!(v = tp_cli_value(argc, argv, &i, "--iters"))) return TP_ERR_USAGE;
+            iters = atoi(v);
+            if (iters < 1) return tp_cli_usage_error("bench", "--iters needs a count >= 1");
+        } else if (tp_cli_is(argv[i], "--sizes")) {
+            if (!(v = tp_cli_value(argc, argv, &i, "--sizes"))) return TP_ERR_USAGE;
+            n_sizes = 0;
+            for (const char *p = v; *p && n_sizes < 16;) {
+                char *end;
+                long long s = strtoll(p, &end, 10);
+                if (end == p || s < 1 || s > 16384 || (*end && *end != ','))
+                    return tp_cli_usage_error("bench", "--sizes: bad list '%s'", v);
+                sizes[n_sizes++] = s;
+                p = *end ? end + 1 : end;
+            }
+        } else {
+            return tp_cli_usage_error("bench", "unknown option '%s'", argv[i]);
+        }
+    }
+    tp_backend_t *be = NULL;
+    TP_TRY(tp_backend_create(backend, threads, &be));
+    printf("# sgemm on %s\n# %8s %10s %10s\n", tp_backend_describe(be), "n", "time(ms)",
+           "GFLOP/s");
+    gemm_row_t rows[16];
+    double peak = 0;
+    tp_status_t st = TP_OK;
+    for (int i = 0; i < n_sizes && st == TP_OK; i++) {
+        st = bench_one(be, sizes[i], iters, &rows[i]);
+        if (st != TP_OK) break;
+        printf("  %8lld %10.3f %10.1f\n", (long long)rows[i].n, rows[i].ms, rows[i].gflops);
+        if (rows[i].gflops > peak) peak = rows[i].gflops;
+    }
+    if (st == TP_OK) printf("# peak %.1f GFLOP/s with %d threads\n", peak, tp_backend_threads(be));
+    if (st == TP_OK && json) {
+        FILE *f = fopen(json, "w");
+        if (!f) {
+            st = TP_ERR(TP_ERR_IO, "cannot write %s", json);
+        } else {
+            tp_json_t j;
+            tp_json_init(&j, f, true);
+            tp_json_object_begin(&j, NULL);
+            tp_json_str(&j, "benchmark", "sgemm");
+            tp_json_str(&j, "backend", tp_backend_describe(be));
+            tp_json_int(&j, "threads", tp_backend_threads(be));
+            tp_json_num(&j, "peak_gflops", peak);
+            tp_json_array_begin(&j, "rows");
+            for (int i = 0; i < n_sizes; i++) {
+                tp_json_object_begin(&j, NULL);
+                tp_json_int(&j, "n", rows[i].n);
+                tp_json_num(&j, "ms", rows[i].ms);
+                tp_json_num(&j, "gflops", rows[i].gflops);
+                tp_json_object_end(&j);
+            }
+            tp_json_array_end(&j);
+            tp_json_object_end(&j);
+            fclose(f);
+        }
+    }
+    tp_backend_free(be);
+    return st;
+}
+
+const tp_cli_cmd_t tp_cmd_bench = {
+    .name = "bench",
+    .summary = "micro-benchmarks (gemm: the sgemm peak of this machine)",
+    .usage = "usage: tulpar bench gemm [--sizes 256,512,1024,2048] [--threads N] [--iters N]\n"
+             "                         [--backend cpu] [--json FILE]\n"
+             "\n"
+             "Square sgemm through the compute backend: best time of --iters runs per size and\n"
+             "GFLOP/s; the peak is the baseline for training GFLOP/s.\n",
+    .needs_runtime = false,
+    .run = run_bench,
+};

@@ -1,0 +1,30 @@
+/* A small streaming JSON writer (objects, arrays, numbers, strings with escaping) for
+ * metrics.jsonl, summary.json and benchmark reports. Non-finite numbers are written as null,
+ * since JSON has no NaN. */
+#ifndef TP_JSON_WRITER_H
+#define TP_JSON_WRITER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define TP_JSON_MAX_DEPTH 16
+
+typedef struct tp_json {
+    FILE *f;
+    int depth;
+    bool first[TP_JSON_MAX_DEPTH];
+    bool pretty;
+} tp_json_t;
+
+void tp_json_init(tp_json_t *j, FILE *f, bool pretty);
+void tp_json_object_begin(tp_json_t *j, const char *key); /* key NULL at top level / in arrays */
+void tp_json_object_end(tp_json_t *j);
+void tp_json_array_begin(tp_json_t *j, const char *key);
+void tp_json_array_end(tp_json_t *j);
+void tp_json_str(tp_json_t *j, const char *key, const char *value);
+void tp_json_num(tp_json_t *j, const char *key, double value);
+void tp_json_int(tp_json_t *j, const char *key, int64_t value);
+void tp_json_bool(tp_json_t *j, const char *key, bool value);
+
+#endif

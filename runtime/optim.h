@@ -1,0 +1,48 @@
+/* Optimizers over the model's flat buffers (SGD with momentum, AdamW), the learning-rate
+ * schedule and global-norm gradient clipping.
+ *
+ * State tensors (momentum; m and v) are flat buffers shaped like the parameters, so they are
+ * checkpointed per tensor and can be sharded like the parameters later. */
+#ifndef TP_OPTIM_H
+#define TP_OPTIM_H
+
+#include "config.h"
+#include "model.h"
+
+#define TP_OPTIM_MAX_STATES 2
+
+typedef struct tp_optim tp_optim_t;
+
+typedef struct tp_optim_ops {
+    const char *name;
+    int n_states;
+    const char *state_names[TP_OPTIM_MAX_STATES]; /* checkpoint groups "optim/<name>" */
+    void (*step_segment)(tp_optim_t *o, const tp_param_segment_t *seg, float lr);
+} tp_optim_ops_t;
+
+struct tp_optim {
+    const tp_optim_ops_t *ops;
+    tp_model_t *model; /* not owned */
+    float *state[TP_OPTIM_MAX_STATES];
+    int64_t t; /* completed steps */
+    float momentum, beta1, beta2, eps, weight_decay;
+    bool nesterov;
+};
+
+tp_status_t tp_optim_create(const tp_config_t *cfg, tp_model_t *m, tp_optim_t **out);
+void tp_optim_free(tp_optim_t *o);
+/* One update of every parameter from m->grad_buf with learning rate lr. */
+void tp_optim_step(tp_optim_t *o, float lr);
+
+/* Learning rate at `step` (0-based) of `total`: linear warm-up from lr/warmup to lr over
+ * warmup_steps, then cosine decay to min_lr at total (or constant). */
+double tp_lr_at(const tp_config_t *cfg, int64_t step, int64_t total);
+
+/* Global L2 norm of the gradient; when max_norm > 0 and the norm exceeds it, gradients are
+ * scaled by max_norm / norm. Returns the norm before clipping. */
+double tp_clip_grad_norm(tp_model_t *m, double max_norm);
+
+extern const tp_optim_ops_t tp_optim_sgd_ops;
+extern const tp_optim_ops_t tp_optim_adamw_ops;
+
+#endif

@@ -1,0 +1,51 @@
+/* What a run tells people and scripts: the progress line (rank 0; one updating line on a
+ * terminal, plain lines otherwise), RUN_DIR/metrics.jsonl (one object per logged step) and
+ * RUN_DIR/summary.json (the measured figures that cost and allocation reports are built on;
+ * schema documented in README.md). */
+#ifndef TP_REPORT_H
+#define TP_REPORT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "tp_error.h"
+
+typedef struct tp_report {
+    FILE *metrics;
+    bool tty;
+    bool line_open; /* an updating line is on screen */
+} tp_report_t;
+
+typedef struct tp_step_log {
+    int64_t step, total, epoch;
+    double loss, lr, grad_norm;
+    double samples_per_s, step_ms, comm_ms, eta_s;
+} tp_step_log_t;
+
+/* Rank 0 opens metrics.jsonl for appending (a resumed run continues the file). */
+tp_status_t tp_report_open(tp_report_t *r, const char *run_dir, bool is_root);
+void tp_report_step(tp_report_t *r, const tp_step_log_t *s);
+/* Ends an updating line before other output. */
+void tp_report_break(tp_report_t *r);
+void tp_report_close(tp_report_t *r);
+
+typedef struct tp_summary {
+    const char *model, *backend, *backend_detail, *comm, *comm_library, *host, *run_dir;
+    const char *config_path, *last_checkpoint;
+    int64_t world_size, threads_per_rank, global_batch, params;
+    int64_t steps, steps_this_run, first_step;
+    double flops_per_sample; /* training: forward + backward */
+    double samples_per_s, step_time_ms_median, step_time_ms_min, step_time_ms_max;
+    double achieved_gflops, comm_fraction, comm_ms_median;
+    double final_train_loss, eval_loss, eval_accuracy, eval_seconds;
+    int64_t eval_examples;
+    double wall_s, train_s, core_hours;
+} tp_summary_t;
+
+tp_status_t tp_summary_write(const char *path, const tp_summary_t *s);
+
+/* "1h02m03s" style. */
+void tp_format_duration(double seconds, char *out, size_t cap);
+
+#endif

@@ -1,0 +1,406 @@
+/* The training loop: set-up (run directory, data, model, optimizer, resume), steps with the
+ * gradient all-reduce, periodic reports and checkpoints, final evaluation and summary.
+ *
+ * Failures that one rank can meet alone (files, memory) are agreed on with tp_comm_agree before
+ * the next collective, so every rank stops with a non-zero status instead of hanging. */
+#include "trainer.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ckpt.h"
+#include "data.h"
+#include "evaluate.h"
+#include "model.h"
+#include "optim.h"
+#include "report.h"
+#include "train_state.h"
+
+typedef struct trainer {
+    tp_runtime_t *rt;
+    const tp_config_t *cfg;
+    const tp_train_opts_t *opts;
+    char *config_text;
+    char ckpt_dir[4096];
+    char last_ckpt[4096];
+    tp_dataset_t *train, *test;
+    tp_sampler_t *sampler;
+    tp_model_t *model;
+    tp_optim_t *optim;
+    tp_train_state_t *state;
+    tp_report_t report;
+    int64_t local_batch, steps_per_epoch, total, start_step, step;
+    int64_t *idx;
+    float *x;
+    int32_t *y;
+    double *step_s, *comm_s; /* per step of this run */
+    double last_loss;
+} trainer_t;
+
+tp_status_t tp_load_dataset(const tp_config_t *cfg, const char *split, tp_dataset_t **out)
+{
+    if (strcmp(cfg->dataset, "fashion-mnist") != 0)
+        return TP_ERR(TP_ERR_CONFIG, "data.dataset '%s' is not supported (fashion-mnist)",
+                      cfg->dataset);
+    TP_TRY(tp_dataset_load_idx(cfg->data_dir, split, out));
+    (*out)->normalize = cfg->normalize;
+    (*out)->mean = (float)cfg->mean;
+    (*out)->std = (float)cfg->std;
+    return TP_OK;
+}
+
+static bool is_root(const trainer_t *t)
+{
+    return t->rt->rank == 0;
+}
+
+static tp_status_t agree(trainer_t *t, tp_status_t st)
+{
+    return tp_comm_agree(t->rt->comm, st);
+}
+
+/* Run directory, resolved config saved and printed. */
+static tp_status_t setup_run_dir(trainer_t *t)
+{
+    const tp_config_t *cfg = t->cfg;
+    if (cfg->ckpt_dir[0] == '/')
+        snprintf(t->ckpt_dir, sizeof t->ckpt_dir, "%s", cfg->ckpt_dir);
+    else
+        snprintf(t->ckpt_dir, sizeof t->ckpt_dir, "%s/%s", t->opts->run_dir, cfg->ckpt_dir);
+    t->config_text = tp_config_to_string(cfg);
+    tp_status_t st = t->config_text ? TP_OK : TP_ERR_NOMEM;
+    if (st == TP_OK && is_root(t)) {
+        st = tp_mkdir_p(t->opts->run_dir);
+        if (st == TP_OK) st = tp_mkdir_p(t->ckpt_dir);
+        if (st == TP_OK) {
+            char path[4096];
+            snprintf(path, sizeof path, "%s/config.cfg", t->opts->run_dir);
+            st = tp_write_file_atomic(path, t->config_text, strlen(t->config_text));
+        }
+    }
+    TP_TRY(agree(t, st));
+    if (is_root(t)) {
+        printf("# resolved config (saved in %s/config.cfg)\n%s", t->opts->run_dir,
+               t->config_text);
+        fflush(stdout);
+    }
+    return TP_OK;
+}
+
+static tp_status_t setup_data(trainer_t *t)
+{
+    const tp_config_t *cfg = t->cfg;
+    tp_status_t st = tp_load_dataset(cfg, "train", &t->train);
+    if (st == TP_OK && cfg->eval_at_end) st = tp_load_dataset(cfg, "t10k", &t->test);
+    TP_TRY(agree(t, st));
+    if (t->test && (t->test->rows != t->train->rows || t->test->cols != t->train->cols))
+        return TP_ERR(TP_ERR_DATA, "%s: test images are %lldx%lld, training images %lldx%lld",
+                      cfg->data_dir, (long long)t->test->rows, (long long)t->test->cols,
+                      (long long)t->train->rows, (long long)t->train->cols);
+    TP_TRY(tp_sampler_create(t->train->n, cfg->batch, t->rt->rank, t->rt->world_size,
+                             (uint64_t)cfg->seed, &t->sampler));
+    t->local_batch = tp_sampler_local_batch(t->sampler);
+    t->steps_per_epoch = tp_sampler_steps_per_epoch(t->sampler);
+    t->total = cfg->steps > 0 ? cfg->steps : cfg->epochs * t->steps_per_epoch;
+    int64_t in = t->train->rows * t->train->cols;
+    t->idx = tp_malloc((size_t)t->local_batch * sizeof(int64_t), "batch indices");
+    t->x = tp_malloc((size_t)(t->local_batch * in) * sizeof(float), "batch");
+    t->y = tp_malloc((size_t)t->local_batch * sizeof(int32_t), "batch labels");
+    t->step_s = tp_calloc((size_t)t->total + 1, sizeof(double), "step times");
+    t->comm_s = tp_calloc((size_t)t->total + 1, sizeof(double), "comm times");
+    return t->idx && t->x && t->y && t->step_s && t->comm_s ? TP_OK : TP_ERR_NOMEM;
+}
+
+static tp_status_t setup_model(trainer_t *t)
+{
+    const tp_config_t *cfg = t->cfg;
+    int64_t n_classes = t->train->n_classes;
+    if (t->test && t->test->n_classes > n_classes) n_classes = t->test->n_classes;
+    int64_t max_batch = t->local_batch;
+    if (t->test && cfg->eval_batch > max_batch) max_batch = cfg->eval_batch;
+    tp_status_t st = tp_model_create(cfg, t->rt->be, 1, t->train->rows, t->train->cols, n_classes,
+                                     max_batch, &t->model);
+    if (st == TP_OK) st = tp_model_init_params(t->model, (uint64_t)cfg->seed);
+    if (st == TP_OK) st = tp_optim_create(cfg, t->model, &t->optim);
+    if (st == TP_OK) st = tp_train_state_create(t->model, t->optim, &t->state);
+    TP_TRY(agree(t, st));
+    /* Every rank initialised from the same seed; the broadcast makes rank 0 authoritative
+     * regardless (e.g. ranks on different CPUs with different libm). */
+    TP_TRY(tp_comm_bcast(t->rt->comm, t->model->param_buf, (size_t)t->model->numel, TP_DT_FLOAT, 0));
+    if (is_root(t)) tp_model_print(t->model);
+    return TP_OK;
+}
+
+static tp_status_t resume(trainer_t *t)
+{
+    const char *want = t->opts->resume;
+    if (!want) return TP_OK;
+    char path[4096] = "";
+    tp_status_t st = TP_OK;
+    if (strcmp(want, "auto") == 0) {
+        if (is_root(t)) st = tp_ckpt_find_latest(t->ckpt_dir, path, sizeof path);
+        TP_TRY(agree(t, st));
+        TP_TRY(tp_comm_bcast(t->rt->comm, path, sizeof path, TP_DT_BYTE, 0));
+        if (!path[0]) {
+            tp_log_info("resume auto: no valid checkpoint in %s; starting from step 0",
+                        t->ckpt_dir);
+            return TP_OK;
+        }
+    } else {
+        snprintf(path, sizeof path, "%s", want);
+    }
+    tp_ckpt_meta_t meta;
+    TP_TRY(agree(t, tp_train_state_load(t->state, path, &meta)));
+    if (meta.seed != t->cfg->seed)
+        tp_log_warn("checkpoint %s was trained with train.seed = %lld, this run uses %lld: data "
+                    "order and dropout will differ from an uninterrupted run",
+                    path, (long long)meta.seed, (long long)t->cfg->seed);
+    t->start_step = meta.step;
+    snprintf(t->last_ckpt, sizeof t->last_ckpt, "%s", path);
+    tp_log_info("resumed from %s at step %lld (epoch %lld)", path, (long long)meta.step,
+                (long long)meta.epoch);
+    return TP_OK;
+}
+
+static tp_status_t save_checkpoint(trainer_t *t)
+{
+    char path[4096];
+    tp_ckpt_path_for_step(t->ckpt_dir, t->step, path, sizeof path);
+    tp_status_t st = TP_OK;
+    double t0 = tp_now();
+    if (is_root(t)) {
+        tp_ckpt_meta_t meta = {
+            .step = t->step,
+            .epoch = t->step / t->steps_per_epoch,
+            .step_in_epoch = t->step % t->steps_per_epoch,
+            .samples_seen = t->step * t->cfg->batch,
+            .world_size = t->rt->world_size,
+            .seed = t->cfg->seed,
+            .rng_offset = t->step,
+            .optim_step = t->optim->t,
+            .created_unix = (int64_t)time(NULL),
+        };
+        snprintf(meta.model_type, sizeof meta.model_type, "%s", t->model->type);
+        snprintf(meta.optimizer, sizeof meta.optimizer, "%s", t->optim->ops->name);
+        st = tp_train_state_save(t->state, path, &meta, t->config_text);
+        if (st == TP_OK) st = tp_ckpt_rotate(t->ckpt_dir, t->cfg->ckpt_keep);
+    }
+    TP_TRY(agree(t, st));
+    snprintf(t->last_ckpt, sizeof t->last_ckpt, "%s", path);
+    tp_report_break(&t->report);
+    tp_log_info("checkpoint: %s (step %lld, %.2f s)", path, (long long)t->step, tp_now() - t0);
+    return TP_OK;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(const double *v, int64_t n, double *lo, double *hi)
+{
+    if (n <= 0) return *lo = *hi = 0.0;
+    double *c = malloc((size_t)n * sizeof(double));
+    if (!c) return *lo = *hi = 0.0;
+    memcpy(c, v, (size_t)n * sizeof(double));
+    qsort(c, (size_t)n, sizeof(double), cmp_double);
+    *lo = c[0];
+    *hi = c[n - 1];
+    double m = n % 2 ? c[n / 2] : 0.5 * (c[n / 2 - 1] + c[n / 2]);
+    free(c);
+    return m;
+}
+
+/* One optimizer step on this rank's slice of the global batch; returns the local loss sum. */
+static tp_status_t train_step(trainer_t *t, double *loss_sum)
+{
+    tp_model_t *m = t->model;
+    int64_t epoch = t->step / t->steps_per_epoch, in_epoch = t->step % t->steps_per_epoch;
+    int64_t first = 0, i = t->step - t->start_step;
+    double t0 = tp_now();
+    tp_sampler_batch(t->sampler, epoch, in_epoch, t->idx, &first);
+    tp_dataset_fill_batch(t->train, t->idx, t->local_batch, t->x, t->y);
+    tp_model_set_batch(m, t->x, t->y, t->local_batch);
+    tp_model_zero_grad(m);
+    tp_pass_ctx_t ctx = {
+        .train = true, .seed = (uint64_t)t->cfg->seed, .step = (uint64_t)t->step, .first_row = first};
+    *loss_sum = tp_model_forward(m, &ctx, t->local_batch, NULL, false);
+    /* Each rank's gradient is the mean over its slice; the average over ranks is then the mean
+     * over the global batch. */
+    tp_model_backward(m, &ctx, t->local_batch, 1.0f / (float)t->local_batch);
+    double tc = tp_now();
+    TP_TRY(tp_comm_allreduce(t->rt->comm, m->grad_buf, (size_t)m->numel, TP_DT_FLOAT, TP_RED_AVG));
+    t->comm_s[i] = tp_now() - tc;
+    tp_clip_grad_norm(m, t->cfg->grad_clip);
+    tp_optim_step(t->optim, (float)tp_lr_at(t->cfg, t->step, t->total));
+    tp_backend_synchronize(m->be);
+    t->step_s[i] = tp_now() - t0;
+    return TP_OK;
+}
+
+static tp_status_t train_loop(trainer_t *t)
+{
+    const tp_config_t *cfg = t->cfg;
+    int64_t end = t->total;
+    if (t->opts->stop_at > 0 && t->opts->stop_at < end) end = t->opts->stop_at;
+    if (t->start_step >= end) {
+        tp_log_info("nothing to train: checkpoint is at step %lld, run ends at %lld",
+                    (long long)t->start_step, (long long)end);
+        return TP_OK;
+    }
+    tp_log_info("training %lld steps (%lld per epoch, global batch %lld = %d ranks x %lld) from "
+                "step %lld",
+                (long long)t->total, (long long)t->steps_per_epoch, (long long)cfg->batch,
+                t->rt->world_size, (long long)t->local_batch, (long long)t->start_step);
+    double interval[2] = {0, 0}, interval_t0 = tp_now();
+    int64_t interval_steps = 0;
+    for (t->step = t->start_step; t->step < end;) {
+        double loss = 0;
+        TP_TRY(train_step(t, &loss));
+        interval[0] += loss;
+        interval[1] += (double)t->local_batch;
+        interval_steps++;
+        t->step++;
+        bool last = t->step == end;
+        if (t->step % cfg->log_every == 0 || last) {
+            TP_TRY(tp_comm_allreduce(t->rt->comm, interval, 2, TP_DT_DOUBLE, TP_RED_SUM));
+            double dt = tp_now() - interval_t0;
+            double comm = 0;
+            for (int64_t k = t->step - interval_steps; k < t->step; k++)
+                comm += t->comm_s[k - t->start_step];
+            t->last_loss = interval[0] / interval[1];
+            tp_step_log_t log = {
+                .step = t->step,
+                .total = t->total,
+                .epoch = (t->step - 1) / t->steps_per_epoch,
+                .loss = t->last_loss,
+                .lr = tp_lr_at(cfg, t->step - 1, t->total),
+                .grad_norm = sqrt(tp_op_sumsq(t->model->be, t->model->grad_buf, t->model->numel)),
+                .samples_per_s = (double)(interval_steps * cfg->batch) / dt,
+                .step_ms = 1e3 * dt / (double)interval_steps,
+                .comm_ms = 1e3 * comm / (double)interval_steps,
+                .eta_s = (double)(end - t->step) * dt / (double)interval_steps,
+            };
+            tp_report_step(&t->report, &log);
+            interval[0] = interval[1] = 0;
+            interval_steps = 0;
+            interval_t0 = tp_now();
+        }
+        if (cfg->ckpt_every > 0 && t->step % cfg->ckpt_every == 0 && !last)
+            TP_TRY(save_checkpoint(t));
+    }
+    return save_checkpoint(t);
+}
+
+static tp_status_t finish(trainer_t *t)
+{
+    const tp_config_t *cfg = t->cfg;
+    tp_eval_result_t ev = {0};
+    if (t->test) {
+        TP_TRY(tp_evaluate(t->model, t->test, t->rt->comm, &ev));
+        tp_report_break(&t->report);
+        tp_log_info("eval: %lld test examples, loss %.4f, accuracy %.4f (%.2f s)",
+                    (long long)ev.n, ev.loss, ev.accuracy, ev.seconds);
+    }
+    if (!is_root(t)) return TP_OK;
+    int64_t n = (t->step > t->start_step ? t->step : t->start_step) - t->start_step;
+    double train_s = 0, comm_s = 0, lo, hi, clo, chi;
+    for (int64_t i = 0; i < n; i++) {
+        train_s += t->step_s[i];
+        comm_s += t->comm_s[i];
+    }
+    double samples = (double)(n * cfg->batch), wall = tp_now() - t->rt->t_start;
+    double flops = 3.0 * t->model->flops_per_example;
+    int threads = tp_backend_threads(t->rt->be);
+    tp_summary_t s = {
+        .model = t->model->type,
+        .backend = tp_backend_name(t->rt->be),
+        .backend_detail = tp_backend_describe(t->rt->be),
+        .comm = tp_comm_name(t->rt->comm),
+        .comm_library = tp_comm_library(t->rt->comm),
+        .host = tp_comm_host(t->rt->comm),
+        .run_dir = t->opts->run_dir,
+        .config_path = t->opts->config_path,
+        .last_checkpoint = t->last_ckpt,
+        .world_size = t->rt->world_size,
+        .threads_per_rank = threads,
+        .global_batch = cfg->batch,
+        .params = t->model->numel,
+        .steps = t->step > t->start_step ? t->step : t->start_step,
+        .first_step = t->start_step,
+        .steps_this_run = n,
+        .flops_per_sample = flops,
+        .samples_per_s = train_s > 0 ? samples / train_s : 0,
+        .step_time_ms_median = 1e3 * median(t->step_s, n, &lo, &hi),
+        .achieved_gflops = train_s > 0 ? flops * samples / train_s / 1e9 : 0,
+        .comm_fraction = train_s > 0 ? comm_s / train_s : 0,
+        .comm_ms_median = 1e3 * median(t->comm_s, n, &clo, &chi),
+        .final_train_loss = n > 0 ? t->last_loss : NAN,
+        .eval_loss = t->test ? ev.loss : NAN,
+        .eval_accuracy = t->test ? ev.accuracy : NAN,
+        .eval_examples = ev.n,
+        .eval_seconds = ev.seconds,
+        .train_s = train_s,
+        .wall_s = wall,
+        .core_hours = wall * (double)t->rt->world_size * threads / 3600.0,
+    };
+    s.step_time_ms_min = 1e3 * lo;
+    s.step_time_ms_max = 1e3 * hi;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/summary.json", t->opts->run_dir);
+    TP_TRY(tp_summary_write(path, &s));
+    tp_log_info("summary: %.0f samples/s, %.1f GFLOP/s, step %.2f ms (median), comm %.1f%%, "
+                "wall %.1f s, %.4f core-hours -> %s",
+                s.samples_per_s, s.achieved_gflops, s.step_time_ms_median, 100 * s.comm_fraction,
+                s.wall_s, s.core_hours, path);
+    return TP_OK;
+}
+
+static void trainer_release(trainer_t *t)
+{
+    tp_report_close(&t->report);
+    tp_train_state_free(t->state);
+    tp_optim_free(t->optim);
+    tp_model_free(t->model);
+    tp_sampler_free(t->sampler);
+    tp_dataset_free(t->train);
+    tp_dataset_free(t->test);
+    free(t->config_text);
+    free(t->idx);
+    free(t->x);
+    free(t->y);
+    free(t->step_s);
+    free(t->comm_s);
+}
+
+tp_status_t tp_train(tp_runtime_t *rt, const tp_config_t *cfg, const tp_train_opts_t *opts)
+{
+    trainer_t t = {.rt = rt, .cfg = cfg, .opts = opts};
+    tp_status_t st;
+    if (cfg->batch % rt->world_size != 0) {
+        st = rt->rank == 0 ? TP_ERR(TP_ERR_CONFIG,
+                                    "train.batch = %lld (the global batch) is not divisible by "
+                                    "the %d ranks; choose a multiple of %d",
+                                    (long long)cfg->batch, rt->world_size, rt->world_size)
+                           : TP_ERR_CONFIG;
+        return st;
+    }
+    TP_TRYGOTO(setup_run_dir(&t), st, done);
+    TP_TRYGOTO(agree(&t, tp_runtime_open_backend(rt, cfg)), st, done);
+    tp_log_info("runtime: %d rank(s) via %s (%s); backend %s", rt->world_size,
+                tp_comm_name(rt->comm), tp_comm_library(rt->comm), tp_backend_describe(rt->be));
+    TP_TRYGOTO(setup_data(&t), st, done);
+    TP_TRYGOTO(setup_model(&t), st, done);
+    TP_TRYGOTO(resume(&t), st, done);
+    TP_TRYGOTO(agree(&t, tp_report_open(&t.report, opts->run_dir, is_root(&t))), st, done);
+    t.step = t.start_step;
+    TP_TRYGOTO(train_loop(&t), st, done);
+    TP_TRYGOTO(finish(&t), st, done);
+done:
+    trainer_release(&t);
+    return st;
+}

@@ -1,0 +1,24 @@
+"""The command line itself: help for every subcommand, version, config printing and the
+reference table, without MPI."""
+from tulpar_test import Harness
+
+h = Harness("cli")
+p = h.run(["--help"])
+h.check(p.returncode == 0 and "train" in p.stdout and "infer" in p.stdout, "tulpar --help")
+for sub in ("train", "eval", "infer", "ckpt", "config", "bench"):
+    p = h.run([sub, "--help"])
+    h.check(p.returncode == 0 and ("usage: tulpar " + sub) in p.stdout, "tulpar %s --help" % sub)
+p = h.run([])
+h.check(p.returncode == 2 and "usage" in p.stderr, "no arguments: usage on stderr, exit 2")
+p = h.run(["--version"])
+h.check(p.returncode == 0 and "tulpar" in p.stdout, "--version")
+p = h.run(["config", "--reference"])
+h.check(p.returncode == 0 and "train.lr" in p.stdout.replace("| lr", "train.lr") or "lr" in p.stdout,
+        "config --reference prints the key table")
+import os
+cfg = os.path.join(h.source, "configs", "mlp_fashion.cfg")
+p = h.run(["config", cfg, "--set", "train.lr=0.5"])
+h.check(p.returncode == 0 and "lr = 0.5" in p.stdout, "config prints the resolved config with overrides")
+p = h.run(["bench", "gemm", "--sizes", "64,128", "--iters", "2", "--json", h.path("g.json")])
+h.check(p.returncode == 0 and "peak" in p.stdout and os.path.exists(h.path("g.json")), "bench gemm")
+h.finish()
