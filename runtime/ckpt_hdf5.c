@@ -1,45 +1,11 @@
-/* Checkpoint files in HDF5 (layout in ckpt.h): the atomic write, the validating open, per-group
- * reads with crc32 checks, whole-file verification and `tulpar ckpt inspect`.
+/* Checkpoint files in HDF5 (layout in ckpt.h): the validating open, per-group reads with
+ * crc32 checks, whole-file verification and `tulpar ckpt inspect`. Writing is in ckpt_write.c.
  *
- * Files are written and read by one process with the serial sec2 driver, so this works in a
- * process that never called MPI_Init even though the library is the parallel build. */
-#include "ckpt.h"
+ * Files are read by one process with the serial sec2 driver, so this works in a process that
+ * never called MPI_Init even though the library is the parallel build. */
+#include "ckpt_hdf5_impl.h"
 
-#include <errno.h>
-#include <fcntl.h>
-#include <inttypes.h>
-#include <stddef.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/stat.h>
-#include <time.h>
-#include <unistd.h>
-#include <zlib.h>
-
-#include "h5_check.h"
-
-#ifndef TULPAR_VERSION
-#define TULPAR_VERSION "unknown"
-#endif
-
-/* The crc32 is defined over the little-endian bytes; we checksum host memory directly. */
-#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
-#error "tulpar checkpoints assume a little-endian host"
-#endif
-
-struct tp_ckpt {
-    char *path;
-    hid_t fid;
-    int64_t format_version;
-    char *tulpar_version;
-    char *config;
-    tp_ckpt_meta_t meta;
-};
-
-static const struct {
-    const char *name;
-    size_t off;
-} meta_ints[] = {
+const tp_ckpt_meta_int_t tp_ckpt_meta_ints[] = {
     {"step", offsetof(tp_ckpt_meta_t, step)},
     {"epoch", offsetof(tp_ckpt_meta_t, epoch)},
     {"step_in_epoch", offsetof(tp_ckpt_meta_t, step_in_epoch)},
@@ -50,14 +16,14 @@ static const struct {
     {"optim_step", offsetof(tp_ckpt_meta_t, optim_step)},
     {"created_unix", offsetof(tp_ckpt_meta_t, created_unix)},
 };
-#define N_META_INTS (sizeof meta_ints / sizeof meta_ints[0])
+const size_t TP_CKPT_N_META_INTS_VALUE = sizeof tp_ckpt_meta_ints / sizeof tp_ckpt_meta_ints[0];
 
-static uint32_t crc_of(const float *x, size_t numel)
+uint32_t tp_ckpt_crc(const float *x, size_t numel)
 {
     return (uint32_t)crc32_z(0, (const Bytef *)x, numel * sizeof(float));
 }
 
-static void fmt_shape(char *buf, size_t cap, int ndim, const int64_t *dims)
+void tp_ckpt_fmt_shape(char *buf, size_t cap, int ndim, const int64_t *dims)
 {
     size_t n = (size_t)snprintf(buf, cap, "[");
     for (int i = 0; i < ndim && n < cap; i++)
@@ -67,7 +33,7 @@ static void fmt_shape(char *buf, size_t cap, int ndim, const int64_t *dims)
 
 /* sec2 driver, and file locking that does not fail on file systems without flock (NFS, Lustre).
  * STRONG close degree: H5Fclose really closes the file even if an object id leaked. */
-static tp_status_t make_fapl(hid_t *out, tp_status_t status, const char *path)
+tp_status_t tp_ckpt_make_fapl(hid_t *out, tp_status_t status, const char *path)
 {
     tp_status_t st = TP_OK;
     hid_t fapl = H5I_INVALID_HID;
@@ -82,224 +48,6 @@ static tp_status_t make_fapl(hid_t *out, tp_status_t status, const char *path)
     return TP_OK;
 fail:
     TP_H5_CLOSE(H5Pclose, fapl, st, status, "checkpoint %s", path);
-    return st;
-}
-
-/* ---- writing ------------------------------------------------------------------------------ */
-
-static tp_status_t write_attr(hid_t loc, const char *name, hid_t ftype, hid_t mtype,
-                              const void *buf, const char *path)
-{
-    tp_status_t st = TP_OK;
-    hid_t sp = H5I_INVALID_HID, a = H5I_INVALID_HID;
-    TP_H5_CHECKGOTO(sp = H5Screate(H5S_SCALAR), st, TP_ERR_HDF5, out, "writing checkpoint %s",
-                    path);
-    TP_H5_CHECKGOTO(a = H5Acreate2(loc, name, ftype, sp, H5P_DEFAULT, H5P_DEFAULT), st, TP_ERR_HDF5,
-                    out, "writing checkpoint %s: attribute '%s'", path, name);
-    TP_H5_CHECKGOTO(H5Awrite(a, mtype, buf), st, TP_ERR_HDF5, out,
-                    "writing checkpoint %s: attribute '%s'", path, name);
-out:
-    TP_H5_CLOSE(H5Aclose, a, st, TP_ERR_HDF5, "writing checkpoint %s", path);
-    TP_H5_CLOSE(H5Sclose, sp, st, TP_ERR_HDF5, "writing checkpoint %s", path);
-    return st;
-}
-
-/* Root attributes and /config. Strings are variable-length UTF-8, h5py's native str type. */
-static tp_status_t write_meta(hid_t fid, const tp_ckpt_meta_t *meta, const char *config_text,
-                              const char *path)
-{
-    tp_status_t st = TP_OK;
-    hid_t str = H5I_INVALID_HID, sp = H5I_INVALID_HID, ds = H5I_INVALID_HID;
-    TP_H5_CHECKGOTO(str = H5Tcopy(H5T_C_S1), st, TP_ERR_HDF5, out, "writing checkpoint %s", path);
-    TP_H5_CHECKGOTO(H5Tset_size(str, H5T_VARIABLE), st, TP_ERR_HDF5, out, "writing checkpoint %s",
-                    path);
-    TP_H5_CHECKGOTO(H5Tset_cset(str, H5T_CSET_UTF8), st, TP_ERR_HDF5, out, "writing checkpoint %s",
-                    path);
-
-    const char *s = TP_CKPT_FORMAT;
-    TP_TRYGOTO(write_attr(fid, "format", str, str, &s, path), st, out);
-    int64_t version = TP_CKPT_FORMAT_VERSION;
-    TP_TRYGOTO(write_attr(fid, "format_version", H5T_STD_I64LE, H5T_NATIVE_INT64, &version, path),
-               st, out);
-    s = TULPAR_VERSION;
-    TP_TRYGOTO(write_attr(fid, "tulpar_version", str, str, &s, path), st, out);
-    for (size_t i = 0; i < N_META_INTS; i++) {
-        int64_t v = *(const int64_t *)((const char *)meta + meta_ints[i].off);
-        if (meta_ints[i].off == offsetof(tp_ckpt_meta_t, created_unix) && v == 0)
-            v = (int64_t)time(NULL);
-        TP_TRYGOTO(write_attr(fid, meta_ints[i].name, H5T_STD_I64LE, H5T_NATIVE_INT64, &v, path),
-                   st, out);
-    }
-    /* The fixed-size fields need not be NUL-terminated; copy them bounded. */
-    char model[sizeof meta->model_type + 1], optim[sizeof meta->optimizer + 1];
-    snprintf(model, sizeof model, "%.*s", (int)sizeof meta->model_type, meta->model_type);
-    snprintf(optim, sizeof optim, "%.*s", (int)sizeof meta->optimizer, meta->optimizer);
-    s = model;
-    TP_TRYGOTO(write_attr(fid, "model_type", str, str, &s, path), st, out);
-    s = optim;
-    TP_TRYGOTO(write_attr(fid, "optimizer", str, str, &s, path), st, out);
-
-    s = config_text ? config_text : "";
-    TP_H5_CHECKGOTO(sp = H5Screate(H5S_SCALAR), st, TP_ERR_HDF5, out, "writing checkpoint %s",
-                    path);
-    TP_H5_CHECKGOTO(ds = H5Dcreate2(fid, "config", str, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
-                    st, TP_ERR_HDF5, out, "writing checkpoint %s: /config", path);
-    TP_H5_CHECKGOTO(H5Dwrite(ds, str, H5S_ALL, H5S_ALL, H5P_DEFAULT, &s), st, TP_ERR_HDF5, out,
-                    "writing checkpoint %s: /config", path);
-out:
-    TP_H5_CLOSE(H5Dclose, ds, st, TP_ERR_HDF5, "writing checkpoint %s", path);
-    TP_H5_CLOSE(H5Sclose, sp, st, TP_ERR_HDF5, "writing checkpoint %s", path);
-    TP_H5_CLOSE(H5Tclose, str, st, TP_ERR_HDF5, "writing checkpoint %s", path);
-    return st;
-}
-
-static tp_status_t write_tensor(hid_t fid, hid_t lcpl, const char *gpath, const tp_ckpt_tensor_t *t,
-                                const char *path)
-{
-    tp_status_t st = TP_OK;
-    hid_t sp = H5I_INVALID_HID, dcpl = H5I_INVALID_HID, ds = H5I_INVALID_HID;
-    char dname[1024];
-    if ((size_t)snprintf(dname, sizeof dname, "%s/%s", gpath, t->name) >= sizeof dname)
-        return TP_ERR(TP_ERR_INTERNAL, "writing checkpoint %s: dataset name %s/%s too long", path,
-                      gpath, t->name);
-    hsize_t dims[TP_CKPT_MAX_DIMS];
-    size_t numel = 1;
-    for (int d = 0; d < t->ndim; d++) {
-        dims[d] = (hsize_t)t->shape[d];
-        numel *= (size_t)t->shape[d];
-    }
-    if (t->ndim == 0)
-        TP_H5_CHECKGOTO(sp = H5Screate(H5S_SCALAR), st, TP_ERR_HDF5, out,
-                        "writing checkpoint %s: %s", path, dname);
-    else
-        TP_H5_CHECKGOTO(sp = H5Screate_simple(t->ndim, dims, NULL), st, TP_ERR_HDF5, out,
-                        "writing checkpoint %s: %s", path, dname);
-    TP_H5_CHECKGOTO(dcpl = H5Pcreate(H5P_DATASET_CREATE), st, TP_ERR_HDF5, out,
-                    "writing checkpoint %s", path);
-    TP_H5_CHECKGOTO(H5Pset_layout(dcpl, H5D_CONTIGUOUS), st, TP_ERR_HDF5, out,
-                    "writing checkpoint %s", path);
-    TP_H5_CHECKGOTO(ds = H5Dcreate2(fid, dname, H5T_IEEE_F32LE, sp, lcpl, dcpl, H5P_DEFAULT), st,
-                    TP_ERR_HDF5, out, "writing checkpoint %s: dataset %s", path, dname);
-    if (numel > 0)
-        TP_H5_CHECKGOTO(H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, t->data), st,
-                        TP_ERR_HDF5, out, "writing checkpoint %s: dataset %s", path, dname);
-    uint32_t crc = numel > 0 ? crc_of(t->data, numel) : 0;
-    TP_TRYGOTO(write_attr(ds, "crc32", H5T_STD_U32LE, H5T_NATIVE_UINT32, &crc, path), st, out);
-out:
-    TP_H5_CLOSE(H5Dclose, ds, st, TP_ERR_HDF5, "writing checkpoint %s", path);
-    TP_H5_CLOSE(H5Pclose, dcpl, st, TP_ERR_HDF5, "writing checkpoint %s", path);
-    TP_H5_CLOSE(H5Sclose, sp, st, TP_ERR_HDF5, "writing checkpoint %s", path);
-    return st;
-}
-
-/* Caller bugs are caught before anything touches the disk. */
-static tp_status_t check_groups(const char *path, const tp_ckpt_group_t *groups, int n_groups)
-{
-    if (n_groups < 0 || (n_groups > 0 && !groups))
-        return TP_ERR(TP_ERR_INTERNAL, "writing checkpoint %s: bad group list", path);
-    for (int g = 0; g < n_groups; g++) {
-        const tp_ckpt_group_t *gr = &groups[g];
-        if (!gr->path || !gr->path[0] || gr->n < 0 || (gr->n > 0 && !gr->tensors))
-            return TP_ERR(TP_ERR_INTERNAL, "writing checkpoint %s: bad group #%d", path, g);
-        for (int i = 0; i < gr->n; i++) {
-            const tp_ckpt_tensor_t *t = &gr->tensors[i];
-            int bad = !t->name || !t->name[0] || t->ndim < 0 || t->ndim > TP_CKPT_MAX_DIMS;
-            size_t numel = 1;
-            for (int d = 0; !bad && d < t->ndim; d++) {
-                bad = t->shape[d] < 0;
-                numel *= (size_t)t->shape[d];
-            }
-            if (bad || (numel > 0 && !t->data))
-                return TP_ERR(TP_ERR_INTERNAL,
-                              "writing checkpoint %s: tensor #%d of %s: no name, ndim not in "
-                              "0..%d, a negative dimension or no data",
-                              path, i, gr->path, TP_CKPT_MAX_DIMS);
-        }
-    }
-    return TP_OK;
-}
-
-/* Make the rename itself durable. Some file systems refuse fsync on a directory (EINVAL);
- * there is nothing more we can do there. */
-static tp_status_t fsync_parent_dir(const char *path)
-{
-    char dir[4096];
-    const char *slash = strrchr(path, '/');
-    if (!slash)
-        snprintf(dir, sizeof dir, ".");
-    else if (slash == path)
-        snprintf(dir, sizeof dir, "/");
-    else
-        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
-    int fd = open(dir, O_RDONLY | O_DIRECTORY);
-    if (fd < 0)
-        return TP_ERR(TP_ERR_IO, "writing checkpoint %s: cannot open directory %s: %s", path, dir,
-                      strerror(errno));
-    if (fsync(fd) != 0 && errno != EINVAL) {
-        int e = errno;
-        close(fd);
-        return TP_ERR(TP_ERR_IO, "writing checkpoint %s: fsync of directory %s: %s", path, dir,
-                      strerror(e));
-    }
-    close(fd);
-    return TP_OK;
-}
-
-tp_status_t tp_ckpt_write(const char *path, const tp_ckpt_meta_t *meta, const char *config_text,
-                          const tp_ckpt_group_t *groups, int n_groups)
-{
-    tp_h5_quiet();
-    if (!path || !path[0] || !meta)
-        return TP_ERR(TP_ERR_INTERNAL, "tp_ckpt_write: missing path or meta");
-    TP_TRY(check_groups(path, groups, n_groups));
-
-    tp_status_t st = TP_OK;
-    hid_t fapl = H5I_INVALID_HID, fid = H5I_INVALID_HID, lcpl = H5I_INVALID_HID;
-    size_t len = strlen(path);
-    char *tmp = tp_malloc(len + 5, "checkpoint temporary path");
-    if (!tmp) return TP_ERR_NOMEM;
-    memcpy(tmp, path, len);
-    memcpy(tmp + len, ".tmp", 5);
-
-    TP_TRYGOTO(make_fapl(&fapl, TP_ERR_HDF5, path), st, out);
-    TP_H5_CHECKGOTO(fid = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl), st, TP_ERR_HDF5, out,
-                    "writing checkpoint %s: cannot create %s", path, tmp);
-    TP_TRYGOTO(write_meta(fid, meta, config_text, path), st, out);
-    TP_H5_CHECKGOTO(lcpl = H5Pcreate(H5P_LINK_CREATE), st, TP_ERR_HDF5, out,
-                    "writing checkpoint %s", path);
-    TP_H5_CHECKGOTO(H5Pset_create_intermediate_group(lcpl, 1), st, TP_ERR_HDF5, out,
-                    "writing checkpoint %s", path);
-    for (int g = 0; g < n_groups; g++)
-        for (int i = 0; i < groups[g].n; i++)
-            TP_TRYGOTO(write_tensor(fid, lcpl, groups[g].path, &groups[g].tensors[i], path), st,
-                       out);
-
-    /* HDF5's sec2 flush writes but never fsyncs; do it ourselves before the rename. */
-    TP_H5_CHECKGOTO(H5Fflush(fid, H5F_SCOPE_GLOBAL), st, TP_ERR_HDF5, out, "writing checkpoint %s",
-                    path);
-    void *handle = NULL;
-    TP_H5_CHECKGOTO(H5Fget_vfd_handle(fid, fapl, &handle), st, TP_ERR_HDF5, out,
-                    "writing checkpoint %s", path);
-    if (fsync(*(int *)handle) != 0) {
-        st =
-            TP_ERR(TP_ERR_IO, "writing checkpoint %s: fsync of %s: %s", path, tmp, strerror(errno));
-        goto out;
-    }
-    TP_H5_CLOSE(H5Fclose, fid, st, TP_ERR_HDF5, "writing checkpoint %s: closing %s", path, tmp);
-    if (st != TP_OK) goto out;
-    if (rename(tmp, path) != 0) {
-        st = TP_ERR(TP_ERR_IO, "writing checkpoint %s: rename from %s: %s", path, tmp,
-                    strerror(errno));
-        goto out;
-    }
-    st = fsync_parent_dir(path);
-out:
-    TP_H5_CLOSE(H5Pclose, lcpl, st, TP_ERR_HDF5, "writing checkpoint %s", path);
-    TP_H5_CLOSE(H5Fclose, fid, st, TP_ERR_HDF5, "writing checkpoint %s", path);
-    TP_H5_CLOSE(H5Pclose, fapl, st, TP_ERR_HDF5, "writing checkpoint %s", path);
-    if (st != TP_OK && unlink(tmp) != 0 && errno != ENOENT && errno != EISDIR)
-        tp_log_warn("could not remove %s: %s", tmp, strerror(errno));
-    free(tmp);
     return st;
 }
 
@@ -521,7 +269,7 @@ tp_status_t tp_ckpt_open(const char *path, tp_ckpt_t **out)
         st = TP_ERR_NOMEM;
         goto fail;
     }
-    TP_TRYGOTO(make_fapl(&fapl, TP_ERR_CKPT, path), st, fail);
+    TP_TRYGOTO(tp_ckpt_make_fapl(&fapl, TP_ERR_CKPT, path), st, fail);
     TP_H5_CHECKGOTO(ck->fid = H5Fopen(path, H5F_ACC_RDONLY, fapl), st, TP_ERR_CKPT, fail,
                     "checkpoint %s: not an HDF5 file or truncated", path);
 
@@ -555,9 +303,9 @@ tp_status_t tp_ckpt_open(const char *path, tp_ckpt_t **out)
         goto fail;
     }
     TP_TRYGOTO(read_attr_str(ck->fid, "tulpar_version", path, &ck->tulpar_version), st, fail);
-    for (size_t i = 0; i < N_META_INTS; i++)
-        TP_TRYGOTO(read_attr_int(ck->fid, NULL, meta_ints[i].name, path, H5T_NATIVE_INT64,
-                                 (char *)&ck->meta + meta_ints[i].off),
+    for (size_t i = 0; i < TP_CKPT_N_META_INTS; i++)
+        TP_TRYGOTO(read_attr_int(ck->fid, NULL, tp_ckpt_meta_ints[i].name, path, H5T_NATIVE_INT64,
+                                 (char *)&ck->meta + tp_ckpt_meta_ints[i].off),
                    st, fail);
     TP_TRYGOTO(read_attr_fixed(ck->fid, "model_type", path, ck->meta.model_type,
                                sizeof ck->meta.model_type),
@@ -671,7 +419,7 @@ static tp_status_t read_and_check(hid_t ds, const char *dname, const char *path,
     if (numel > 0)
         TP_H5_CHECK(H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf), TP_ERR_CKPT,
                     "checkpoint %s: reading %s", path, dname);
-    uint32_t crc = numel > 0 ? crc_of(buf, numel) : 0;
+    uint32_t crc = numel > 0 ? tp_ckpt_crc(buf, numel) : 0;
     *crc_ok = crc == stored;
     return TP_OK;
 }
@@ -701,8 +449,8 @@ static tp_status_t read_tensor(tp_ckpt_t *ck, const char *gpath, const tp_ckpt_t
         same = d.dims[i] == t->shape[i];
     if (!same) {
         char have[256], want[256];
-        fmt_shape(have, sizeof have, d.ndim, d.dims);
-        fmt_shape(want, sizeof want, t->ndim, t->shape);
+        tp_ckpt_fmt_shape(have, sizeof have, d.ndim, d.dims);
+        tp_ckpt_fmt_shape(want, sizeof want, t->ndim, t->shape);
         st = TP_ERR(TP_ERR_CKPT, "checkpoint %s: %s has shape %s, model expects %s", path, dname,
                     have, want);
         goto out;
@@ -839,10 +587,10 @@ static void print_meta(const tp_ckpt_t *ck, FILE *out)
     fprintf(out, "%-16s%s\n", "checkpoint", ck->path);
     fprintf(out, "%-16s%s, version %" PRId64 "\n", "format", TP_CKPT_FORMAT, ck->format_version);
     fprintf(out, "%-16s%s\n", "tulpar_version", ck->tulpar_version);
-    for (size_t i = 0; i < N_META_INTS; i++) {
-        int64_t v = *(const int64_t *)((const char *)m + meta_ints[i].off);
-        fprintf(out, "%-16s%" PRId64, meta_ints[i].name, v);
-        if (meta_ints[i].off == offsetof(tp_ckpt_meta_t, created_unix)) {
+    for (size_t i = 0; i < TP_CKPT_N_META_INTS; i++) {
+        int64_t v = *(const int64_t *)((const char *)m + tp_ckpt_meta_ints[i].off);
+        fprintf(out, "%-16s%" PRId64, tp_ckpt_meta_ints[i].name, v);
+        if (tp_ckpt_meta_ints[i].off == offsetof(tp_ckpt_meta_t, created_unix)) {
             time_t t = (time_t)v;
             struct tm tm;
             char when[64];
@@ -878,7 +626,7 @@ tp_status_t tp_ckpt_inspect(const char *path, FILE *out)
         if (st != TP_OK) goto out;
         n_bad += ok[i] == 0;
         char shape[256], numel[32];
-        fmt_shape(shape, sizeof shape, desc[i].ndim, desc[i].dims);
+        tp_ckpt_fmt_shape(shape, sizeof shape, desc[i].ndim, desc[i].dims);
         int nw = (int)strlen(l.names[i]), sw = (int)strlen(shape);
         int ew = snprintf(numel, sizeof numel, "%zu", desc[i].numel);
         if (nw > name_w) name_w = nw;
@@ -892,7 +640,7 @@ tp_status_t tp_ckpt_inspect(const char *path, FILE *out)
             numel_w, "numel", "crc32");
     for (size_t i = 0; i < l.n; i++) {
         char shape[256];
-        fmt_shape(shape, sizeof shape, desc[i].ndim, desc[i].dims);
+        tp_ckpt_fmt_shape(shape, sizeof shape, desc[i].ndim, desc[i].dims);
         fprintf(out, "  %-*s  %-7s  %-*s  %*zu  %s\n", name_w, l.names[i], desc[i].dtype, shape_w,
                 shape, numel_w, desc[i].numel,
                 ok[i] > 0 ? "ok"
