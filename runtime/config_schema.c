@@ -68,7 +68,7 @@ const tp_config_key_t tp_config_schema[] = {
     {"train", "min_lr", FLOAT(min_lr), .def = "0.0", .fmin = 0, .fmax = INFINITY,
      .flags = TP_CFG_HI_OPEN, .doc = "final learning rate of the cosine schedule (<= lr)"},
     {"train", "warmup_steps", INT(warmup_steps), .def = "0", .imin = 0, .imax = UNBOUNDED,
-     .doc = "linear warmup from 0 to lr over this many steps"},
+     .doc = "linear warmup from lr/warmup_steps to lr over this many steps"},
     {"train", "schedule", STRING(schedule), .def = "cosine", .choices = {"cosine", "constant"},
      .doc = "learning-rate schedule after warmup"},
     {"train", "momentum", FLOAT(momentum), .def = "0.9", .fmin = 0, .fmax = 1,

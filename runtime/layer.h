@@ -15,7 +15,7 @@
 
 #define TP_LAYER_MAX_PARAMS 2
 
-typedef enum { TP_INIT_ZERO, TP_INIT_KAIMING_UNIFORM, TP_INIT_BIAS_UNIFORM } tp_init_t;
+typedef enum { TP_INIT_ZERO, TP_INIT_KAIMING_UNIFORM } tp_init_t;
 
 typedef struct tp_param {
     char name[64]; /* "fc1.weight" */

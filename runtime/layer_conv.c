@@ -70,7 +70,7 @@ tp_status_t tp_layer_conv2d(tp_layer_t *l, const char *name, int64_t cin, int64_
     tp_layer_set_shapes(l, 3, in, 3, out);
     int64_t wshape[4] = {cout, cin, k, k};
     tp_layer_add_param(l, "weight", 4, wshape, cin * k * k, TP_INIT_KAIMING_UNIFORM, true);
-    tp_layer_add_param(l, "bias", 1, &cout, cin * k * k, TP_INIT_BIAS_UNIFORM, false);
+    tp_layer_add_param(l, "bias", 1, &cout, cin * k * k, TP_INIT_ZERO, false);
     l->flops_per_example = 2.0 * (double)(cout * cin * k * k) * (double)(h * w);
     return TP_OK;
 }

@@ -33,7 +33,7 @@ tp_status_t tp_layer_linear(tp_layer_t *l, const char *name, int64_t in, int64_t
     tp_layer_set_shapes(l, 1, &in, 1, &out);
     int64_t wshape[2] = {out, in};
     tp_layer_add_param(l, "weight", 2, wshape, in, TP_INIT_KAIMING_UNIFORM, true);
-    tp_layer_add_param(l, "bias", 1, &out, in, TP_INIT_BIAS_UNIFORM, false);
+    tp_layer_add_param(l, "bias", 1, &out, in, TP_INIT_ZERO, false);
     l->flops_per_example = 2.0 * (double)in * (double)out;
     return TP_OK;
 }

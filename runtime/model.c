@@ -211,9 +211,7 @@ tp_status_t tp_model_init_params(tp_model_t *m, uint64_t seed)
         /* He/Kaiming uniform for ReLU-family nets: bound = sqrt(6 / fan_in). */
         float bound = p->init == TP_INIT_KAIMING_UNIFORM ? sqrtf(6.0f / (float)p->fan_in) : 0.0f;
         for (int64_t j = 0; j < p->numel; j++)
-            d[j] = p->init == TP_INIT_ZERO || p->init == TP_INIT_BIAS_UNIFORM
-                       ? 0.0f
-                       : (2.0f * tp_rng_uniform(&r) - 1.0f) * bound;
+            d[j] = p->init == TP_INIT_ZERO ? 0.0f : (2.0f * tp_rng_uniform(&r) - 1.0f) * bound;
     }
     tp_backend_upload(m->be, m->param_buf, host, (size_t)m->numel * sizeof(float));
     free(host);

@@ -20,7 +20,9 @@ if [ "${TULPAR_TEST_SANITIZE:-1}" != "0" ]; then
     tools/build.sh build-asan -DTULPAR_SANITIZE=ON -DTULPAR_CUDA=OFF
     # Open MPI and HDF5 keep some allocations until exit; only our own leaks should fail.
     export LSAN_OPTIONS="suppressions=$PWD/tests/sanitizer/lsan.supp:print_suppressions=0"
-    export ASAN_OPTIONS="abort_on_error=1:detect_leaks=1"
+    # Full unwinding on malloc so that allocations made inside dlopen'ed MPI components still show
+    # the MPI library frames the suppressions match.
+    export ASAN_OPTIONS="abort_on_error=1:detect_leaks=1:fast_unwind_on_malloc=0:malloc_context_size=30"
     export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
     echo "== tests under sanitizers"
     (cd build-asan && ctest --output-on-failure --timeout 2400)

@@ -1,0 +1,616 @@
+/* Every op of the "cpu" backend against the "ref" oracle, in the spirit of ggml's test-backend-ops:
+ * random inputs (never zero), outputs poisoned with NaN first so that an element an op forgets
+ * to write shows up, accumulating ops started from a non-zero accumulator, odd shapes, and every
+ * cpu result computed twice and compared bit for bit (ops are deterministic for a fixed thread
+ * count). Each failure prints one line naming the op, the shape and the error.
+ *
+ * Both backends keep tensors in host memory, so plain malloc'd buffers are passed to the ops. */
+#include "backend.h"
+#include "test_util.h"
+
+#include <stdbool.h>
+
+static tp_backend_t *g_ref, *g_cpu;
+static uint64_t g_seed = 1;
+
+static void *xmalloc(size_t bytes)
+{
+    void *p = malloc(bytes ? bytes : 1);
+    if (!p) {
+        perror("malloc");
+        exit(2);
+    }
+    return p;
+}
+
+static float *rnd(size_t n, float scale)
+{
+    float *x = xmalloc(n * sizeof(float));
+    tp_test_fill(x, n, g_seed++, scale);
+    return x;
+}
+
+static float *poisoned(size_t n)
+{
+    float *x = xmalloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++)
+        x[i] = NAN;
+    return x;
+}
+
+static float *fdup(const float *x, size_t n)
+{
+    float *y = xmalloc(n * sizeof(float));
+    memcpy(y, x, n * sizeof(float));
+    return y;
+}
+
+/* max |a-r| / max(max |r|, floor); NaN or inf anywhere counts as an infinite error. */
+static double err_floor(const float *a, const float *r, size_t n, double floor)
+{
+    double maxdiff = 0, maxref = floor;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)r[i]);
+        if (!isfinite(d) || !isfinite(a[i])) return INFINITY;
+        if (d > maxdiff) maxdiff = d;
+        if (fabs(r[i]) > maxref) maxref = fabs(r[i]);
+    }
+    return maxdiff / maxref;
+}
+
+static double relerr(const float *a, const float *r, size_t n)
+{
+    return err_floor(a, r, n, 1e-30);
+}
+
+static void expect(const char *op, const char *shape, double e, double tol)
+{
+    if (getenv("TP_TEST_VERBOSE")) printf("  %s(%s): err=%.3g tol=%.3g\n", op, shape, e, tol);
+    CHECKF(e <= tol, "%s(%s): err=%.3g > tol=%.3g", op, shape, e, tol);
+}
+
+static void same_bits(const char *op, const char *shape, const void *a, const void *b, size_t bytes)
+{
+    CHECKF(memcmp(a, b, bytes) == 0, "%s(%s): cpu result not bitwise repeatable", op, shape);
+}
+
+/* ---- gemm ---------------------------------------------------------------------------------- */
+
+static void test_gemm(void)
+{
+    static const int64_t shapes[][3] = {{1, 1, 1},   {7, 33, 130}, {33, 7, 1},
+                                        {130, 1, 7}, {5, 130, 33}, {64, 65, 257}};
+    char sh[128];
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (int ta = 0; ta < 2; ta++)
+            for (int tb = 0; tb < 2; tb++)
+                for (int bi = 0; bi < 2; bi++)
+                    for (int pad = 0; pad <= 3; pad += 3) {
+                        int64_t M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
+                        float alpha = pad ? -0.5f : 1.0f, beta = bi ? 0.75f : 0.0f;
+                        int64_t ra = ta ? K : M, ca = ta ? M : K, lda = ca + pad;
+                        int64_t rb = tb ? N : K, cb = tb ? K : N, ldb = cb + pad;
+                        int64_t ldc = N + pad;
+                        float *A = rnd((size_t)(ra * lda), 1.0f),
+                              *B = rnd((size_t)(rb * ldb), 1.0f);
+                        /* Padding must never be read: NaN there would reach C. */
+                        for (int64_t i = 0; i < ra; i++)
+                            for (int64_t j = ca; j < lda; j++)
+                                A[i * lda + j] = NAN;
+                        for (int64_t i = 0; i < rb; i++)
+                            for (int64_t j = cb; j < ldb; j++)
+                                B[i * ldb + j] = NAN;
+                        size_t nc = (size_t)(M * ldc);
+                        /* beta = 0 must ignore C entirely (NaN * 0 is NaN). */
+                        float *C0 = beta == 0.0f ? poisoned(nc) : rnd(nc, 1.0f);
+                        for (int64_t i = 0; i < M; i++)
+                            for (int64_t j = N; j < ldc; j++)
+                                C0[i * ldc + j] = NAN;
+                        float *Cr = fdup(C0, nc), *Cc = fdup(C0, nc), *Cc2 = fdup(C0, nc);
+                        tp_op_gemm(g_ref, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, Cr, ldc);
+                        tp_op_gemm(g_cpu, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, Cc, ldc);
+                        tp_op_gemm(g_cpu, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, Cc2, ldc);
+                        snprintf(sh, sizeof sh,
+                                 "ta=%d tb=%d M=%lld N=%lld K=%lld alpha=%g beta=%g lda=%lld "
+                                 "ldb=%lld ldc=%lld",
+                                 ta, tb, (long long)M, (long long)N, (long long)K, (double)alpha,
+                                 (double)beta, (long long)lda, (long long)ldb, (long long)ldc);
+                        double e = 0, maxref = 1e-30;
+                        bool pad_ok = true;
+                        for (int64_t i = 0; i < M; i++) {
+                            for (int64_t j = 0; j < N; j++) {
+                                double d = fabs((double)Cc[i * ldc + j] - Cr[i * ldc + j]);
+                                if (!isfinite(d)) d = INFINITY;
+                                if (d > e) e = d;
+                                if (fabs(Cr[i * ldc + j]) > maxref) maxref = fabs(Cr[i * ldc + j]);
+                            }
+                            size_t padb = (size_t)(ldc - N) * sizeof(float);
+                            pad_ok &= memcmp(Cc + i * ldc + N, C0 + i * ldc + N, padb) == 0 &&
+                                      memcmp(Cr + i * ldc + N, C0 + i * ldc + N, padb) == 0;
+                        }
+                        /* fp32 accumulation over K terms (ref sums in double): rounding error
+                         * grows with K, ~K * 2^-24 of the magnitude in the worst case. */
+                        expect("gemm", sh, e / maxref, 1e-6 + 2.4e-7 * (double)K);
+                        CHECKF(pad_ok, "gemm(%s): wrote into the ldc padding", sh);
+                        same_bits("gemm", sh, Cc, Cc2, nc * sizeof(float));
+                        free(A);
+                        free(B);
+                        free(C0);
+                        free(Cr);
+                        free(Cc);
+                        free(Cc2);
+                    }
+}
+
+/* ---- bias ---------------------------------------------------------------------------------- */
+
+static const int64_t g_rc[][2] = {{1, 1}, {7, 33}, {130, 7}, {33, 130}, {1, 257}};
+#define N_RC (sizeof g_rc / sizeof g_rc[0])
+
+static void test_bias(void)
+{
+    char sh[96];
+    for (size_t s = 0; s < N_RC; s++)
+        for (int per_row = 0; per_row < 2; per_row++) {
+            int64_t rows = g_rc[s][0], cols = g_rc[s][1], nb = per_row ? rows : cols;
+            size_t n = (size_t)(rows * cols);
+            snprintf(sh, sizeof sh, "rows=%lld cols=%lld per_row=%d", (long long)rows,
+                     (long long)cols, per_row);
+
+            float *y0 = rnd(n, 2.0f), *b = rnd((size_t)nb, 1.0f);
+            float *yr = fdup(y0, n), *yc = fdup(y0, n), *yc2 = fdup(y0, n);
+            tp_op_bias_add(g_ref, yr, b, rows, cols, per_row);
+            tp_op_bias_add(g_cpu, yc, b, rows, cols, per_row);
+            tp_op_bias_add(g_cpu, yc2, b, rows, cols, per_row);
+            /* One fp32 add per element in both backends. */
+            expect("bias_add", sh, relerr(yc, yr, n), 1e-6);
+            same_bits("bias_add", sh, yc, yc2, n * sizeof(float));
+
+            /* Gradient accumulates: start from a non-zero db. */
+            float *dy = rnd(n, 1.0f), *db0 = rnd((size_t)nb, 3.0f);
+            float *dbr = fdup(db0, (size_t)nb), *dbc = fdup(db0, (size_t)nb);
+            float *dbc2 = fdup(db0, (size_t)nb);
+            tp_op_bias_grad(g_ref, dy, dbr, rows, cols, per_row);
+            tp_op_bias_grad(g_cpu, dy, dbc, rows, cols, per_row);
+            tp_op_bias_grad(g_cpu, dy, dbc2, rows, cols, per_row);
+            /* cpu sums columns over rows in fp32 (ref in double): error grows with the number
+             * of terms summed, ~terms * 2^-24 worst case. */
+            int64_t terms = per_row ? cols : rows;
+            expect("bias_grad", sh, relerr(dbc, dbr, (size_t)nb), 1e-6 + 2.4e-7 * (double)terms);
+            same_bits("bias_grad", sh, dbc, dbc2, (size_t)nb * sizeof(float));
+            free(y0), free(b), free(yr), free(yc), free(yc2);
+            free(dy), free(db0), free(dbr), free(dbc), free(dbc2);
+        }
+}
+
+/* ---- elementwise --------------------------------------------------------------------------- */
+
+static const int64_t g_ns[] = {1, 7, 33, 130, 4099};
+#define N_NS (sizeof g_ns / sizeof g_ns[0])
+
+static void test_act(void)
+{
+    char sh[64];
+    for (size_t s = 0; s < N_NS; s++)
+        for (int a = 0; a < 2; a++) {
+            tp_act_t act = a ? TP_ACT_GELU : TP_ACT_RELU;
+            size_t n = (size_t)g_ns[s];
+            snprintf(sh, sizeof sh, "%s n=%zu", a ? "gelu" : "relu", n);
+            float *x = rnd(n, 3.0f), *dy = rnd(n, 1.0f);
+            float *yr = poisoned(n), *yc = poisoned(n), *yc2 = poisoned(n);
+            tp_op_act_forward(g_ref, act, x, yr, (int64_t)n);
+            tp_op_act_forward(g_cpu, act, x, yc, (int64_t)n);
+            tp_op_act_forward(g_cpu, act, x, yc2, (int64_t)n);
+            /* Same scalar formula (ops_math.h) in both backends. */
+            expect("act_forward", sh, relerr(yc, yr, n), 1e-6);
+            same_bits("act_forward", sh, yc, yc2, n * sizeof(float));
+            float *dxr = poisoned(n), *dxc = poisoned(n), *dxc2 = poisoned(n);
+            tp_op_act_backward(g_ref, act, x, dy, dxr, (int64_t)n);
+            tp_op_act_backward(g_cpu, act, x, dy, dxc, (int64_t)n);
+            tp_op_act_backward(g_cpu, act, x, dy, dxc2, (int64_t)n);
+            expect("act_backward", sh, relerr(dxc, dxr, n), 1e-6);
+            same_bits("act_backward", sh, dxc, dxc2, n * sizeof(float));
+            free(x), free(dy), free(yr), free(yc), free(yc2), free(dxr), free(dxc), free(dxc2);
+        }
+}
+
+static uint8_t *mask_poisoned(size_t n)
+{
+    uint8_t *m = xmalloc(n);
+    memset(m, 0xAB, n);
+    return m;
+}
+
+static void test_dropout(void)
+{
+    char sh[96];
+    const float ps[] = {0.1f, 0.5f};
+    for (size_t s = 0; s < N_RC; s++)
+        for (int pi = 0; pi < 2; pi++)
+            for (int64_t row0 = 0; row0 <= 5; row0 += 5) {
+                int64_t rows = g_rc[s][0], cols = g_rc[s][1];
+                size_t n = (size_t)(rows * cols);
+                float p = ps[pi];
+                snprintf(sh, sizeof sh, "rows=%lld cols=%lld p=%g row0=%lld", (long long)rows,
+                         (long long)cols, (double)p, (long long)row0);
+                float *x = rnd(n, 1.0f), *dy = rnd(n, 1.0f);
+                float *yr = poisoned(n), *yc = poisoned(n), *yc2 = poisoned(n);
+                uint8_t *mr = mask_poisoned(n), *mc = mask_poisoned(n), *mc2 = mask_poisoned(n);
+                tp_op_dropout_forward(g_ref, x, yr, mr, rows, cols, p, 42, 3, row0);
+                tp_op_dropout_forward(g_cpu, x, yc, mc, rows, cols, p, 42, 3, row0);
+                tp_op_dropout_forward(g_cpu, x, yc2, mc2, rows, cols, p, 42, 3, row0);
+                CHECKF(memcmp(mc, mr, n) == 0, "dropout_forward(%s): mask differs", sh);
+                bool binary = true;
+                for (size_t i = 0; i < n; i++)
+                    binary &= mc[i] <= 1;
+                CHECKF(binary, "dropout_forward(%s): mask not 0/1", sh);
+                /* x * (1/(1-p)) in both: one multiply. */
+                expect("dropout_forward", sh, relerr(yc, yr, n), 1e-6);
+                same_bits("dropout_forward", sh, yc, yc2, n * sizeof(float));
+                same_bits("dropout_forward mask", sh, mc, mc2, n);
+
+                float *dxr = poisoned(n), *dxc = poisoned(n), *dxc2 = poisoned(n);
+                tp_op_dropout_backward(g_ref, dy, mr, dxr, (int64_t)n, p);
+                tp_op_dropout_backward(g_cpu, dy, mr, dxc, (int64_t)n, p);
+                tp_op_dropout_backward(g_cpu, dy, mr, dxc2, (int64_t)n, p);
+                expect("dropout_backward", sh, relerr(dxc, dxr, n), 1e-6);
+                same_bits("dropout_backward", sh, dxc, dxc2, n * sizeof(float));
+                free(x), free(dy), free(yr), free(yc), free(yc2), free(mr), free(mc), free(mc2);
+                free(dxr), free(dxc), free(dxc2);
+            }
+
+    /* Keep fraction: binomial(n, 1-p), within 3 sigma (deterministic for this seed). */
+    tp_backend_t *bes[2] = {g_ref, g_cpu};
+    for (int b = 0; b < 2; b++) {
+        int64_t rows = 1000, cols = 130;
+        size_t n = (size_t)(rows * cols);
+        float p = 0.3f;
+        float *x = rnd(n, 1.0f), *y = poisoned(n);
+        uint8_t *m = mask_poisoned(n);
+        tp_op_dropout_forward(bes[b], x, y, m, rows, cols, p, 7, 1, 0);
+        double kept = 0;
+        for (size_t i = 0; i < n; i++)
+            kept += m[i];
+        double mean = n * (1.0 - p), sigma = sqrt(n * p * (1.0 - p));
+        CHECKF(fabs(kept - mean) <= 3 * sigma,
+               "dropout(%s): kept %.0f of %zu, expected %.0f +- %.0f", tp_backend_name(bes[b]),
+               kept, n, mean, 3 * sigma);
+        free(x), free(y), free(m);
+    }
+
+    /* The mask depends only on the global row: rows [0,8) at once == [0,4) + [4,8) with row0. */
+    for (int b = 0; b < 2; b++) {
+        int64_t rows = 8, cols = 7;
+        size_t n = (size_t)(rows * cols), half = n / 2;
+        float *x = rnd(n, 1.0f), *y1 = poisoned(n), *y2 = poisoned(n);
+        uint8_t *m1 = mask_poisoned(n), *m2 = mask_poisoned(n);
+        tp_op_dropout_forward(bes[b], x, y1, m1, rows, cols, 0.5f, 11, 2, 0);
+        tp_op_dropout_forward(bes[b], x, y2, m2, rows / 2, cols, 0.5f, 11, 2, 0);
+        tp_op_dropout_forward(bes[b], x + half, y2 + half, m2 + half, rows / 2, cols, 0.5f, 11, 2,
+                              rows / 2);
+        CHECKF(memcmp(m1, m2, n) == 0 && memcmp(y1, y2, n * sizeof(float)) == 0,
+               "dropout(%s): split batch [0,4)+[4,8) differs from [0,8)", tp_backend_name(bes[b]));
+        free(x), free(y1), free(y2), free(m1), free(m2);
+    }
+}
+
+/* ---- convolution helpers, layout, pooling -------------------------------------------------- */
+
+static void test_im2col(void)
+{
+    static const int64_t shapes[][4] = {{1, 1, 1, 1}, {2, 3, 5, 6}, {3, 2, 7, 4}, {1, 1, 8, 8}};
+    char sh[96];
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (int64_t k = 1; k <= 5; k += 2) {
+            int64_t B = shapes[s][0], C = shapes[s][1], H = shapes[s][2], W = shapes[s][3];
+            size_t nx = (size_t)(B * C * H * W), ncol = (size_t)(C * k * k * B * H * W);
+            snprintf(sh, sizeof sh, "B=%lld C=%lld H=%lld W=%lld k=%lld", (long long)B,
+                     (long long)C, (long long)H, (long long)W, (long long)k);
+            float *x = rnd(nx, 1.0f), *col = rnd(ncol, 1.0f);
+            float *cr = poisoned(ncol), *cc = poisoned(ncol), *cc2 = poisoned(ncol);
+            tp_op_im2col(g_ref, x, cr, B, C, H, W, k);
+            tp_op_im2col(g_cpu, x, cc, B, C, H, W, k);
+            tp_op_im2col(g_cpu, x, cc2, B, C, H, W, k);
+            /* Pure copies and zeros: exact. */
+            expect("im2col", sh, relerr(cc, cr, ncol), 0.0);
+            same_bits("im2col", sh, cc, cc2, ncol * sizeof(float));
+
+            float *dr = poisoned(nx), *dc = poisoned(nx), *dc2 = poisoned(nx);
+            tp_op_col2im(g_ref, col, dr, B, C, H, W, k);
+            tp_op_col2im(g_cpu, col, dc, B, C, H, W, k);
+            tp_op_col2im(g_cpu, col, dc2, B, C, H, W, k);
+            /* Sums of up to k*k fp32 terms, possibly in a different order. */
+            expect("col2im", sh, relerr(dc, dr, nx), 1e-6 * (double)(k * k));
+            same_bits("col2im", sh, dc, dc2, nx * sizeof(float));
+
+            /* col2im is the adjoint of im2col: <im2col(x), col> == <x, col2im(col)>. */
+            double lhs = 0, rhs = 0, mag = 0;
+            for (size_t i = 0; i < ncol; i++) {
+                lhs += (double)cr[i] * col[i];
+                mag += fabs((double)cr[i] * col[i]);
+            }
+            for (size_t i = 0; i < nx; i++)
+                rhs += (double)x[i] * dr[i];
+            /* dr is fp32-rounded sums of <= k*k terms. */
+            CHECKF(fabs(lhs - rhs) <= 1e-6 * mag, "col2im(%s): not the adjoint (%g vs %g)", sh, lhs,
+                   rhs);
+            free(x), free(col), free(cr), free(cc), free(cc2), free(dr), free(dc), free(dc2);
+        }
+}
+
+static void test_swap01(void)
+{
+    static const int64_t shapes[][3] = {{1, 1, 1}, {3, 7, 33}, {130, 2, 1}, {2, 130, 7}};
+    char sh[64];
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        int64_t A = shapes[s][0], Bd = shapes[s][1], D = shapes[s][2];
+        size_t n = (size_t)(A * Bd * D);
+        snprintf(sh, sizeof sh, "A=%lld B=%lld D=%lld", (long long)A, (long long)Bd, (long long)D);
+        float *x = rnd(n, 1.0f), *yr = poisoned(n), *yc = poisoned(n), *yc2 = poisoned(n);
+        tp_op_swap01(g_ref, x, yr, A, Bd, D);
+        tp_op_swap01(g_cpu, x, yc, A, Bd, D);
+        tp_op_swap01(g_cpu, x, yc2, A, Bd, D);
+        expect("swap01", sh, relerr(yc, yr, n), 0.0); /* a permutation: exact */
+        same_bits("swap01", sh, yc, yc2, n * sizeof(float));
+        free(x), free(yr), free(yc), free(yc2);
+    }
+}
+
+static void test_maxpool(void)
+{
+    static const int64_t shapes[][5] = {
+        {1, 1, 2, 2, 2}, {2, 3, 6, 6, 2}, {2, 3, 6, 6, 3}, {3, 2, 9, 12, 3}, {1, 7, 4, 130, 2}};
+    char sh[96];
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        int64_t B = shapes[s][0], C = shapes[s][1], H = shapes[s][2], W = shapes[s][3];
+        int64_t k = shapes[s][4];
+        size_t nx = (size_t)(B * C * H * W), ny = (size_t)(B * C * (H / k) * (W / k));
+        snprintf(sh, sizeof sh, "B=%lld C=%lld H=%lld W=%lld k=%lld", (long long)B, (long long)C,
+                 (long long)H, (long long)W, (long long)k);
+        float *x = rnd(nx, 1.0f), *dy = rnd(ny, 1.0f);
+        float *yr = poisoned(ny), *yc = poisoned(ny), *yc2 = poisoned(ny);
+        int32_t *ar = xmalloc(ny * 4), *ac = xmalloc(ny * 4), *ac2 = xmalloc(ny * 4);
+        for (size_t i = 0; i < ny; i++)
+            ar[i] = ac[i] = ac2[i] = -7;
+        tp_op_maxpool_forward(g_ref, x, yr, ar, B, C, H, W, k);
+        tp_op_maxpool_forward(g_cpu, x, yc, ac, B, C, H, W, k);
+        tp_op_maxpool_forward(g_cpu, x, yc2, ac2, B, C, H, W, k);
+        expect("maxpool_forward", sh, relerr(yc, yr, ny), 0.0); /* selects inputs: exact */
+        CHECKF(memcmp(ac, ar, ny * 4) == 0, "maxpool_forward(%s): argmax differs", sh);
+        same_bits("maxpool_forward", sh, yc, yc2, ny * sizeof(float));
+        same_bits("maxpool_forward argmax", sh, ac, ac2, ny * 4);
+
+        float *dr = poisoned(nx), *dc = poisoned(nx), *dc2 = poisoned(nx);
+        tp_op_maxpool_backward(g_ref, dy, ar, dr, B, C, H, W, k);
+        tp_op_maxpool_backward(g_cpu, dy, ar, dc, B, C, H, W, k);
+        tp_op_maxpool_backward(g_cpu, dy, ar, dc2, B, C, H, W, k);
+        /* Windows do not overlap: each dx is one dy or zero, exact. */
+        expect("maxpool_backward", sh, relerr(dc, dr, nx), 0.0);
+        same_bits("maxpool_backward", sh, dc, dc2, nx * sizeof(float));
+        free(x), free(dy), free(yr), free(yc), free(yc2), free(ar), free(ac), free(ac2);
+        free(dr), free(dc), free(dc2);
+    }
+}
+
+/* ---- softmax cross-entropy ----------------------------------------------------------------- */
+
+static void test_softmax_xent(void)
+{
+    static const struct {
+        int64_t B, C;
+        float scale;
+    } cases[] = {{1, 1, 1.0f},  {7, 10, 3.0f},    {33, 130, 5.0f},
+                 {4, 3, 50.0f}, {5, 1000, 50.0f}, {3, 7, 100.0f}};
+    char sh[64];
+    for (size_t s = 0; s < sizeof cases / sizeof cases[0]; s++) {
+        int64_t B = cases[s].B, C = cases[s].C;
+        size_t n = (size_t)(B * C);
+        snprintf(sh, sizeof sh, "B=%lld C=%lld |logit|<=%g", (long long)B, (long long)C,
+                 (double)cases[s].scale);
+        float *z = rnd(n, cases[s].scale);
+        int32_t *lab = xmalloc((size_t)B * 4);
+        for (int64_t b = 0; b < B; b++)
+            lab[b] = (int32_t)((b * 7 + 3) % C);
+        float *pr = poisoned(n), *pc = poisoned(n), *pc2 = poisoned(n);
+        float *lr = poisoned((size_t)B), *lc = poisoned((size_t)B), *lc2 = poisoned((size_t)B);
+        tp_op_softmax_xent_forward(g_ref, z, lab, pr, lr, B, C);
+        tp_op_softmax_xent_forward(g_cpu, z, lab, pc, lc, B, C);
+        tp_op_softmax_xent_forward(g_cpu, z, lab, pc2, lc2, B, C);
+        /* cpu uses expf and a float reciprocal (ref: double): a few ulp per probability. */
+        expect("softmax_xent_forward probs", sh, relerr(pc, pr, n), 1e-6);
+        /* The loss is log(sum) + max - z[label]: its error is absolute (ulps of O(1) terms), so
+         * measure it against max(|loss|, 1). */
+        expect("softmax_xent_forward loss", sh, err_floor(lc, lr, (size_t)B, 1.0), 1e-6);
+        bool finite = true;
+        double worst_sum = 0;
+        for (int64_t b = 0; b < B; b++) {
+            double sum = 0;
+            for (int64_t c = 0; c < C; c++) {
+                finite &= isfinite(pc[b * C + c]) && isfinite(pr[b * C + c]);
+                sum += pc[b * C + c];
+            }
+            finite &= isfinite(lc[b]) && isfinite(lr[b]);
+            worst_sum = fmax(worst_sum, fabs(sum - 1.0));
+        }
+        CHECKF(finite, "softmax_xent_forward(%s): inf or nan", sh);
+        /* C probabilities each rounded to fp32. */
+        CHECKF(worst_sum <= 1e-6 + 1.2e-7 * (double)C,
+               "softmax_xent_forward(%s): probs sum to 1 +- %g", sh, worst_sum);
+        same_bits("softmax_xent_forward", sh, pc, pc2, n * sizeof(float));
+        same_bits("softmax_xent_forward loss", sh, lc, lc2, (size_t)B * sizeof(float));
+
+        float scale = s % 2 ? 1.0f / (float)B : 0.37f;
+        float *dr = poisoned(n), *dc = poisoned(n), *dc2 = poisoned(n);
+        tp_op_softmax_xent_backward(g_ref, pr, lab, dr, B, C, scale);
+        tp_op_softmax_xent_backward(g_cpu, pr, lab, dc, B, C, scale);
+        tp_op_softmax_xent_backward(g_cpu, pr, lab, dc2, B, C, scale);
+        expect("softmax_xent_backward", sh, relerr(dc, dr, n), 1e-6); /* same formula */
+        same_bits("softmax_xent_backward", sh, dc, dc2, n * sizeof(float));
+        free(z), free(lab), free(pr), free(pc), free(pc2), free(lr), free(lc), free(lc2);
+        free(dr), free(dc), free(dc2);
+    }
+}
+
+/* ---- reductions and vector ops ------------------------------------------------------------- */
+
+static const int64_t g_sumsq_ns[] = {0, 1, 7, 4095, 4096, 4097, 3 * 4096 + 130, 100003};
+#define N_SUMSQ (sizeof g_sumsq_ns / sizeof g_sumsq_ns[0])
+
+static void test_sumsq(void)
+{
+    for (size_t s = 0; s < N_SUMSQ; s++) {
+        size_t n = (size_t)g_sumsq_ns[s];
+        float *x = rnd(n, 2.0f);
+        double r = tp_op_sumsq(g_ref, x, (int64_t)n), c = tp_op_sumsq(g_cpu, x, (int64_t)n);
+        /* Fixed chunks combined in order in both: must agree bit for bit. */
+        CHECKF(memcmp(&r, &c, sizeof r) == 0, "sumsq(n=%zu): cpu %.17g != ref %.17g", n, c, r);
+        free(x);
+    }
+}
+
+/* omp_set_num_threads is process-wide: each backend is created, used and freed in turn. */
+static void test_sumsq_threads(void)
+{
+    float *xs[N_SUMSQ];
+    double res[3][N_SUMSQ];
+    for (size_t s = 0; s < N_SUMSQ; s++)
+        xs[s] = rnd((size_t)g_sumsq_ns[s], 1.5f);
+    for (int t = 1; t <= 3; t++) {
+        tp_backend_t *be = NULL;
+        CHECK(tp_backend_create("cpu", t, &be) == TP_OK);
+        if (!be) continue;
+        CHECKF(tp_backend_threads(be) == t, "cpu backend has %d threads, asked %d",
+               tp_backend_threads(be), t);
+        for (size_t s = 0; s < N_SUMSQ; s++)
+            res[t - 1][s] = tp_op_sumsq(be, xs[s], g_sumsq_ns[s]);
+        tp_backend_free(be);
+    }
+    for (size_t s = 0; s < N_SUMSQ; s++) {
+        double r = tp_op_sumsq(g_ref, xs[s], g_sumsq_ns[s]);
+        for (int t = 0; t < 3; t++)
+            CHECKF(memcmp(&res[t][s], &r, sizeof r) == 0,
+                   "sumsq(n=%lld, threads=%d): %.17g != ref %.17g", (long long)g_sumsq_ns[s], t + 1,
+                   res[t][s], r);
+        free(xs[s]);
+    }
+}
+
+static void test_vector_ops(void)
+{
+    char sh[32];
+    for (size_t s = 0; s < N_NS; s++) {
+        size_t n = (size_t)g_ns[s];
+        snprintf(sh, sizeof sh, "n=%zu", n);
+        float *x = rnd(n, 1.0f);
+        float *r = fdup(x, n), *c = fdup(x, n), *c2 = fdup(x, n);
+        tp_op_scale(g_ref, r, -1.7f, (int64_t)n);
+        tp_op_scale(g_cpu, c, -1.7f, (int64_t)n);
+        tp_op_scale(g_cpu, c2, -1.7f, (int64_t)n);
+        expect("scale", sh, relerr(c, r, n), 0.0); /* one multiply: exact */
+        same_bits("scale", sh, c, c2, n * sizeof(float));
+        free(r), free(c), free(c2);
+
+        r = poisoned(n), c = poisoned(n), c2 = poisoned(n);
+        tp_op_fill(g_ref, r, 3.25f, (int64_t)n);
+        tp_op_fill(g_cpu, c, 3.25f, (int64_t)n);
+        tp_op_fill(g_cpu, c2, 3.25f, (int64_t)n);
+        expect("fill", sh, relerr(c, r, n), 0.0);
+        CHECKF(r[n - 1] == 3.25f && c[0] == 3.25f, "fill(%s): wrong value", sh);
+        same_bits("fill", sh, c, c2, n * sizeof(float));
+        free(r), free(c), free(c2);
+
+        r = poisoned(n), c = poisoned(n), c2 = poisoned(n);
+        tp_op_copy(g_ref, r, x, (int64_t)n);
+        tp_op_copy(g_cpu, c, x, (int64_t)n);
+        tp_op_copy(g_cpu, c2, x, (int64_t)n);
+        CHECKF(memcmp(c, x, n * sizeof(float)) == 0 && memcmp(r, x, n * sizeof(float)) == 0,
+               "copy(%s): not an exact copy", sh);
+        same_bits("copy", sh, c, c2, n * sizeof(float));
+        free(r), free(c), free(c2), free(x);
+    }
+}
+
+/* ---- optimizers ---------------------------------------------------------------------------- */
+
+static void test_adamw(void)
+{
+    char sh[32];
+    const float b1 = 0.9f, b2 = 0.999f;
+    const float bc1 = (float)(1 - pow(b1, 3)), bc2 = (float)(1 - pow(b2, 3));
+    for (size_t s = 0; s < N_NS; s++) {
+        size_t n = (size_t)g_ns[s];
+        snprintf(sh, sizeof sh, "n=%zu", n);
+        float *p = rnd(n, 1.0f), *g = rnd(n, 0.5f), *m = rnd(n, 0.1f), *v = rnd(n, 0.1f);
+        for (size_t i = 0; i < n; i++)
+            v[i] = v[i] * v[i];
+        float *st[3][3];
+        for (int k = 0; k < 3; k++) {
+            st[k][0] = fdup(p, n), st[k][1] = fdup(m, n), st[k][2] = fdup(v, n);
+            tp_op_adamw(k ? g_cpu : g_ref, st[k][0], g, st[k][1], st[k][2], (int64_t)n, 1e-2f, b1,
+                        b2, 1e-8f, 0.1f, bc1, bc2);
+        }
+        static const char *names[3] = {"adamw p", "adamw m", "adamw v"};
+        for (int j = 0; j < 3; j++) {
+            /* Same scalar update (ops_math.h) in both. */
+            expect(names[j], sh, relerr(st[1][j], st[0][j], n), 1e-6);
+            same_bits(names[j], sh, st[1][j], st[2][j], n * sizeof(float));
+        }
+        for (int k = 0; k < 3; k++)
+            for (int j = 0; j < 3; j++)
+                free(st[k][j]);
+        free(p), free(g), free(m), free(v);
+    }
+}
+
+static void test_sgd(void)
+{
+    char sh[64];
+    for (size_t s = 0; s < N_NS; s++)
+        for (int nest = 0; nest < 2; nest++)
+            for (int first = 0; first < 2; first++) {
+                size_t n = (size_t)g_ns[s];
+                snprintf(sh, sizeof sh, "n=%zu nesterov=%d first=%d", n, nest, first);
+                float *p = rnd(n, 1.0f), *g = rnd(n, 0.5f);
+                /* On the first step the momentum buffer must not be read. */
+                float *buf = first ? poisoned(n) : rnd(n, 0.2f);
+                float *st[3][2];
+                for (int k = 0; k < 3; k++) {
+                    st[k][0] = fdup(p, n), st[k][1] = fdup(buf, n);
+                    tp_op_sgd(k ? g_cpu : g_ref, st[k][0], g, st[k][1], (int64_t)n, 0.1f, 0.9f,
+                              0.01f, nest, first);
+                }
+                expect("sgd p", sh, relerr(st[1][0], st[0][0], n), 1e-6); /* same scalar update */
+                expect("sgd buf", sh, relerr(st[1][1], st[0][1], n), 1e-6);
+                same_bits("sgd p", sh, st[1][0], st[2][0], n * sizeof(float));
+                same_bits("sgd buf", sh, st[1][1], st[2][1], n * sizeof(float));
+                for (int k = 0; k < 3; k++)
+                    free(st[k][0]), free(st[k][1]);
+                free(p), free(g), free(buf);
+            }
+}
+
+int main(void)
+{
+    if (tp_backend_create("ref", 1, &g_ref) != TP_OK ||
+        tp_backend_create("cpu", 2, &g_cpu) != TP_OK) {
+        fprintf(stderr, "cannot create the ref and cpu backends\n");
+        return 1;
+    }
+    printf("testing %s against %s\n", tp_backend_describe(g_cpu), tp_backend_describe(g_ref));
+    test_gemm();
+    test_bias();
+    test_act();
+    test_dropout();
+    test_im2col();
+    test_swap01();
+    test_maxpool();
+    test_softmax_xent();
+    test_sumsq();
+    test_vector_ops();
+    test_adamw();
+    test_sgd();
+    tp_backend_free(g_cpu);
+    test_sumsq_threads(); /* changes the process-wide thread count: last */
+    tp_backend_free(g_ref);
+    return tp_test_finish("test_ops");
+}
