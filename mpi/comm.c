@@ -7,10 +7,14 @@
 size_t tp_dtype_size(tp_dtype_t dt)
 {
     switch (dt) {
-    case TP_DT_FLOAT: return 4;
-    case TP_DT_DOUBLE: return 8;
-    case TP_DT_INT64: return 8;
-    case TP_DT_BYTE: return 1;
+    case TP_DT_FLOAT:
+        return 4;
+    case TP_DT_DOUBLE:
+        return 8;
+    case TP_DT_INT64:
+        return 8;
+    case TP_DT_BYTE:
+        return 1;
     }
     return 1;
 }
@@ -18,8 +22,8 @@ size_t tp_dtype_size(tp_dtype_t dt)
 int tp_comm_launched_by_mpi(void)
 {
     /* Open MPI's mpirun, PMIx (mpirun and srun --mpi=pmix), PMI-1/2 launchers. */
-    static const char *const vars[] = {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK",
-                                       "PMI_SIZE", "MPI_LOCALNRANKS"};
+    static const char *const vars[] = {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE",
+                                       "MPI_LOCALNRANKS"};
     for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
         if (getenv(vars[i])) return 1;
     return 0;
@@ -37,13 +41,34 @@ void tp_comm_free(tp_comm_t *c)
     if (c) c->iface->free(c);
 }
 
-const char *tp_comm_name(const tp_comm_t *c) { return c->iface->name; }
-int tp_comm_rank(const tp_comm_t *c) { return c->rank; }
-int tp_comm_size(const tp_comm_t *c) { return c->size; }
-int tp_comm_local_rank(const tp_comm_t *c) { return c->local_rank; }
-int tp_comm_local_size(const tp_comm_t *c) { return c->local_size; }
-const char *tp_comm_host(const tp_comm_t *c) { return c->host; }
-const char *tp_comm_library(const tp_comm_t *c) { return c->library; }
+const char *tp_comm_name(const tp_comm_t *c)
+{
+    return c->iface->name;
+}
+int tp_comm_rank(const tp_comm_t *c)
+{
+    return c->rank;
+}
+int tp_comm_size(const tp_comm_t *c)
+{
+    return c->size;
+}
+int tp_comm_local_rank(const tp_comm_t *c)
+{
+    return c->local_rank;
+}
+int tp_comm_local_size(const tp_comm_t *c)
+{
+    return c->local_size;
+}
+const char *tp_comm_host(const tp_comm_t *c)
+{
+    return c->host;
+}
+const char *tp_comm_library(const tp_comm_t *c)
+{
+    return c->library;
+}
 
 tp_status_t tp_comm_allreduce(tp_comm_t *c, void *buf, size_t count, tp_dtype_t dt, tp_redop_t op)
 {

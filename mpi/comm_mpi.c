@@ -24,10 +24,14 @@ tp_status_t tp_mpi_report(int rc, const char *stmt, const char *file, int line)
 static MPI_Datatype mpi_type(tp_dtype_t dt)
 {
     switch (dt) {
-    case TP_DT_FLOAT: return MPI_FLOAT;
-    case TP_DT_DOUBLE: return MPI_DOUBLE;
-    case TP_DT_INT64: return MPI_INT64_T;
-    case TP_DT_BYTE: return MPI_BYTE;
+    case TP_DT_FLOAT:
+        return MPI_FLOAT;
+    case TP_DT_DOUBLE:
+        return MPI_DOUBLE;
+    case TP_DT_INT64:
+        return MPI_INT64_T;
+    case TP_DT_BYTE:
+        return MPI_BYTE;
     }
     return MPI_BYTE;
 }
@@ -36,9 +40,12 @@ static MPI_Op mpi_op(tp_redop_t op)
 {
     switch (op) {
     case TP_RED_SUM:
-    case TP_RED_AVG: return MPI_SUM;
-    case TP_RED_MAX: return MPI_MAX;
-    case TP_RED_MIN: return MPI_MIN;
+    case TP_RED_AVG:
+        return MPI_SUM;
+    case TP_RED_MAX:
+        return MPI_MAX;
+    case TP_RED_MIN:
+        return MPI_MIN;
     }
     return MPI_SUM;
 }
@@ -52,13 +59,16 @@ static void divide(void *buf, size_t count, tp_dtype_t dt, int n)
 {
     if (dt == TP_DT_FLOAT) {
         float *f = buf, inv = 1.0f / (float)n;
-        for (size_t i = 0; i < count; i++) f[i] *= inv;
+        for (size_t i = 0; i < count; i++)
+            f[i] *= inv;
     } else if (dt == TP_DT_DOUBLE) {
         double *d = buf;
-        for (size_t i = 0; i < count; i++) d[i] /= n;
+        for (size_t i = 0; i < count; i++)
+            d[i] /= n;
     } else if (dt == TP_DT_INT64) {
         int64_t *v = buf;
-        for (size_t i = 0; i < count; i++) v[i] /= n;
+        for (size_t i = 0; i < count; i++)
+            v[i] /= n;
     }
 }
 
@@ -94,8 +104,8 @@ static tp_status_t mpi_allgather(tp_comm_t *c, const void *send, void *recv, siz
     if (count > TP_MPI_MAX_COUNT)
         return TP_ERR(TP_ERR_UNSUPPORTED, "allgather of %zu elements per rank exceeds %zu", count,
                       TP_MPI_MAX_COUNT);
-    TP_MPI_CHECK(MPI_Allgather(send, (int)count, mpi_type(dt), recv, (int)count, mpi_type(dt),
-                               comm_of(c)));
+    TP_MPI_CHECK(
+        MPI_Allgather(send, (int)count, mpi_type(dt), recv, (int)count, mpi_type(dt), comm_of(c)));
     return TP_OK;
 }
 

@@ -10,10 +10,11 @@
 
 tp_status_t tp_mpi_report(int rc, const char *stmt, const char *file, int line);
 
-#define TP_MPI_CHECK(call)                                                                     \
-    do {                                                                                       \
-        int tp_mpi_rc_ = (call);                                                               \
-        if (tp_mpi_rc_ != MPI_SUCCESS) return tp_mpi_report(tp_mpi_rc_, #call, __FILE__, __LINE__); \
+#define TP_MPI_CHECK(call)                                                                         \
+    do {                                                                                           \
+        int tp_mpi_rc_ = (call);                                                                   \
+        if (tp_mpi_rc_ != MPI_SUCCESS)                                                             \
+            return tp_mpi_report(tp_mpi_rc_, #call, __FILE__, __LINE__);                           \
     } while (0)
 
 #endif

@@ -30,8 +30,8 @@ void *tp_backend_alloc(tp_backend_t *be, size_t bytes, const char *what)
 {
     void *p = be->iface->alloc(be, bytes);
     if (!p)
-        TP_ERR(TP_ERR_NOMEM, "backend %s: cannot allocate %zu bytes for %s", be->iface->name,
-               bytes, what);
+        TP_ERR(TP_ERR_NOMEM, "backend %s: cannot allocate %zu bytes for %s", be->iface->name, bytes,
+               what);
     return p;
 }
 

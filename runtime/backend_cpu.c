@@ -63,9 +63,11 @@ static void cpu_bias_add(tp_backend_t *be, float *y, const float *b, int64_t row
         float *yr = y + r * cols;
         if (per_row) {
             float br = b[r];
-            for (int64_t c = 0; c < cols; c++) yr[c] += br;
+            for (int64_t c = 0; c < cols; c++)
+                yr[c] += br;
         } else {
-            for (int64_t c = 0; c < cols; c++) yr[c] += b[c];
+            for (int64_t c = 0; c < cols; c++)
+                yr[c] += b[c];
         }
     }
 }
@@ -78,7 +80,8 @@ static void cpu_bias_grad(tp_backend_t *be, const float *dy, float *db, int64_t 
         for (int64_t r = 0; r < rows; r++) {
             const float *d = dy + r * cols;
             double s = 0;
-            for (int64_t c = 0; c < cols; c++) s += d[c];
+            for (int64_t c = 0; c < cols; c++)
+                s += d[c];
             db[r] += (float)s;
         }
         return;
@@ -90,31 +93,36 @@ static void cpu_bias_grad(tp_backend_t *be, const float *dy, float *db, int64_t 
     for (int64_t ib = 0; ib < nblk; ib++) {
         int64_t c0 = ib * blk, c1 = c0 + blk < cols ? c0 + blk : cols;
         float acc[64];
-        for (int64_t c = c0; c < c1; c++) acc[c - c0] = 0.0f;
+        for (int64_t c = c0; c < c1; c++)
+            acc[c - c0] = 0.0f;
         for (int64_t r = 0; r < rows; r++) {
             const float *d = dy + r * cols;
-            for (int64_t c = c0; c < c1; c++) acc[c - c0] += d[c];
+            for (int64_t c = c0; c < c1; c++)
+                acc[c - c0] += d[c];
         }
-        for (int64_t c = c0; c < c1; c++) db[c] += acc[c - c0];
+        for (int64_t c = c0; c < c1; c++)
+            db[c] += acc[c - c0];
     }
 }
 
 static void cpu_act_forward(tp_backend_t *be, tp_act_t act, const float *x, float *y, int64_t n)
 {
 #pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n; i++) y[i] = tp_act_f(act, x[i]);
+    for (int64_t i = 0; i < n; i++)
+        y[i] = tp_act_f(act, x[i]);
 }
 
 static void cpu_act_backward(tp_backend_t *be, tp_act_t act, const float *x, const float *dy,
                              float *dx, int64_t n)
 {
 #pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n; i++) dx[i] = dy[i] * tp_act_df(act, x[i]);
+    for (int64_t i = 0; i < n; i++)
+        dx[i] = dy[i] * tp_act_df(act, x[i]);
 }
 
 static void cpu_dropout_forward(tp_backend_t *be, const float *x, float *y, uint8_t *mask,
-                                int64_t rows, int64_t cols, float p, uint64_t seed,
-                                uint64_t stream, int64_t row0)
+                                int64_t rows, int64_t cols, float p, uint64_t seed, uint64_t stream,
+                                int64_t row0)
 {
     float s = 1.0f / (1.0f - p);
     int64_t base = row0 * cols;
@@ -130,7 +138,8 @@ static void cpu_dropout_backward(tp_backend_t *be, const float *dy, const uint8_
 {
     float s = 1.0f / (1.0f - p);
 #pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n; i++) dx[i] = mask[i] ? dy[i] * s : 0.0f;
+    for (int64_t i = 0; i < n; i++)
+        dx[i] = mask[i] ? dy[i] * s : 0.0f;
 }
 
 static void cpu_im2col(tp_backend_t *be, const float *x, float *col, int64_t B, int64_t C,
@@ -226,7 +235,8 @@ static void cpu_maxpool_backward(tp_backend_t *be, const float *dy, const int32_
     for (int64_t bc = 0; bc < B * C; bc++) {
         float *xp = dx + bc * H * W;
         memset(xp, 0, (size_t)(H * W) * sizeof(float));
-        for (int64_t o = 0; o < Ho * Wo; o++) xp[argmax[bc * Ho * Wo + o]] += dy[bc * Ho * Wo + o];
+        for (int64_t o = 0; o < Ho * Wo; o++)
+            xp[argmax[bc * Ho * Wo + o]] += dy[bc * Ho * Wo + o];
     }
 }
 
@@ -238,14 +248,16 @@ static void cpu_softmax_xent_forward(tp_backend_t *be, const float *logits, cons
         const float *z = logits + b * C;
         float *p = probs + b * C;
         float mx = z[0];
-        for (int64_t c = 1; c < C; c++) mx = z[c] > mx ? z[c] : mx;
+        for (int64_t c = 1; c < C; c++)
+            mx = z[c] > mx ? z[c] : mx;
         double sum = 0;
         for (int64_t c = 0; c < C; c++) {
             p[c] = expf(z[c] - mx);
             sum += p[c];
         }
         float inv = (float)(1.0 / sum);
-        for (int64_t c = 0; c < C; c++) p[c] *= inv;
+        for (int64_t c = 0; c < C; c++)
+            p[c] *= inv;
         loss[b] = (float)(log(sum) + mx - z[labels[b]]);
     }
 }
@@ -275,24 +287,28 @@ static double cpu_sumsq(tp_backend_t *be, const float *x, int64_t n)
     for (int64_t i = 0; i < nchunk; i++) {
         int64_t a = i * TP_SUMSQ_CHUNK, e = a + TP_SUMSQ_CHUNK < n ? a + TP_SUMSQ_CHUNK : n;
         double cs = 0;
-        for (int64_t j = a; j < e; j++) cs += (double)x[j] * x[j];
+        for (int64_t j = a; j < e; j++)
+            cs += (double)x[j] * x[j];
         sums[i] = cs;
     }
     double total = 0;
-    for (int64_t i = 0; i < nchunk; i++) total += sums[i];
+    for (int64_t i = 0; i < nchunk; i++)
+        total += sums[i];
     return total;
 }
 
 static void cpu_scale(tp_backend_t *be, float *x, float alpha, int64_t n)
 {
 #pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n; i++) x[i] *= alpha;
+    for (int64_t i = 0; i < n; i++)
+        x[i] *= alpha;
 }
 
 static void cpu_fill(tp_backend_t *be, float *x, float value, int64_t n)
 {
 #pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n; i++) x[i] = value;
+    for (int64_t i = 0; i < n; i++)
+        x[i] = value;
 }
 
 static void cpu_copy(tp_backend_t *be, float *dst, const float *src, int64_t n)
@@ -312,7 +328,8 @@ static void cpu_sgd(tp_backend_t *be, float *p, const float *g, float *buf, int6
                     float mu, float wd, bool nesterov, bool first)
 {
 #pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n; i++) tp_sgd_elem(&p[i], g[i], &buf[i], lr, mu, wd, nesterov, first);
+    for (int64_t i = 0; i < n; i++)
+        tp_sgd_elem(&p[i], g[i], &buf[i], lr, mu, wd, nesterov, first);
 }
 
 const tp_backend_iface_t tp_backend_cpu_iface = {

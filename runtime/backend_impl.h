@@ -26,11 +26,10 @@ typedef struct tp_backend_iface {
     void (*bias_grad)(tp_backend_t *be, const float *dy, float *db, int64_t rows, int64_t cols,
                       bool per_row);
     void (*act_forward)(tp_backend_t *be, tp_act_t act, const float *x, float *y, int64_t n);
-    void (*act_backward)(tp_backend_t *be, tp_act_t act, const float *x, const float *dy,
-                         float *dx, int64_t n);
-    void (*dropout_forward)(tp_backend_t *be, const float *x, float *y, uint8_t *mask,
-                            int64_t rows, int64_t cols, float p, uint64_t seed, uint64_t stream,
-                            int64_t row0);
+    void (*act_backward)(tp_backend_t *be, tp_act_t act, const float *x, const float *dy, float *dx,
+                         int64_t n);
+    void (*dropout_forward)(tp_backend_t *be, const float *x, float *y, uint8_t *mask, int64_t rows,
+                            int64_t cols, float p, uint64_t seed, uint64_t stream, int64_t row0);
     void (*dropout_backward)(tp_backend_t *be, const float *dy, const uint8_t *mask, float *dx,
                              int64_t n, float p);
     void (*im2col)(tp_backend_t *be, const float *x, float *col, int64_t B, int64_t C, int64_t H,
@@ -39,8 +38,8 @@ typedef struct tp_backend_iface {
                    int64_t W, int64_t k);
     void (*swap01)(tp_backend_t *be, const float *src, float *dst, int64_t A, int64_t Bd,
                    int64_t D);
-    void (*maxpool_forward)(tp_backend_t *be, const float *x, float *y, int32_t *argmax,
-                            int64_t B, int64_t C, int64_t H, int64_t W, int64_t k);
+    void (*maxpool_forward)(tp_backend_t *be, const float *x, float *y, int32_t *argmax, int64_t B,
+                            int64_t C, int64_t H, int64_t W, int64_t k);
     void (*maxpool_backward)(tp_backend_t *be, const float *dy, const int32_t *argmax, float *dx,
                              int64_t B, int64_t C, int64_t H, int64_t W, int64_t k);
     void (*softmax_xent_forward)(tp_backend_t *be, const float *logits, const int32_t *labels,

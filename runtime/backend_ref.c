@@ -28,7 +28,8 @@ static void ref_bias_add(tp_backend_t *be, float *y, const float *b, int64_t row
                          bool per_row)
 {
     for (int64_t r = 0; r < rows; r++)
-        for (int64_t c = 0; c < cols; c++) y[r * cols + c] += per_row ? b[r] : b[c];
+        for (int64_t c = 0; c < cols; c++)
+            y[r * cols + c] += per_row ? b[r] : b[c];
 }
 
 static void ref_bias_grad(tp_backend_t *be, const float *dy, float *db, int64_t rows, int64_t cols,
@@ -37,13 +38,15 @@ static void ref_bias_grad(tp_backend_t *be, const float *dy, float *db, int64_t 
     if (per_row) {
         for (int64_t r = 0; r < rows; r++) {
             double s = 0;
-            for (int64_t c = 0; c < cols; c++) s += dy[r * cols + c];
+            for (int64_t c = 0; c < cols; c++)
+                s += dy[r * cols + c];
             db[r] += (float)s;
         }
     } else {
         for (int64_t c = 0; c < cols; c++) {
             double s = 0;
-            for (int64_t r = 0; r < rows; r++) s += dy[r * cols + c];
+            for (int64_t r = 0; r < rows; r++)
+                s += dy[r * cols + c];
             db[c] += (float)s;
         }
     }
@@ -51,18 +54,20 @@ static void ref_bias_grad(tp_backend_t *be, const float *dy, float *db, int64_t 
 
 static void ref_act_forward(tp_backend_t *be, tp_act_t act, const float *x, float *y, int64_t n)
 {
-    for (int64_t i = 0; i < n; i++) y[i] = tp_act_f(act, x[i]);
+    for (int64_t i = 0; i < n; i++)
+        y[i] = tp_act_f(act, x[i]);
 }
 
 static void ref_act_backward(tp_backend_t *be, tp_act_t act, const float *x, const float *dy,
                              float *dx, int64_t n)
 {
-    for (int64_t i = 0; i < n; i++) dx[i] = dy[i] * tp_act_df(act, x[i]);
+    for (int64_t i = 0; i < n; i++)
+        dx[i] = dy[i] * tp_act_df(act, x[i]);
 }
 
 static void ref_dropout_forward(tp_backend_t *be, const float *x, float *y, uint8_t *mask,
-                                int64_t rows, int64_t cols, float p, uint64_t seed,
-                                uint64_t stream, int64_t row0)
+                                int64_t rows, int64_t cols, float p, uint64_t seed, uint64_t stream,
+                                int64_t row0)
 {
     float s = 1.0f / (1.0f - p);
     for (int64_t r = 0; r < rows; r++)
@@ -77,7 +82,8 @@ static void ref_dropout_backward(tp_backend_t *be, const float *dy, const uint8_
                                  int64_t n, float p)
 {
     float s = 1.0f / (1.0f - p);
-    for (int64_t i = 0; i < n; i++) dx[i] = mask[i] ? dy[i] * s : 0.0f;
+    for (int64_t i = 0; i < n; i++)
+        dx[i] = mask[i] ? dy[i] * s : 0.0f;
 }
 
 static void ref_im2col(tp_backend_t *be, const float *x, float *col, int64_t B, int64_t C,
@@ -121,7 +127,8 @@ static void ref_swap01(tp_backend_t *be, const float *src, float *dst, int64_t A
 {
     for (int64_t a = 0; a < A; a++)
         for (int64_t b = 0; b < Bd; b++)
-            for (int64_t d = 0; d < D; d++) dst[(b * A + a) * D + d] = src[(a * Bd + b) * D + d];
+            for (int64_t d = 0; d < D; d++)
+                dst[(b * A + a) * D + d] = src[(a * Bd + b) * D + d];
 }
 
 static void ref_maxpool_forward(tp_backend_t *be, const float *x, float *y, int32_t *argmax,
@@ -152,7 +159,8 @@ static void ref_maxpool_backward(tp_backend_t *be, const float *dy, const int32_
     int64_t Ho = H / k, Wo = W / k;
     memset(dx, 0, (size_t)(B * C * H * W) * sizeof(float));
     for (int64_t bc = 0; bc < B * C; bc++)
-        for (int64_t o = 0; o < Ho * Wo; o++) dx[bc * H * W + argmax[bc * Ho * Wo + o]] += dy[bc * Ho * Wo + o];
+        for (int64_t o = 0; o < Ho * Wo; o++)
+            dx[bc * H * W + argmax[bc * Ho * Wo + o]] += dy[bc * Ho * Wo + o];
 }
 
 static void ref_softmax_xent_forward(tp_backend_t *be, const float *logits, const int32_t *labels,
@@ -161,10 +169,13 @@ static void ref_softmax_xent_forward(tp_backend_t *be, const float *logits, cons
     for (int64_t b = 0; b < B; b++) {
         const float *z = logits + b * C;
         double mx = z[0];
-        for (int64_t c = 1; c < C; c++) mx = z[c] > mx ? z[c] : mx;
+        for (int64_t c = 1; c < C; c++)
+            mx = z[c] > mx ? z[c] : mx;
         double sum = 0;
-        for (int64_t c = 0; c < C; c++) sum += exp(z[c] - mx);
-        for (int64_t c = 0; c < C; c++) probs[b * C + c] = (float)(exp(z[c] - mx) / sum);
+        for (int64_t c = 0; c < C; c++)
+            sum += exp(z[c] - mx);
+        for (int64_t c = 0; c < C; c++)
+            probs[b * C + c] = (float)(exp(z[c] - mx) / sum);
         loss[b] = (float)(log(sum) + mx - z[labels[b]]);
     }
 }
@@ -183,7 +194,8 @@ static double ref_sumsq(tp_backend_t *be, const float *x, int64_t n)
     for (int64_t start = 0; start < n; start += TP_SUMSQ_CHUNK) {
         int64_t end = start + TP_SUMSQ_CHUNK < n ? start + TP_SUMSQ_CHUNK : n;
         double s = 0;
-        for (int64_t i = start; i < end; i++) s += (double)x[i] * x[i];
+        for (int64_t i = start; i < end; i++)
+            s += (double)x[i] * x[i];
         total += s;
     }
     return total;
@@ -191,29 +203,34 @@ static double ref_sumsq(tp_backend_t *be, const float *x, int64_t n)
 
 static void ref_scale(tp_backend_t *be, float *x, float alpha, int64_t n)
 {
-    for (int64_t i = 0; i < n; i++) x[i] *= alpha;
+    for (int64_t i = 0; i < n; i++)
+        x[i] *= alpha;
 }
 
 static void ref_fill(tp_backend_t *be, float *x, float value, int64_t n)
 {
-    for (int64_t i = 0; i < n; i++) x[i] = value;
+    for (int64_t i = 0; i < n; i++)
+        x[i] = value;
 }
 
 static void ref_copy(tp_backend_t *be, float *dst, const float *src, int64_t n)
 {
-    for (int64_t i = 0; i < n; i++) dst[i] = src[i];
+    for (int64_t i = 0; i < n; i++)
+        dst[i] = src[i];
 }
 
 static void ref_adamw(tp_backend_t *be, float *p, const float *g, float *m, float *v, int64_t n,
                       float lr, float b1, float b2, float eps, float wd, float bc1, float bc2)
 {
-    for (int64_t i = 0; i < n; i++) tp_adamw_elem(&p[i], g[i], &m[i], &v[i], lr, b1, b2, eps, wd, bc1, bc2);
+    for (int64_t i = 0; i < n; i++)
+        tp_adamw_elem(&p[i], g[i], &m[i], &v[i], lr, b1, b2, eps, wd, bc1, bc2);
 }
 
 static void ref_sgd(tp_backend_t *be, float *p, const float *g, float *buf, int64_t n, float lr,
                     float mu, float wd, bool nesterov, bool first)
 {
-    for (int64_t i = 0; i < n; i++) tp_sgd_elem(&p[i], g[i], &buf[i], lr, mu, wd, nesterov, first);
+    for (int64_t i = 0; i < n; i++)
+        tp_sgd_elem(&p[i], g[i], &buf[i], lr, mu, wd, nesterov, first);
 }
 
 const tp_backend_iface_t tp_backend_ref_iface = {

@@ -23,8 +23,7 @@ static tp_status_t cuda_unavailable(void)
 #ifdef TULPAR_HAVE_CUDA
     char why[256];
     int n = tp_cuda_device_count(why, sizeof why);
-    if (n <= 0)
-        return TP_ERR(TP_ERR_UNSUPPORTED, "backend 'cuda': no usable GPU here (%s)", why);
+    if (n <= 0) return TP_ERR(TP_ERR_UNSUPPORTED, "backend 'cuda': no usable GPU here (%s)", why);
     return TP_ERR(TP_ERR_UNSUPPORTED,
                   "backend 'cuda': %d GPU(s) found, but this build's CUDA backend has no compute "
                   "ops yet; use runtime.backend = \"cpu\"",

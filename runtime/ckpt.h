@@ -22,9 +22,9 @@
 
 #include "tp_error.h"
 
-#define TP_CKPT_FORMAT "tulpar-checkpoint"
+#define TP_CKPT_FORMAT         "tulpar-checkpoint"
 #define TP_CKPT_FORMAT_VERSION 1
-#define TP_CKPT_MAX_DIMS 4
+#define TP_CKPT_MAX_DIMS       4
 
 typedef struct tp_ckpt_tensor {
     const char *name; /* e.g. "fc1.weight" */

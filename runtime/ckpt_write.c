@@ -45,8 +45,9 @@ static tp_status_t write_meta(hid_t fid, const tp_ckpt_meta_t *meta, const char 
         int64_t v = *(const int64_t *)((const char *)meta + tp_ckpt_meta_ints[i].off);
         if (tp_ckpt_meta_ints[i].off == offsetof(tp_ckpt_meta_t, created_unix) && v == 0)
             v = (int64_t)time(NULL);
-        TP_TRYGOTO(write_attr(fid, tp_ckpt_meta_ints[i].name, H5T_STD_I64LE, H5T_NATIVE_INT64, &v, path),
-                   st, out);
+        TP_TRYGOTO(
+            write_attr(fid, tp_ckpt_meta_ints[i].name, H5T_STD_I64LE, H5T_NATIVE_INT64, &v, path),
+            st, out);
     }
     /* The fixed-size fields need not be NUL-terminated; copy them bounded. */
     char model[sizeof meta->model_type + 1], optim[sizeof meta->optimizer + 1];
@@ -220,4 +221,3 @@ out:
     free(tmp);
     return st;
 }
-

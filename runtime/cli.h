@@ -13,8 +13,8 @@
 typedef struct tp_cli_cmd {
     const char *name;
     const char *summary;
-    const char *usage; /* full help text */
-    bool needs_runtime; /* starts MPI under a launcher */
+    const char *usage;                                   /* full help text */
+    bool needs_runtime;                                  /* starts MPI under a launcher */
     int (*run)(tp_runtime_t *rt, int argc, char **argv); /* returns a tp_status_t */
 } tp_cli_cmd_t;
 

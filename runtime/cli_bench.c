@@ -24,7 +24,8 @@ static tp_status_t bench_one(tp_backend_t *be, int64_t n, int iters, gemm_row_t 
     if (st == TP_OK) {
         tp_rng_t r;
         tp_rng_seed(&r, 42, (uint64_t)n);
-        for (int64_t i = 0; i < n * n; i++) h[i] = tp_rng_uniform(&r) - 0.5f;
+        for (int64_t i = 0; i < n * n; i++)
+            h[i] = tp_rng_uniform(&r) - 0.5f;
         tp_backend_upload(be, a, h, bytes);
         tp_backend_upload(be, b, h, bytes);
         tp_op_fill(be, c, 0.0f, n * n);
@@ -88,8 +89,7 @@ static int run_bench(tp_runtime_t *rt, int argc, char **argv)
     }
     tp_backend_t *be = NULL;
     TP_TRY(tp_backend_create(backend, threads, &be));
-    printf("# sgemm on %s\n# %8s %10s %10s\n", tp_backend_describe(be), "n", "time(ms)",
-           "GFLOP/s");
+    printf("# sgemm on %s\n# %8s %10s %10s\n", tp_backend_describe(be), "n", "time(ms)", "GFLOP/s");
     gemm_row_t rows[16];
     double peak = 0;
     tp_status_t st = TP_OK;

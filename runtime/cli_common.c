@@ -46,7 +46,8 @@ tp_status_t tp_cli_load_config(const tp_runtime_t *rt, const char *path, const c
     /* Every rank reads the same file and meets the same errors: print them once. */
     tp_log_mute(rt && rt->rank != 0);
     tp_status_t st = tp_config_load_file(cfg, path);
-    for (int i = 0; st == TP_OK && i < n_sets; i++) st = tp_config_set(cfg, sets[i]);
+    for (int i = 0; st == TP_OK && i < n_sets; i++)
+        st = tp_config_set(cfg, sets[i]);
     if (st == TP_OK && n_sets > 0) st = tp_config_validate(cfg, path);
     tp_log_mute(0);
     return st;
@@ -55,11 +56,17 @@ tp_status_t tp_cli_load_config(const tp_runtime_t *rt, const char *path, const c
 int tp_cli_exit_code(tp_status_t st)
 {
     switch (st) {
-    case TP_OK: return 0;
-    case TP_ERR_USAGE: return 2;
-    case TP_ERR_CONFIG: return 3;
-    case TP_ERR_DATA: return 4;
-    case TP_ERR_CKPT: return 5;
-    default: return 1;
+    case TP_OK:
+        return 0;
+    case TP_ERR_USAGE:
+        return 2;
+    case TP_ERR_CONFIG:
+        return 3;
+    case TP_ERR_DATA:
+        return 4;
+    case TP_ERR_CKPT:
+        return 5;
+    default:
+        return 1;
     }
 }

@@ -30,9 +30,10 @@ static tp_status_t parse(const char *cmd, int argc, char **argv, serve_opts_t *o
         else if (tp_cli_is(arg, "--split"))
             dst = &o->split;
         if (dst) {
-            if (!(*dst = tp_cli_value(argc, argv, &i, arg[2] == 'c'   ? "--checkpoint"
-                                                       : arg[2] == 'o' ? "--output"
-                                                                       : "--split")))
+            if (!(*dst = tp_cli_value(argc, argv, &i,
+                                      arg[2] == 'c'   ? "--checkpoint"
+                                      : arg[2] == 'o' ? "--output"
+                                                      : "--split")))
                 return TP_ERR_USAGE;
         } else if (tp_cli_is(arg, "--set")) {
             const char *v = tp_cli_value(argc, argv, &i, "--set");
@@ -76,8 +77,8 @@ static tp_status_t setup(tp_runtime_t *rt, const serve_opts_t *o, served_t *s)
     TP_TRY(tp_comm_agree(comm, tp_runtime_open_backend(rt, &s->cfg)));
     const char *split = strcmp(o->split, "test") == 0 ? "t10k" : "train";
     TP_TRY(tp_comm_agree(comm, tp_load_dataset(&s->cfg, split, &s->ds)));
-    tp_status_t st = tp_model_create(&s->cfg, rt->be, 1, s->ds->rows, s->ds->cols,
-                                     s->ds->n_classes, s->cfg.eval_batch, &s->model);
+    tp_status_t st = tp_model_create(&s->cfg, rt->be, 1, s->ds->rows, s->ds->cols, s->ds->n_classes,
+                                     s->cfg.eval_batch, &s->model);
     if (st == TP_OK) st = tp_train_state_create(s->model, NULL, &s->state);
     TP_TRY(tp_comm_agree(comm, st));
     tp_ckpt_meta_t meta;
@@ -140,7 +141,8 @@ static tp_status_t write_csv(const char *path, const int32_t *pred, const float 
     FILE *f = fopen(tmp, "w");
     if (!f) return TP_ERR(TP_ERR_IO, "cannot write %s: %s", tmp, strerror(errno));
     fprintf(f, "index,predicted_class,probability\n");
-    for (int64_t i = 0; i < n; i++) fprintf(f, "%lld,%d,%.6f\n", (long long)i, pred[i], prob[i]);
+    for (int64_t i = 0; i < n; i++)
+        fprintf(f, "%lld,%d,%.6f\n", (long long)i, pred[i], prob[i]);
     if (fclose(f) != 0 || rename(tmp, path) != 0) {
         int e = errno;
         remove(tmp);
@@ -170,8 +172,8 @@ static int run_infer(tp_runtime_t *rt, int argc, char **argv)
         if (st == TP_OK)
             printf("infer: classified %lld images in %.3f s: %.0f images/s on %d rank(s) "
                    "(accuracy %.4f) -> %s\n",
-                   (long long)r.n, r.seconds, (double)r.n / r.seconds, rt->world_size,
-                   r.accuracy, o.output);
+                   (long long)r.n, r.seconds, (double)r.n / r.seconds, rt->world_size, r.accuracy,
+                   o.output);
     }
     if (st != TP_ERR_MPI && s.ds) st = tp_comm_agree(rt->comm, st);
     free(pred);
@@ -183,12 +185,13 @@ static int run_infer(tp_runtime_t *rt, int argc, char **argv)
 const tp_cli_cmd_t tp_cmd_eval = {
     .name = "eval",
     .summary = "evaluate a checkpoint (loss, accuracy), data-parallel",
-    .usage = "usage: tulpar eval CONFIG --checkpoint PATH [--split test|train] [--output FILE.json]\n"
-             "                   [--set section.key=value]...\n"
-             "\n"
-             "Evaluate the checkpoint's parameters on a data split (default test), sharded over\n"
-             "the ranks. Prints loss and accuracy and writes them as JSON to --output (default\n"
-             "PATH.eval.json).\n",
+    .usage =
+        "usage: tulpar eval CONFIG --checkpoint PATH [--split test|train] [--output FILE.json]\n"
+        "                   [--set section.key=value]...\n"
+        "\n"
+        "Evaluate the checkpoint's parameters on a data split (default test), sharded over\n"
+        "the ranks. Prints loss and accuracy and writes them as JSON to --output (default\n"
+        "PATH.eval.json).\n",
     .needs_runtime = true,
     .run = run_eval,
 };

@@ -58,22 +58,21 @@ static int run_train(tp_runtime_t *rt, int argc, char **argv)
 const tp_cli_cmd_t tp_cmd_train = {
     .name = "train",
     .summary = "train a model data-parallel over the ranks",
-    .usage =
-        "usage: tulpar train CONFIG [options]\n"
-        "\n"
-        "Train the model described by CONFIG (libconfig) on every rank of the job; the\n"
-        "global batch (train.batch) is split evenly over the ranks.\n"
-        "\n"
-        "options:\n"
-        "  --set section.key=value  override a config key (repeatable)\n"
-        "  --run-dir DIR            run directory (default runs/<config name>): resolved\n"
-        "                           config, metrics.jsonl, summary.json, checkpoints/\n"
-        "  --resume auto|PATH       continue from the newest valid checkpoint of the run\n"
-        "                           directory (auto) or from PATH; bit-exact continuation\n"
-        "  --stop-at STEP           checkpoint and stop after STEP (the schedule still\n"
-        "                           spans the whole run; resume later to finish)\n"
-        "\n"
-        "Run under mpirun/srun for several ranks; started directly it runs as one process.\n",
+    .usage = "usage: tulpar train CONFIG [options]\n"
+             "\n"
+             "Train the model described by CONFIG (libconfig) on every rank of the job; the\n"
+             "global batch (train.batch) is split evenly over the ranks.\n"
+             "\n"
+             "options:\n"
+             "  --set section.key=value  override a config key (repeatable)\n"
+             "  --run-dir DIR            run directory (default runs/<config name>): resolved\n"
+             "                           config, metrics.jsonl, summary.json, checkpoints/\n"
+             "  --resume auto|PATH       continue from the newest valid checkpoint of the run\n"
+             "                           directory (auto) or from PATH; bit-exact continuation\n"
+             "  --stop-at STEP           checkpoint and stop after STEP (the schedule still\n"
+             "                           spans the whole run; resume later to finish)\n"
+             "\n"
+             "Run under mpirun/srun for several ranks; started directly it runs as one process.\n",
     .needs_runtime = true,
     .run = run_train,
 };

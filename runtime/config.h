@@ -15,8 +15,8 @@
 
 #include "tp_error.h"
 
-#define TP_CFG_STR 256
-#define TP_CFG_PATH 1024
+#define TP_CFG_STR        256
+#define TP_CFG_PATH       1024
 #define TP_CFG_MAX_LAYERS 8
 
 typedef struct tp_config {
@@ -38,9 +38,9 @@ typedef struct tp_config {
     double mean, std; /* applied to pixel/255 when normalize */
 
     /* train */
-    int64_t epochs;        /* used when steps == 0 */
-    int64_t steps;         /* > 0 overrides epochs */
-    int64_t batch;         /* global batch: per-rank batch x ranks */
+    int64_t epochs;             /* used when steps == 0 */
+    int64_t steps;              /* > 0 overrides epochs */
+    int64_t batch;              /* global batch: per-rank batch x ranks */
     char optimizer[TP_CFG_STR]; /* "sgd" | "adamw" */
     double lr, min_lr;
     int64_t warmup_steps;
@@ -116,12 +116,12 @@ enum {
 typedef struct tp_config_key {
     const char *section, *key;
     tp_config_type_t type;
-    size_t offset;       /* of the field in tp_config_t */
-    size_t size;         /* strings: buffer bytes; int lists: capacity in entries */
-    size_t count_offset; /* int lists: offset of the int entry count */
-    const char *def;     /* default, written as a --set value */
-    int64_t imin, imax;  /* ints and int-list entries; INT64_MAX = unbounded */
-    double fmin, fmax;   /* floats; +-INFINITY = unbounded */
+    size_t offset;        /* of the field in tp_config_t */
+    size_t size;          /* strings: buffer bytes; int lists: capacity in entries */
+    size_t count_offset;  /* int lists: offset of the int entry count */
+    const char *def;      /* default, written as a --set value */
+    int64_t imin, imax;   /* ints and int-list entries; INT64_MAX = unbounded */
+    double fmin, fmax;    /* floats; +-INFINITY = unbounded */
     int min_len, max_len; /* int lists: number of entries */
     unsigned flags;       /* TP_CFG_LO_OPEN | TP_CFG_HI_OPEN | TP_CFG_ODD */
     const char *choices[TP_CFG_MAX_CHOICES]; /* strings: allowed values, NULL-terminated */

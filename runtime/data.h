@@ -13,12 +13,12 @@
 #include "tp_error.h"
 
 typedef struct tp_dataset {
-    int64_t n;        /* number of examples */
+    int64_t n; /* number of examples */
     int64_t rows, cols;
     int64_t n_classes; /* max label + 1, at least 10 for Fashion-MNIST */
-    uint8_t *pixels;  /* n * rows * cols */
-    uint8_t *labels;  /* n */
-    float mean, std;  /* normalisation applied by tp_dataset_fill_batch */
+    uint8_t *pixels;   /* n * rows * cols */
+    uint8_t *labels;   /* n */
+    float mean, std;   /* normalisation applied by tp_dataset_fill_batch */
     bool normalize;
 } tp_dataset_t;
 

@@ -16,8 +16,8 @@ void tp_shard_range(int64_t n, int rank, int world, int64_t *lo, int64_t *hi)
  * with the probabilities in m->host_probs. */
 typedef void (*batch_fn)(void *arg, int64_t first, int64_t count, const tp_model_t *m);
 
-static tp_status_t run_shard(tp_model_t *m, const tp_dataset_t *ds, tp_comm_t *comm,
-                             double sums[3], batch_fn fn, void *arg)
+static tp_status_t run_shard(tp_model_t *m, const tp_dataset_t *ds, tp_comm_t *comm, double sums[3],
+                             batch_fn fn, void *arg)
 {
     int64_t lo, hi;
     tp_shard_range(ds->n, tp_comm_rank(comm), tp_comm_size(comm), &lo, &hi);
@@ -34,7 +34,8 @@ static tp_status_t run_shard(tp_model_t *m, const tp_dataset_t *ds, tp_comm_t *c
     tp_pass_ctx_t ctx = {.train = false};
     for (int64_t first = lo; first < hi; first += B) {
         int64_t count = hi - first < B ? hi - first : B;
-        for (int64_t i = 0; i < count; i++) idx[i] = first + i;
+        for (int64_t i = 0; i < count; i++)
+            idx[i] = first + i;
         tp_dataset_fill_batch(ds, idx, count, x, y);
         tp_model_set_batch(m, x, y, count);
         int64_t correct = 0;

@@ -16,11 +16,21 @@ static void write_string(FILE *f, const char *s)
     fputc('"', f);
     for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
         switch (*p) {
-        case '"': fputs("\\\"", f); break;
-        case '\\': fputs("\\\\", f); break;
-        case '\n': fputs("\\n", f); break;
-        case '\r': fputs("\\r", f); break;
-        case '\t': fputs("\\t", f); break;
+        case '"':
+            fputs("\\\"", f);
+            break;
+        case '\\':
+            fputs("\\\\", f);
+            break;
+        case '\n':
+            fputs("\\n", f);
+            break;
+        case '\r':
+            fputs("\\r", f);
+            break;
+        case '\t':
+            fputs("\\t", f);
+            break;
         default:
             if (*p < 0x20)
                 fprintf(f, "\\u%04x", *p);
@@ -37,7 +47,8 @@ static void prefix(tp_json_t *j, const char *key)
         if (!j->first[j->depth]) fputc(',', j->f);
         if (j->pretty) {
             fputc('\n', j->f);
-            for (int i = 0; i < j->depth; i++) fputs("  ", j->f);
+            for (int i = 0; i < j->depth; i++)
+                fputs("  ", j->f);
         } else if (!j->first[j->depth]) {
             fputc(' ', j->f);
         }
@@ -63,16 +74,29 @@ static void close_(tp_json_t *j, char c)
     if (j->depth > 0) j->depth--;
     if (j->pretty && !empty) {
         fputc('\n', j->f);
-        for (int i = 0; i < j->depth; i++) fputs("  ", j->f);
+        for (int i = 0; i < j->depth; i++)
+            fputs("  ", j->f);
     }
     fputc(c, j->f);
     if (j->depth == 0 && j->pretty) fputc('\n', j->f);
 }
 
-void tp_json_object_begin(tp_json_t *j, const char *key) { open_(j, key, '{'); }
-void tp_json_object_end(tp_json_t *j) { close_(j, '}'); }
-void tp_json_array_begin(tp_json_t *j, const char *key) { open_(j, key, '['); }
-void tp_json_array_end(tp_json_t *j) { close_(j, ']'); }
+void tp_json_object_begin(tp_json_t *j, const char *key)
+{
+    open_(j, key, '{');
+}
+void tp_json_object_end(tp_json_t *j)
+{
+    close_(j, '}');
+}
+void tp_json_array_begin(tp_json_t *j, const char *key)
+{
+    open_(j, key, '[');
+}
+void tp_json_array_end(tp_json_t *j)
+{
+    close_(j, ']');
+}
 
 void tp_json_str(tp_json_t *j, const char *key, const char *value)
 {

@@ -22,20 +22,20 @@ typedef struct tp_param {
     int ndim;
     int64_t shape[4];
     int64_t numel;
-    int64_t fan_in;  /* for initialisation */
+    int64_t fan_in; /* for initialisation */
     tp_init_t init;
-    bool decay;      /* weight decay applies (weights yes, biases no) */
-    float *data;     /* into the model's flat parameter buffer */
-    float *grad;     /* into the model's flat gradient buffer */
-    int64_t offset;  /* element offset in the flat buffers */
+    bool decay;     /* weight decay applies (weights yes, biases no) */
+    float *data;    /* into the model's flat parameter buffer */
+    float *grad;    /* into the model's flat gradient buffer */
+    int64_t offset; /* element offset in the flat buffers */
 } tp_param_t;
 
 /* What a forward/backward pass needs to know beyond its inputs. */
 typedef struct tp_pass_ctx {
-    bool train;          /* dropout active */
-    uint64_t seed;       /* run seed */
-    uint64_t step;       /* optimizer step: part of the dropout stream */
-    int64_t first_row;   /* global position of this rank's first example (see tp_sampler_batch) */
+    bool train;        /* dropout active */
+    uint64_t seed;     /* run seed */
+    uint64_t step;     /* optimizer step: part of the dropout stream */
+    int64_t first_row; /* global position of this rank's first example (see tp_sampler_batch) */
 } tp_pass_ctx_t;
 
 typedef struct tp_layer tp_layer_t;
@@ -53,7 +53,7 @@ struct tp_layer {
     const tp_layer_ops_t *ops;
     tp_backend_t *be;
     char name[32];
-    int index;         /* position in the model: dropout stream id */
+    int index; /* position in the model: dropout stream id */
     int in_ndim, out_ndim;
     int64_t in_shape[3], out_shape[3];
     int64_t in_numel, out_numel;

@@ -11,13 +11,15 @@ static void linear_forward(tp_layer_t *l, const tp_pass_ctx_t *ctx, const float 
     tp_op_bias_add(l->be, y, l->params[1].data, B, out, false);
 }
 
-static void linear_backward(tp_layer_t *l, const tp_pass_ctx_t *ctx, const float *x,
-                            const float *y, const float *dy, float *dx, int64_t B)
+static void linear_backward(tp_layer_t *l, const tp_pass_ctx_t *ctx, const float *x, const float *y,
+                            const float *dy, float *dx, int64_t B)
 {
     int64_t in = l->in_numel, out = l->out_numel;
     tp_op_gemm(l->be, true, false, out, in, B, 1.0f, dy, out, x, in, 1.0f, l->params[0].grad, in);
     tp_op_bias_grad(l->be, dy, l->params[1].grad, B, out, false);
-    if (dx) tp_op_gemm(l->be, false, false, B, in, out, 1.0f, dy, out, l->params[0].data, in, 0.0f, dx, in);
+    if (dx)
+        tp_op_gemm(l->be, false, false, B, in, out, 1.0f, dy, out, l->params[0].data, in, 0.0f, dx,
+                   in);
 }
 
 static const tp_layer_ops_t linear_ops = {

@@ -18,11 +18,12 @@ static tp_layer_t *next_layer(tp_model_t *m)
     return l;
 }
 
-#define ADD(call)                                                                              \
-    do {                                                                                       \
-        tp_layer_t *l_ = next_layer(m);                                                        \
-        if (!l_) return TP_ERR(TP_ERR_CONFIG, "model has more than %d layers", TP_MODEL_MAX_LAYERS); \
-        TP_TRY(call);                                                                          \
+#define ADD(call)                                                                                  \
+    do {                                                                                           \
+        tp_layer_t *l_ = next_layer(m);                                                            \
+        if (!l_)                                                                                   \
+            return TP_ERR(TP_ERR_CONFIG, "model has more than %d layers", TP_MODEL_MAX_LAYERS);    \
+        TP_TRY(call);                                                                              \
     } while (0)
 
 static tp_act_t act_of(const tp_config_t *cfg)
@@ -177,7 +178,8 @@ tp_status_t tp_model_create(const tp_config_t *cfg, tp_backend_t *be, int64_t c,
         return st;
     }
     m->flops_per_example = 0;
-    for (int i = 0; i < m->n_layers; i++) m->flops_per_example += m->layers[i].flops_per_example;
+    for (int i = 0; i < m->n_layers; i++)
+        m->flops_per_example += m->layers[i].flops_per_example;
     *out = m;
     return TP_OK;
 }
@@ -185,9 +187,12 @@ tp_status_t tp_model_create(const tp_config_t *cfg, tp_backend_t *be, int64_t c,
 void tp_model_free(tp_model_t *m)
 {
     if (!m) return;
-    for (int i = 0; i < m->n_layers; i++) tp_layer_release(&m->layers[i]);
-    for (int i = 0; i <= m->n_layers; i++) tp_backend_release(m->be, m->act[i]);
-    for (int i = 0; i < 2; i++) tp_backend_release(m->be, m->dbuf[i]);
+    for (int i = 0; i < m->n_layers; i++)
+        tp_layer_release(&m->layers[i]);
+    for (int i = 0; i <= m->n_layers; i++)
+        tp_backend_release(m->be, m->act[i]);
+    for (int i = 0; i < 2; i++)
+        tp_backend_release(m->be, m->dbuf[i]);
     tp_backend_release(m->be, m->param_buf);
     tp_backend_release(m->be, m->grad_buf);
     tp_backend_release(m->be, m->labels);
@@ -237,7 +242,8 @@ double tp_model_forward(tp_model_t *m, const tp_pass_ctx_t *ctx, int64_t B, int6
     tp_op_softmax_xent_forward(m->be, m->act[m->n_layers], m->labels, m->probs, m->row_loss, B, C);
     tp_backend_download(m->be, m->host_loss, m->row_loss, (size_t)B * sizeof(float));
     double sum = 0;
-    for (int64_t b = 0; b < B; b++) sum += m->host_loss[b];
+    for (int64_t b = 0; b < B; b++)
+        sum += m->host_loss[b];
     if (correct || fetch_probs)
         tp_backend_download(m->be, m->host_probs, m->probs, (size_t)(B * C) * sizeof(float));
     if (correct) {
@@ -286,7 +292,8 @@ void tp_model_print(const tp_model_t *m)
             off += snprintf(shape + off, sizeof shape - (size_t)off, d ? "x%lld" : "%lld",
                             (long long)l->out_shape[d]);
         int64_t np = 0;
-        for (int j = 0; j < l->n_params; j++) np += l->params[j].numel;
+        for (int j = 0; j < l->n_params; j++)
+            np += l->params[j].numel;
         tp_log_info("  %-8s %-10s out %-12s params %lld", l->name, l->ops->kind, shape,
                     (long long)np);
     }

@@ -10,7 +10,7 @@
 #include "config.h"
 #include "layer.h"
 
-#define TP_MODEL_MAX_LAYERS 32
+#define TP_MODEL_MAX_LAYERS   32
 #define TP_MODEL_MAX_SEGMENTS 64
 
 /* A run of consecutive parameters with the same weight-decay setting. */
@@ -31,9 +31,9 @@ typedef struct tp_model {
     tp_param_t *params[TP_MODEL_MAX_LAYERS * TP_LAYER_MAX_PARAMS];
     int n_segments;
     tp_param_segment_t segments[TP_MODEL_MAX_SEGMENTS];
-    int64_t numel;     /* total parameter count */
-    float *param_buf;  /* flat, numel */
-    float *grad_buf;   /* flat, numel */
+    int64_t numel;    /* total parameter count */
+    float *param_buf; /* flat, numel */
+    float *grad_buf;  /* flat, numel */
 
     float *act[TP_MODEL_MAX_LAYERS + 1]; /* act[0]: input batch; act[i+1]: output of layer i */
     float *dbuf[2];                      /* ping-pong gradient of activations */

@@ -41,7 +41,8 @@ tp_status_t tp_optim_create(const tp_config_t *cfg, tp_model_t *m, tp_optim_t **
 void tp_optim_free(tp_optim_t *o)
 {
     if (!o) return;
-    for (int i = 0; i < TP_OPTIM_MAX_STATES; i++) tp_backend_release(o->model->be, o->state[i]);
+    for (int i = 0; i < TP_OPTIM_MAX_STATES; i++)
+        tp_backend_release(o->model->be, o->state[i]);
     free(o);
 }
 

@@ -66,9 +66,8 @@ void tp_report_step(tp_report_t *r, const tp_step_log_t *s)
     int width = snprintf(NULL, 0, "%lld", (long long)s->total);
     printf("%sstep %*lld/%lld | epoch %lld | loss %.4f | lr %.2e | %.0f samples/s | %.1f ms/step "
            "| comm %.1f ms | ETA %s%s",
-           r->tty ? "\r" : "", width, (long long)s->step, (long long)s->total,
-           (long long)s->epoch, s->loss, s->lr, s->samples_per_s, s->step_ms, s->comm_ms, eta,
-           r->tty ? "\033[K" : "\n");
+           r->tty ? "\r" : "", width, (long long)s->step, (long long)s->total, (long long)s->epoch,
+           s->loss, s->lr, s->samples_per_s, s->step_ms, s->comm_ms, eta, r->tty ? "\033[K" : "\n");
     fflush(stdout);
     r->line_open = r->tty;
 

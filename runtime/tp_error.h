@@ -47,17 +47,17 @@ tp_status_t tp_err_at(tp_status_t status, const char *file, int line, const char
 #define TP_ERR(status, ...) tp_err_at((status), __FILE__, __LINE__, __VA_ARGS__)
 
 /* Propagate a failed status without printing again. */
-#define TP_TRY(expr)                                                                           \
-    do {                                                                                       \
-        tp_status_t tp_try_st_ = (expr);                                                       \
-        if (tp_try_st_ != TP_OK) return tp_try_st_;                                            \
+#define TP_TRY(expr)                                                                               \
+    do {                                                                                           \
+        tp_status_t tp_try_st_ = (expr);                                                           \
+        if (tp_try_st_ != TP_OK) return tp_try_st_;                                                \
     } while (0)
 
 /* Same, but jump to a cleanup label with the status stored in `st`. */
-#define TP_TRYGOTO(expr, st, label)                                                            \
-    do {                                                                                       \
-        (st) = (expr);                                                                         \
-        if ((st) != TP_OK) goto label;                                                         \
+#define TP_TRYGOTO(expr, st, label)                                                                \
+    do {                                                                                           \
+        (st) = (expr);                                                                             \
+        if ((st) != TP_OK) goto label;                                                             \
     } while (0)
 
 /* Allocation with the one out-of-memory policy: report what was asked for and fail. */
@@ -65,8 +65,8 @@ void *tp_malloc_at(size_t bytes, const char *what, const char *file, int line);
 void *tp_calloc_at(size_t n, size_t size, const char *what, const char *file, int line);
 /* 64-byte aligned allocation (for SIMD and page-friendly flat buffers); free with free(). */
 void *tp_aligned_alloc_at(size_t bytes, const char *what, const char *file, int line);
-#define tp_malloc(bytes, what) tp_malloc_at((bytes), (what), __FILE__, __LINE__)
-#define tp_calloc(n, size, what) tp_calloc_at((n), (size), (what), __FILE__, __LINE__)
+#define tp_malloc(bytes, what)        tp_malloc_at((bytes), (what), __FILE__, __LINE__)
+#define tp_calloc(n, size, what)      tp_calloc_at((n), (size), (what), __FILE__, __LINE__)
 #define tp_aligned_alloc(bytes, what) tp_aligned_alloc_at((bytes), (what), __FILE__, __LINE__)
 char *tp_strdup(const char *s);
 

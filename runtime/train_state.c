@@ -10,9 +10,9 @@ struct tp_train_state {
     tp_optim_t *o;
     int n_groups;
     char group_names[1 + TP_OPTIM_MAX_STATES][32];
-    float *host[1 + TP_OPTIM_MAX_STATES];  /* staging copies of the flat buffers */
+    float *host[1 + TP_OPTIM_MAX_STATES];   /* staging copies of the flat buffers */
     float *device[1 + TP_OPTIM_MAX_STATES]; /* the backend buffers they mirror */
-    tp_ckpt_tensor_t *tensors;             /* n_groups x n_params */
+    tp_ckpt_tensor_t *tensors;              /* n_groups x n_params */
     tp_ckpt_group_t groups[1 + TP_OPTIM_MAX_STATES];
 };
 
@@ -59,7 +59,8 @@ tp_status_t tp_train_state_create(tp_model_t *m, tp_optim_t *o, tp_train_state_t
 void tp_train_state_free(tp_train_state_t *s)
 {
     if (!s) return;
-    for (int g = 0; g < 1 + TP_OPTIM_MAX_STATES; g++) free(s->host[g]);
+    for (int g = 0; g < 1 + TP_OPTIM_MAX_STATES; g++)
+        free(s->host[g]);
     free(s->tensors);
     free(s);
 }
@@ -80,14 +81,15 @@ tp_status_t tp_train_state_load(tp_train_state_t *s, const char *path, tp_ckpt_m
     tp_status_t st = TP_OK;
     *meta = *tp_ckpt_meta(ck);
     if (strcmp(meta->model_type, s->m->type) != 0)
-        st = TP_ERR(TP_ERR_CKPT, "checkpoint %s holds a '%s' model, the config asks for '%s'",
-                    path, meta->model_type, s->m->type);
+        st = TP_ERR(TP_ERR_CKPT, "checkpoint %s holds a '%s' model, the config asks for '%s'", path,
+                    meta->model_type, s->m->type);
     if (st == TP_OK && s->o && strcmp(meta->optimizer, s->o->ops->name) != 0)
         st = TP_ERR(TP_ERR_CKPT,
                     "checkpoint %s was trained with optimizer '%s', the config asks for '%s' "
                     "(its state cannot be resumed)",
                     path, meta->optimizer, s->o->ops->name);
-    for (int g = 0; st == TP_OK && g < s->n_groups; g++) st = tp_ckpt_read_group(ck, &s->groups[g]);
+    for (int g = 0; st == TP_OK && g < s->n_groups; g++)
+        st = tp_ckpt_read_group(ck, &s->groups[g]);
     tp_ckpt_close(ck);
     TP_TRY(st);
     size_t bytes = (size_t)s->m->numel * sizeof(float);

@@ -83,8 +83,7 @@ static tp_status_t setup_run_dir(trainer_t *t)
     }
     TP_TRY(agree(t, st));
     if (is_root(t)) {
-        printf("# resolved config (saved in %s/config.cfg)\n%s", t->opts->run_dir,
-               t->config_text);
+        printf("# resolved config (saved in %s/config.cfg)\n%s", t->opts->run_dir, t->config_text);
         fflush(stdout);
     }
     return TP_OK;
@@ -129,7 +128,8 @@ static tp_status_t setup_model(trainer_t *t)
     TP_TRY(agree(t, st));
     /* Every rank initialised from the same seed; the broadcast makes rank 0 authoritative
      * regardless (e.g. ranks on different CPUs with different libm). */
-    TP_TRY(tp_comm_bcast(t->rt->comm, t->model->param_buf, (size_t)t->model->numel, TP_DT_FLOAT, 0));
+    TP_TRY(
+        tp_comm_bcast(t->rt->comm, t->model->param_buf, (size_t)t->model->numel, TP_DT_FLOAT, 0));
     if (is_root(t)) tp_model_print(t->model);
     return TP_OK;
 }
@@ -226,8 +226,10 @@ static tp_status_t train_step(trainer_t *t, double *loss_sum)
     tp_dataset_fill_batch(t->train, t->idx, t->local_batch, t->x, t->y);
     tp_model_set_batch(m, t->x, t->y, t->local_batch);
     tp_model_zero_grad(m);
-    tp_pass_ctx_t ctx = {
-        .train = true, .seed = (uint64_t)t->cfg->seed, .step = (uint64_t)t->step, .first_row = first};
+    tp_pass_ctx_t ctx = {.train = true,
+                         .seed = (uint64_t)t->cfg->seed,
+                         .step = (uint64_t)t->step,
+                         .first_row = first};
     *loss_sum = tp_model_forward(m, &ctx, t->local_batch, NULL, false);
     /* Each rank's gradient is the mean over its slice; the average over ranks is then the mean
      * over the global batch. */
@@ -303,8 +305,8 @@ static tp_status_t finish(trainer_t *t)
     if (t->test) {
         TP_TRY(tp_evaluate(t->model, t->test, t->rt->comm, &ev));
         tp_report_break(&t->report);
-        tp_log_info("eval: %lld test examples, loss %.4f, accuracy %.4f (%.2f s)",
-                    (long long)ev.n, ev.loss, ev.accuracy, ev.seconds);
+        tp_log_info("eval: %lld test examples, loss %.4f, accuracy %.4f (%.2f s)", (long long)ev.n,
+                    ev.loss, ev.accuracy, ev.seconds);
     }
     if (!is_root(t)) return TP_OK;
     int64_t n = (t->step > t->start_step ? t->step : t->start_step) - t->start_step;

@@ -12,8 +12,8 @@
 typedef struct tp_train_opts {
     const char *config_path; /* recorded in summary.json */
     const char *run_dir;
-    const char *resume;  /* NULL (fresh), "auto" (newest valid checkpoint in the run) or a path */
-    int64_t stop_at;     /* > 0: checkpoint and stop after this step (schedule unchanged) */
+    const char *resume; /* NULL (fresh), "auto" (newest valid checkpoint in the run) or a path */
+    int64_t stop_at;    /* > 0: checkpoint and stop after this step (schedule unchanged) */
 } tp_train_opts_t;
 
 tp_status_t tp_train(tp_runtime_t *rt, const tp_config_t *cfg, const tp_train_opts_t *opts);

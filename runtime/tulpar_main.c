@@ -13,14 +13,16 @@ static const tp_cli_cmd_t *const commands[] = {
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: tulpar COMMAND [options]   (tulpar COMMAND --help for details)\n\n"
-                 "Tulpar %s: data-parallel training and inference runtime.\n\ncommands:\n",
+    fprintf(out,
+            "usage: tulpar COMMAND [options]   (tulpar COMMAND --help for details)\n\n"
+            "Tulpar %s: data-parallel training and inference runtime.\n\ncommands:\n",
             TULPAR_VERSION);
     for (size_t i = 0; i < N_COMMANDS; i++)
         fprintf(out, "  %-8s %s\n", commands[i]->name, commands[i]->summary);
-    fprintf(out, "\nbackends in this build: %s\n"
-                 "Under mpirun or srun every process is one rank; started directly, tulpar runs\n"
-                 "as a single process without MPI.\n",
+    fprintf(out,
+            "\nbackends in this build: %s\n"
+            "Under mpirun or srun every process is one rank; started directly, tulpar runs\n"
+            "as a single process without MPI.\n",
             tp_backend_available());
 }
 

@@ -16,24 +16,24 @@
 static int tp_test_failures = 0;
 static int tp_test_checks = 0;
 
-#define CHECK(cond)                                                                            \
-    do {                                                                                       \
-        tp_test_checks++;                                                                      \
-        if (!(cond)) {                                                                         \
-            tp_test_failures++;                                                                \
-            fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);                    \
-        }                                                                                      \
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        tp_test_checks++;                                                                          \
+        if (!(cond)) {                                                                             \
+            tp_test_failures++;                                                                    \
+            fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);                        \
+        }                                                                                          \
     } while (0)
 
-#define CHECKF(cond, ...)                                                                      \
-    do {                                                                                       \
-        tp_test_checks++;                                                                      \
-        if (!(cond)) {                                                                         \
-            tp_test_failures++;                                                                \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                    \
-            fprintf(stderr, __VA_ARGS__);                                                      \
-            fputc('\n', stderr);                                                               \
-        }                                                                                      \
+#define CHECKF(cond, ...)                                                                          \
+    do {                                                                                           \
+        tp_test_checks++;                                                                          \
+        if (!(cond)) {                                                                             \
+            tp_test_failures++;                                                                    \
+            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                        \
+            fprintf(stderr, __VA_ARGS__);                                                          \
+            fputc('\n', stderr);                                                                   \
+        }                                                                                          \
     } while (0)
 
 static inline int tp_test_finish(const char *name)
