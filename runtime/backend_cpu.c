@@ -205,26 +205,10 @@ static void cpu_swap01(tp_backend_t *be, const float *src, float *dst, int64_t A
 static void cpu_maxpool_forward(tp_backend_t *be, const float *x, float *y, int32_t *argmax,
                                 int64_t B, int64_t C, int64_t H, int64_t W, int64_t k)
 {
-    int64_t Ho = H / k, Wo = W / k;
+    int64_t plane_out = (H / k) * (W / k);
 #pragma omp parallel for schedule(static)
-    for (int64_t bc = 0; bc < B * C; bc++) {
-        const float *xp = x + bc * H * W;
-        for (int64_t i = 0; i < Ho; i++)
-            for (int64_t j = 0; j < Wo; j++) {
-                float best = -FLT_MAX;
-                int32_t at = (int32_t)((i * k) * W + j * k);
-                for (int64_t di = 0; di < k; di++)
-                    for (int64_t dj = 0; dj < k; dj++) {
-                        int64_t off = (i * k + di) * W + j * k + dj;
-                        if (xp[off] > best) {
-                            best = xp[off];
-                            at = (int32_t)off;
-                        }
-                    }
-                y[(bc * Ho + i) * Wo + j] = best;
-                argmax[(bc * Ho + i) * Wo + j] = at;
-            }
-    }
+    for (int64_t bc = 0; bc < B * C; bc++)
+        tp_maxpool_plane(x + bc * H * W, y + bc * plane_out, argmax + bc * plane_out, H, W, k);
 }
 
 static void cpu_maxpool_backward(tp_backend_t *be, const float *dy, const int32_t *argmax,

@@ -134,23 +134,9 @@ static void ref_swap01(tp_backend_t *be, const float *src, float *dst, int64_t A
 static void ref_maxpool_forward(tp_backend_t *be, const float *x, float *y, int32_t *argmax,
                                 int64_t B, int64_t C, int64_t H, int64_t W, int64_t k)
 {
-    int64_t Ho = H / k, Wo = W / k;
+    int64_t plane_out = (H / k) * (W / k);
     for (int64_t bc = 0; bc < B * C; bc++)
-        for (int64_t i = 0; i < Ho; i++)
-            for (int64_t j = 0; j < Wo; j++) {
-                float best = -FLT_MAX;
-                int32_t at = (int32_t)((i * k) * W + j * k);
-                for (int64_t di = 0; di < k; di++)
-                    for (int64_t dj = 0; dj < k; dj++) {
-                        int64_t off = (i * k + di) * W + j * k + dj;
-                        if (x[bc * H * W + off] > best) {
-                            best = x[bc * H * W + off];
-                            at = (int32_t)off;
-                        }
-                    }
-                y[(bc * Ho + i) * Wo + j] = best;
-                argmax[(bc * Ho + i) * Wo + j] = at;
-            }
+        tp_maxpool_plane(x + bc * H * W, y + bc * plane_out, argmax + bc * plane_out, H, W, k);
 }
 
 static void ref_maxpool_backward(tp_backend_t *be, const float *dy, const int32_t *argmax,

@@ -3,6 +3,7 @@
 #ifndef TP_OPS_MATH_H
 #define TP_OPS_MATH_H
 
+#include <float.h>
 #include <math.h>
 #include <stdint.h>
 
@@ -60,6 +61,29 @@ static inline int64_t tp_im2col_src(int64_t H, int64_t W, int64_t k, int64_t ki,
     int64_t ih = h + ki - pad, iw = w + kj - pad;
     if (ih < 0 || ih >= H || iw < 0 || iw >= W) return -1;
     return ih * W + iw;
+}
+
+/* Max pooling of one (b, c) plane, k x k windows with stride k; argmax is the offset within the
+ * plane (the first maximum wins, so ties resolve the same way everywhere). */
+static inline void tp_maxpool_plane(const float *x, float *y, int32_t *argmax, int64_t H, int64_t W,
+                                    int64_t k)
+{
+    int64_t Ho = H / k, Wo = W / k;
+    for (int64_t i = 0; i < Ho; i++)
+        for (int64_t j = 0; j < Wo; j++) {
+            float best = -FLT_MAX;
+            int32_t at = (int32_t)((i * k) * W + j * k);
+            for (int64_t di = 0; di < k; di++)
+                for (int64_t dj = 0; dj < k; dj++) {
+                    int64_t off = (i * k + di) * W + j * k + dj;
+                    if (x[off] > best) {
+                        best = x[off];
+                        at = (int32_t)off;
+                    }
+                }
+            y[i * Wo + j] = best;
+            argmax[i * Wo + j] = at;
+        }
 }
 
 #endif
