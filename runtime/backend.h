@@ -99,4 +99,41 @@ void tp_op_adamw(tp_backend_t *be, float *p, const float *g, float *m, float *v,
 void tp_op_sgd(tp_backend_t *be, float *p, const float *g, float *buf, int64_t n, float lr,
                float momentum, float wd, bool nesterov, bool first);
 
+/* ---- transformer ops: rows are the B*T token positions, C channels ---- */
+/* out[b,t,:] = wte[tokens[b,t],:] + wpe[t,:]; tokens in [0, V). */
+void tp_op_embedding_forward(tp_backend_t *be, const int32_t *tokens, const float *wte,
+                             const float *wpe, float *out, int64_t B, int64_t T, int64_t C);
+/* dwte[tokens[b,t],:] += dout[b,t,:]; dwpe[t,:] += sum_b dout[b,t,:]. Deterministic: every
+ * output element is summed in (b, t) order whatever the thread count. */
+void tp_op_embedding_backward(tp_backend_t *be, const float *dout, const int32_t *tokens,
+                              float *dwte, float *dwpe, int64_t B, int64_t T, int64_t C);
+/* Per row of C: y = (x - mean) * rstd * w + b with rstd = 1/sqrt(var + 1e-5) (biased variance,
+ * as PyTorch); mean and rstd [N] are saved for backward. */
+void tp_op_layernorm_forward(tp_backend_t *be, const float *x, const float *w, const float *b,
+                             float *y, float *mean, float *rstd, int64_t N, int64_t C);
+/* ACCUMULATES into dx (the residual stream's gradient), dw and db. */
+void tp_op_layernorm_backward(tp_backend_t *be, const float *dy, const float *x, const float *w,
+                              const float *mean, const float *rstd, float *dx, float *dw,
+                              float *db, int64_t N, int64_t C);
+/* Causal multi-head self-attention. qkv [B, T, 3C] holds q, k, v (in that order, C each; head h
+ * uses channels [h*hs, (h+1)*hs) of each, hs = C/NH); out [B, T, C]. att [B, NH, T, T]
+ * receives the softmax probabilities (row t uses columns 0..t; the rest are not read) for
+ * backward. Scores are scaled by 1/sqrt(hs). */
+void tp_op_attention_forward(tp_backend_t *be, const float *qkv, float *out, float *att,
+                             int64_t B, int64_t T, int64_t C, int64_t NH);
+/* dqkv [B, T, 3C] (OVERWRITTEN) from dout [B, T, C] and the forward's qkv and att. */
+void tp_op_attention_backward(tp_backend_t *be, const float *dout, const float *qkv,
+                              const float *att, float *dqkv, int64_t B, int64_t T, int64_t C,
+                              int64_t NH);
+/* Attention of one new position `pos` per sequence against a KV cache: q [B, C]; kcache and
+ * vcache [B, Tmax, C] already hold keys and values of positions 0..pos; out [B, C]. Equals row
+ * pos of tp_op_attention_forward. */
+void tp_op_attention_decode(tp_backend_t *be, const float *q, const float *kcache,
+                            const float *vcache, float *out, int64_t B, int64_t pos, int64_t Tmax,
+                            int64_t C, int64_t NH);
+/* y += alpha * x */
+void tp_op_axpy(tp_backend_t *be, float *y, const float *x, float alpha, int64_t n);
+/* out = a + b (out may alias a or b) */
+void tp_op_add(tp_backend_t *be, const float *a, const float *b, float *out, int64_t n);
+
 #endif
