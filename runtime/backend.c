@@ -170,6 +170,61 @@ void tp_op_sgd(tp_backend_t *be, float *p, const float *g, float *buf, int64_t n
     be->iface->sgd(be, p, g, buf, n, lr, momentum, wd, nesterov, first);
 }
 
+void tp_op_embedding_forward(tp_backend_t *be, const int32_t *tokens, const float *wte,
+                             const float *wpe, float *out, int64_t B, int64_t T, int64_t C)
+{
+    be->iface->embedding_forward(be, tokens, wte, wpe, out, B, T, C);
+}
+
+void tp_op_embedding_backward(tp_backend_t *be, const float *dout, const int32_t *tokens,
+                              float *dwte, float *dwpe, int64_t B, int64_t T, int64_t C)
+{
+    be->iface->embedding_backward(be, dout, tokens, dwte, dwpe, B, T, C);
+}
+
+void tp_op_layernorm_forward(tp_backend_t *be, const float *x, const float *w, const float *b,
+                             float *y, float *mean, float *rstd, int64_t N, int64_t C)
+{
+    be->iface->layernorm_forward(be, x, w, b, y, mean, rstd, N, C);
+}
+
+void tp_op_layernorm_backward(tp_backend_t *be, const float *dy, const float *x, const float *w,
+                              const float *mean, const float *rstd, float *dx, float *dw, float *db,
+                              int64_t N, int64_t C)
+{
+    be->iface->layernorm_backward(be, dy, x, w, mean, rstd, dx, dw, db, N, C);
+}
+
+void tp_op_attention_forward(tp_backend_t *be, const float *qkv, float *out, float *att, int64_t B,
+                             int64_t T, int64_t C, int64_t NH)
+{
+    be->iface->attention_forward(be, qkv, out, att, B, T, C, NH);
+}
+
+void tp_op_attention_backward(tp_backend_t *be, const float *dout, const float *qkv,
+                              const float *att, float *dqkv, int64_t B, int64_t T, int64_t C,
+                              int64_t NH)
+{
+    be->iface->attention_backward(be, dout, qkv, att, dqkv, B, T, C, NH);
+}
+
+void tp_op_attention_decode(tp_backend_t *be, const float *q, const float *kcache,
+                            const float *vcache, float *out, int64_t B, int64_t pos, int64_t Tmax,
+                            int64_t C, int64_t NH)
+{
+    be->iface->attention_decode(be, q, kcache, vcache, out, B, pos, Tmax, C, NH);
+}
+
+void tp_op_axpy(tp_backend_t *be, float *y, const float *x, float alpha, int64_t n)
+{
+    be->iface->axpy(be, y, x, alpha, n);
+}
+
+void tp_op_add(tp_backend_t *be, const float *a, const float *b, float *out, int64_t n)
+{
+    be->iface->add(be, a, b, out, n);
+}
+
 void *tp_host_alloc(tp_backend_t *be, size_t bytes)
 {
     (void)be;

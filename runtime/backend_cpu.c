@@ -2,6 +2,7 @@
  * Each loop is split so that every output element is produced by one thread in a fixed order:
  * results are bitwise repeatable for a fixed thread count, and sumsq for any thread count. */
 #include "backend_impl.h"
+#include "backend_transformer_impl.h"
 #include "ops_math.h"
 
 #include <cblas.h>
@@ -19,6 +20,8 @@ extern void openblas_set_num_threads(int);
 typedef struct cpu_state {
     double *chunk_sums; /* sumsq scratch, grown on demand (once per model size) */
     int64_t chunk_cap;
+    float *scratch;     /* per-thread rows for the transformer kernels (tp_cpu_scratch) */
+    size_t scratch_cap; /* in floats */
 } cpu_state_t;
 
 static tp_status_t cpu_init(tp_backend_t *be, int threads)
@@ -42,8 +45,28 @@ static tp_status_t cpu_init(tp_backend_t *be, int threads)
 static void cpu_shutdown(tp_backend_t *be)
 {
     cpu_state_t *s = be->impl;
-    if (s) free(s->chunk_sums);
+    if (s) {
+        free(s->chunk_sums);
+        free(s->scratch);
+    }
     free(s);
+}
+
+int64_t tp_cpu_scratch(tp_backend_t *be, int nthreads, int64_t row, float **out)
+{
+    cpu_state_t *s = be->impl;
+    /* Rows padded to whole cache lines: threads never write the same line. */
+    int64_t stride = (row + 15) / 16 * 16;
+    size_t need = (size_t)nthreads * (size_t)(stride > 0 ? stride : 16);
+    if (need > s->scratch_cap) {
+        float *p = aligned_alloc(64, need * sizeof(float));
+        if (!p) return 0;
+        free(s->scratch);
+        s->scratch = p;
+        s->scratch_cap = need;
+    }
+    *out = s->scratch;
+    return stride > 0 ? stride : 16;
 }
 
 static void cpu_gemm(tp_backend_t *be, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
@@ -300,6 +323,21 @@ static void cpu_copy(tp_backend_t *be, float *dst, const float *src, int64_t n)
     memcpy(dst, src, (size_t)n * sizeof(float));
 }
 
+static void cpu_axpy(tp_backend_t *be, float *y, const float *x, float alpha, int64_t n)
+{
+#pragma omp parallel for simd schedule(static)
+    for (int64_t i = 0; i < n; i++)
+        y[i] += alpha * x[i];
+}
+
+/* out may alias a or b: element i reads only a[i] and b[i] before writing out[i]. */
+static void cpu_add(tp_backend_t *be, const float *a, const float *b, float *out, int64_t n)
+{
+#pragma omp parallel for simd schedule(static)
+    for (int64_t i = 0; i < n; i++)
+        out[i] = a[i] + b[i];
+}
+
 static void cpu_adamw(tp_backend_t *be, float *p, const float *g, float *m, float *v, int64_t n,
                       float lr, float b1, float b2, float eps, float wd, float bc1, float bc2)
 {
@@ -344,4 +382,13 @@ const tp_backend_iface_t tp_backend_cpu_iface = {
     .copy = cpu_copy,
     .adamw = cpu_adamw,
     .sgd = cpu_sgd,
+    .embedding_forward = tp_cpu_embedding_forward,
+    .embedding_backward = tp_cpu_embedding_backward,
+    .layernorm_forward = tp_cpu_layernorm_forward,
+    .layernorm_backward = tp_cpu_layernorm_backward,
+    .attention_forward = tp_cpu_attention_forward,
+    .attention_backward = tp_cpu_attention_backward,
+    .attention_decode = tp_cpu_attention_decode,
+    .axpy = cpu_axpy,
+    .add = cpu_add,
 };

@@ -54,6 +54,27 @@ typedef struct tp_backend_iface {
                   float lr, float beta1, float beta2, float eps, float wd, float bc1, float bc2);
     void (*sgd)(tp_backend_t *be, float *p, const float *g, float *buf, int64_t n, float lr,
                 float momentum, float wd, bool nesterov, bool first);
+
+    /* Transformer ops (backend.h). */
+    void (*embedding_forward)(tp_backend_t *be, const int32_t *tokens, const float *wte,
+                              const float *wpe, float *out, int64_t B, int64_t T, int64_t C);
+    void (*embedding_backward)(tp_backend_t *be, const float *dout, const int32_t *tokens,
+                               float *dwte, float *dwpe, int64_t B, int64_t T, int64_t C);
+    void (*layernorm_forward)(tp_backend_t *be, const float *x, const float *w, const float *b,
+                              float *y, float *mean, float *rstd, int64_t N, int64_t C);
+    void (*layernorm_backward)(tp_backend_t *be, const float *dy, const float *x, const float *w,
+                               const float *mean, const float *rstd, float *dx, float *dw,
+                               float *db, int64_t N, int64_t C);
+    void (*attention_forward)(tp_backend_t *be, const float *qkv, float *out, float *att, int64_t B,
+                              int64_t T, int64_t C, int64_t NH);
+    void (*attention_backward)(tp_backend_t *be, const float *dout, const float *qkv,
+                               const float *att, float *dqkv, int64_t B, int64_t T, int64_t C,
+                               int64_t NH);
+    void (*attention_decode)(tp_backend_t *be, const float *q, const float *kcache,
+                             const float *vcache, float *out, int64_t B, int64_t pos, int64_t Tmax,
+                             int64_t C, int64_t NH);
+    void (*axpy)(tp_backend_t *be, float *y, const float *x, float alpha, int64_t n);
+    void (*add)(tp_backend_t *be, const float *a, const float *b, float *out, int64_t n);
 } tp_backend_iface_t;
 
 struct tp_backend {

@@ -2,6 +2,7 @@
  * the cpu and cuda backends are tested against, so clarity beats speed here; gemm and the
  * reductions accumulate in double. */
 #include "backend_impl.h"
+#include "backend_transformer_impl.h"
 #include "ops_math.h"
 
 #include <float.h>
@@ -205,6 +206,18 @@ static void ref_copy(tp_backend_t *be, float *dst, const float *src, int64_t n)
         dst[i] = src[i];
 }
 
+static void ref_axpy(tp_backend_t *be, float *y, const float *x, float alpha, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        y[i] += alpha * x[i];
+}
+
+static void ref_add(tp_backend_t *be, const float *a, const float *b, float *out, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        out[i] = a[i] + b[i];
+}
+
 static void ref_adamw(tp_backend_t *be, float *p, const float *g, float *m, float *v, int64_t n,
                       float lr, float b1, float b2, float eps, float wd, float bc1, float bc2)
 {
@@ -245,4 +258,13 @@ const tp_backend_iface_t tp_backend_ref_iface = {
     .copy = ref_copy,
     .adamw = ref_adamw,
     .sgd = ref_sgd,
+    .embedding_forward = tp_ref_embedding_forward,
+    .embedding_backward = tp_ref_embedding_backward,
+    .layernorm_forward = tp_ref_layernorm_forward,
+    .layernorm_backward = tp_ref_layernorm_backward,
+    .attention_forward = tp_ref_attention_forward,
+    .attention_backward = tp_ref_attention_backward,
+    .attention_decode = tp_ref_attention_decode,
+    .axpy = ref_axpy,
+    .add = ref_add,
 };

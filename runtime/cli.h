@@ -20,6 +20,8 @@ typedef struct tp_cli_cmd {
 
 extern const tp_cli_cmd_t tp_cmd_train, tp_cmd_eval, tp_cmd_infer, tp_cmd_ckpt, tp_cmd_config,
     tp_cmd_bench;
+extern const tp_cli_cmd_t tp_cmd_data;
+extern const tp_cli_cmd_t tp_cmd_generate;
 
 /* Parsed common options. */
 typedef struct tp_cli_args {

@@ -32,10 +32,7 @@ tp_status_t tp_cli_usage_error(const char *cmd, const char *fmt, ...)
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     fprintf(stderr, "tulpar%s%s: %s\n", cmd ? " " : "", cmd ? cmd : "", msg);
-    fprintf(stderr, "Try 'tulpar %s--help'.\n", cmd ? cmd : "");
-    if (cmd) {
-        /* "tulpar train --help" needs the space after the command. */
-    }
+    fprintf(stderr, "Try 'tulpar %s%s--help'.\n", cmd ? cmd : "", cmd ? " " : "");
     fflush(stderr);
     return TP_ERR_USAGE;
 }

@@ -1,6 +1,7 @@
 /* `tulpar eval` and `tulpar infer`: load a checkpoint's parameters into the model described by
  * CONFIG and evaluate or classify a data set, data-parallel over the ranks. */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +9,7 @@
 #include "cli.h"
 #include "evaluate.h"
 #include "json_writer.h"
+#include "task.h"
 #include "train_state.h"
 #include "trainer.h"
 
@@ -57,7 +59,8 @@ static tp_status_t parse(const char *cmd, int argc, char **argv, serve_opts_t *o
 
 typedef struct served {
     tp_config_t cfg;
-    tp_dataset_t *ds;
+    tp_task_t *task;    /* eval */
+    tp_dataset_t *ds;   /* infer (images) */
     tp_model_t *model;
     tp_train_state_t *state;
 } served_t;
@@ -66,26 +69,49 @@ static void served_release(served_t *s)
 {
     tp_train_state_free(s->state);
     tp_model_free(s->model);
+    tp_task_free(s->task);
     tp_dataset_free(s->ds);
 }
 
-static tp_status_t setup(tp_runtime_t *rt, const serve_opts_t *o, served_t *s)
+/* Forward batch: eval.batch images, or the training micro-batch of sequences for language
+ * models (whose activations grow with the context). */
+static int64_t serve_batch(const tp_config_t *cfg, int world)
+{
+    if (strcmp(cfg->dataset, "tokens") != 0) return cfg->eval_batch;
+    int64_t b = cfg->batch / ((int64_t)world * cfg->grad_accum);
+    return b > 0 ? b : 1;
+}
+
+static tp_status_t setup(tp_runtime_t *rt, const serve_opts_t *o, served_t *s, bool infer)
 {
     memset(s, 0, sizeof *s);
     TP_TRY(tp_cli_load_config(rt, o->config, o->sets, o->n_sets, &s->cfg));
     tp_comm_t *comm = rt->comm;
+    if (infer && strcmp(s->cfg.dataset, "tokens") == 0)
+        return tp_cli_usage_error("infer", "classifies images; for language models use "
+                                           "`tulpar generate`");
     TP_TRY(tp_comm_agree(comm, tp_runtime_open_backend(rt, &s->cfg)));
-    const char *split = strcmp(o->split, "test") == 0 ? "t10k" : "train";
-    TP_TRY(tp_comm_agree(comm, tp_load_dataset(&s->cfg, split, &s->ds)));
-    tp_status_t st = tp_model_create(&s->cfg, rt->be, 1, s->ds->rows, s->ds->cols, s->ds->n_classes,
-                                     s->cfg.eval_batch, &s->model);
+    bool on_train = strcmp(o->split, "train") == 0;
+    int64_t B = serve_batch(&s->cfg, rt->world_size), c = 1, h = 1, w = 1, classes = 0;
+    if (infer) {
+        TP_TRY(tp_comm_agree(comm, tp_load_dataset(&s->cfg, on_train ? "train" : "t10k", &s->ds)));
+        h = s->ds->rows;
+        w = s->ds->cols;
+        classes = s->ds->n_classes;
+    } else {
+        TP_TRY(tp_comm_agree(comm, tp_task_create(&s->cfg, false, true, on_train, B, &s->task)));
+        c = s->task->c;
+        h = s->task->h;
+        w = s->task->w;
+        classes = s->task->n_classes;
+    }
+    tp_status_t st = tp_model_create(&s->cfg, rt->be, c, h, w, classes, B, &s->model);
     if (st == TP_OK) st = tp_train_state_create(s->model, NULL, &s->state);
     TP_TRY(tp_comm_agree(comm, st));
     tp_ckpt_meta_t meta;
     TP_TRY(tp_comm_agree(comm, tp_train_state_load(s->state, o->checkpoint, &meta)));
-    tp_log_info("loaded %s (step %lld, %s, %lld parameters); %s split: %lld examples",
-                o->checkpoint, (long long)meta.step, meta.model_type, (long long)s->model->numel,
-                o->split, (long long)s->ds->n);
+    tp_log_info("loaded %s (step %lld, %s, %lld parameters); %s split", o->checkpoint,
+                (long long)meta.step, meta.model_type, (long long)s->model->numel, o->split);
     return TP_OK;
 }
 
@@ -102,6 +128,8 @@ static tp_status_t write_eval_json(const char *path, const serve_opts_t *o,
     tp_json_int(&j, "examples", r->n);
     tp_json_num(&j, "loss", r->loss);
     tp_json_num(&j, "accuracy", r->accuracy);
+    tp_json_int(&j, "targets", r->targets);
+    tp_json_num(&j, "bits_per_token", r->bits_per_token);
     tp_json_num(&j, "seconds", r->seconds);
     tp_json_num(&j, "examples_per_s", r->seconds > 0 ? (double)r->n / r->seconds : 0);
     tp_json_int(&j, "world_size", world);
@@ -115,12 +143,17 @@ static int run_eval(tp_runtime_t *rt, int argc, char **argv)
     serve_opts_t o;
     TP_TRY(parse("eval", argc, argv, &o));
     served_t s;
-    tp_status_t st = setup(rt, &o, &s);
+    tp_status_t st = setup(rt, &o, &s, false);
     tp_eval_result_t r = {0};
-    if (st == TP_OK) st = tp_evaluate(s.model, s.ds, rt->comm, &r);
+    if (st == TP_OK) st = s.task->ops->evaluate(s.task, s.model, rt->comm, s.cfg.eval_max_batches, &r);
     if (st == TP_OK && rt->rank == 0) {
-        printf("eval: %s split, %lld examples, loss %.4f, accuracy %.4f, %.0f examples/s\n",
-               o.split, (long long)r.n, r.loss, r.accuracy, (double)r.n / r.seconds);
+        if (isnan(r.accuracy))
+            printf("eval: %s split, %lld tokens, loss %.4f, %.4f bits per token, %.0f tokens/s\n",
+                   o.split, (long long)r.targets, r.loss, r.bits_per_token,
+                   (double)r.targets / r.seconds);
+        else
+            printf("eval: %s split, %lld examples, loss %.4f, accuracy %.4f, %.0f examples/s\n",
+                   o.split, (long long)r.n, r.loss, r.accuracy, (double)r.n / r.seconds);
         char path[4096];
         if (o.output)
             snprintf(path, sizeof path, "%s", o.output);
@@ -157,7 +190,7 @@ static int run_infer(tp_runtime_t *rt, int argc, char **argv)
     TP_TRY(parse("infer", argc, argv, &o));
     if (!o.output) return tp_cli_usage_error("infer", "missing --output FILE.csv");
     served_t s;
-    tp_status_t st = setup(rt, &o, &s);
+    tp_status_t st = setup(rt, &o, &s, true);
     int32_t *pred = NULL;
     float *prob = NULL;
     tp_eval_result_t r = {0};

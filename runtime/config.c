@@ -732,6 +732,19 @@ tp_status_t tp_config_validate(const tp_config_t *cfg, const char *origin)
                      origin, cfg->n_channels);
         errors++;
     }
+    if (!strcmp(cfg->model_type, "gpt") && cfg->d_model % cfg->n_head != 0) {
+        (void)TP_ERR(TP_ERR_CONFIG,
+                     "%s: model.n_head: %lld heads do not divide model.d_model = %lld", origin,
+                     (long long)cfg->n_head, (long long)cfg->d_model);
+        errors++;
+    }
+    if (!strcmp(cfg->model_type, "gpt") != !strcmp(cfg->dataset, "tokens")) {
+        (void)TP_ERR(TP_ERR_CONFIG,
+                     "%s: data.dataset: model.type = \"%s\" cannot train on data.dataset = "
+                     "\"%s\" (gpt needs tokens; mlp and cnn need images)",
+                     origin, cfg->model_type, cfg->dataset);
+        errors++;
+    }
     if (cfg->epochs == 0 && cfg->steps == 0) {
         (void)TP_ERR(TP_ERR_CONFIG,
                      "%s: train: set epochs or steps (train.epochs and "

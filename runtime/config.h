@@ -30,10 +30,13 @@ typedef struct tp_config {
     int n_channels;                      /* must be 2 for cnn */
     int64_t kernel;                      /* cnn: odd conv kernel size, 1..7 ("same" padding) */
     int64_t fc;                          /* cnn: width of the hidden fully connected layer */
+    int64_t n_layer, n_head, d_model;    /* gpt */
+    int64_t seq_len, vocab_size;         /* gpt */
 
     /* data */
     char dataset[TP_CFG_STR];   /* "fashion-mnist" (IDX files) */
     char data_dir[TP_CFG_PATH]; /* default /usr/share/datasets/fashion-mnist */
+    char data_train[TP_CFG_PATH], data_val[TP_CFG_PATH]; /* tokens */
     bool normalize;
     double mean, std; /* applied to pixel/255 when normalize */
 
@@ -41,6 +44,8 @@ typedef struct tp_config {
     int64_t epochs;             /* used when steps == 0 */
     int64_t steps;              /* > 0 overrides epochs */
     int64_t batch;              /* global batch: per-rank batch x ranks */
+    int64_t grad_accum;         /* micro-batches per optimizer step */
+    int64_t micro_batch;        /* per rank; 0 = derived */
     char optimizer[TP_CFG_STR]; /* "sgd" | "adamw" */
     double lr, min_lr;
     int64_t warmup_steps;
@@ -55,6 +60,8 @@ typedef struct tp_config {
     /* eval */
     int64_t eval_batch; /* per rank */
     bool eval_at_end;
+    int64_t eval_every, eval_max_batches, sample_tokens;
+    char sample_prompt[TP_CFG_STR];
 
     /* checkpoint */
     char ckpt_dir[TP_CFG_PATH]; /* relative paths are inside the run directory */

@@ -1,6 +1,7 @@
 /* Evaluation (loss, accuracy) and classification passes over a data set, sharded over ranks. */
 #include "evaluate.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -53,9 +54,10 @@ static tp_status_t run_shard(tp_model_t *m, const tp_dataset_t *ds, tp_comm_t *c
 static tp_status_t finish(tp_comm_t *comm, double sums[3], double t0, tp_eval_result_t *out)
 {
     TP_TRY(tp_comm_allreduce(comm, sums, 3, TP_DT_DOUBLE, TP_RED_SUM));
-    out->n = (int64_t)sums[2];
+    out->n = out->targets = (int64_t)sums[2];
     out->loss = sums[2] > 0 ? sums[0] / sums[2] : 0.0;
     out->accuracy = sums[2] > 0 ? sums[1] / sums[2] : 0.0;
+    out->bits_per_token = out->loss / M_LN2;
     out->seconds = tp_now() - t0;
     return TP_OK;
 }

@@ -6,13 +6,8 @@
 #include "comm.h"
 #include "data.h"
 #include "model.h"
+#include "task.h"
 
-typedef struct tp_eval_result {
-    int64_t n;       /* examples evaluated (all ranks) */
-    double loss;     /* mean cross-entropy */
-    double accuracy; /* fraction of argmax hits */
-    double seconds;  /* wall time of the pass */
-} tp_eval_result_t;
 
 /* Shard [lo, hi) of n examples for rank r of R. */
 void tp_shard_range(int64_t n, int rank, int world, int64_t *lo, int64_t *hi);

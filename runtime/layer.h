@@ -15,7 +15,7 @@
 
 #define TP_LAYER_MAX_PARAMS 2
 
-typedef enum { TP_INIT_ZERO, TP_INIT_KAIMING_UNIFORM } tp_init_t;
+typedef enum { TP_INIT_ZERO, TP_INIT_ONES, TP_INIT_NORMAL, TP_INIT_KAIMING_UNIFORM } tp_init_t;
 
 typedef struct tp_param {
     char name[64]; /* "fc1.weight" */
@@ -24,6 +24,7 @@ typedef struct tp_param {
     int64_t numel;
     int64_t fan_in; /* for initialisation */
     tp_init_t init;
+    float init_std;  /* TP_INIT_NORMAL */
     bool decay;     /* weight decay applies (weights yes, biases no) */
     float *data;    /* into the model's flat parameter buffer */
     float *grad;    /* into the model's flat gradient buffer */

@@ -11,7 +11,6 @@
 #include "layer.h"
 
 #define TP_MODEL_MAX_LAYERS   32
-#define TP_MODEL_MAX_SEGMENTS 64
 
 /* A run of consecutive parameters with the same weight-decay setting. */
 typedef struct tp_param_segment {
@@ -19,22 +18,46 @@ typedef struct tp_param_segment {
     bool decay;
 } tp_param_segment_t;
 
-typedef struct tp_model {
+typedef struct tp_model tp_model_t;
+
+/* What each model family implements (model_classifier.c, model_gpt.c). */
+typedef struct tp_model_ops {
+    const char *kind;
+    /* Allocate activations and scratch for m->max_batch examples (after parameters exist). */
+    tp_status_t (*prepare)(tp_model_t *m);
+    /* Copy a host batch to the backend: images x (classifiers) or tokens (language models),
+     * and targets (labels, or next tokens); targets may be NULL for inference. */
+    void (*set_input)(tp_model_t *m, const float *x, const int32_t *tokens,
+                      const int32_t *targets, int64_t B);
+    double (*forward)(tp_model_t *m, const tp_pass_ctx_t *ctx, int64_t B, int64_t *correct,
+                      bool fetch_probs);
+    void (*backward)(tp_model_t *m, const tp_pass_ctx_t *ctx, int64_t B, float scale);
+    void (*release)(tp_model_t *m); /* activations and family state; not the flat buffers */
+    void (*print)(const tp_model_t *m);
+} tp_model_ops_t;
+
+struct tp_model {
+    const tp_model_ops_t *ops;
     tp_backend_t *be; /* not owned */
     char type[32];
-    int n_layers;
-    tp_layer_t layers[TP_MODEL_MAX_LAYERS];
-    int in_ndim;
-    int64_t in_shape[3], in_numel, n_classes, max_batch;
+    int64_t max_batch;
+    int64_t targets_per_example; /* 1 for classifiers, seq_len for language models */
+    double flops_per_example;    /* forward, per example (image or sequence) */
 
-    int n_params;
-    tp_param_t *params[TP_MODEL_MAX_LAYERS * TP_LAYER_MAX_PARAMS];
+    /* parameters, in registration order = flat-buffer order */
+    int n_params, cap_params;
+    tp_param_t **params; /* storage owned by the family (layers, GPT tensors) */
     int n_segments;
-    tp_param_segment_t segments[TP_MODEL_MAX_SEGMENTS];
+    tp_param_segment_t *segments;
     int64_t numel;    /* total parameter count */
     float *param_buf; /* flat, numel */
     float *grad_buf;  /* flat, numel */
 
+    /* image classifiers */
+    int n_layers;
+    tp_layer_t layers[TP_MODEL_MAX_LAYERS];
+    int in_ndim;
+    int64_t in_shape[3], in_numel, n_classes;
     float *act[TP_MODEL_MAX_LAYERS + 1]; /* act[0]: input batch; act[i+1]: output of layer i */
     float *dbuf[2];                      /* ping-pong gradient of activations */
     int32_t *labels;                     /* backend memory, max_batch */
@@ -43,29 +66,41 @@ typedef struct tp_model {
     float *host_loss;                    /* host, max_batch */
     float *host_probs;                   /* host, max_batch x n_classes */
     int32_t *host_labels;                /* host copy of the current batch's labels */
-    double flops_per_example;            /* forward */
-} tp_model_t;
 
-/* Build `cfg->model_type` for inputs of shape (c, h, w) and n_classes outputs. */
+    /* language models (model_gpt.h) */
+    struct tp_gpt *gpt;
+};
+
+/* Build `cfg->model_type`: mlp/cnn for inputs of shape (c, h, w) and n_classes outputs; gpt
+ * from its own config keys (c, h, w and n_classes are ignored). max_batch: examples
+ * (sequences for gpt) per forward. */
 tp_status_t tp_model_create(const tp_config_t *cfg, tp_backend_t *be, int64_t c, int64_t h,
                             int64_t w, int64_t n_classes, int64_t max_batch, tp_model_t **out);
 void tp_model_free(tp_model_t *m);
 
-/* Deterministic initialisation from seed (Kaiming-uniform weights, zero biases). */
+/* Deterministic initialisation from seed, per parameter as declared (tp_init_t). */
 tp_status_t tp_model_init_params(tp_model_t *m, uint64_t seed);
 
 /* Copy a host batch (x: B x in_numel floats, y: B labels) to the backend. */
 void tp_model_set_batch(tp_model_t *m, const float *x, const int32_t *y, int64_t B);
-/* Forward and softmax cross-entropy; returns the SUM of per-example losses (double, summed in
- * example order). *correct (if non-NULL) counts argmax hits. Probabilities are then in
- * m->host_probs when fetch_probs. */
+/* Language models: tokens and targets [B, seq_len]. */
+void tp_model_set_tokens(tp_model_t *m, const int32_t *tokens, const int32_t *targets, int64_t B);
+/* Forward and cross-entropy; returns the SUM of per-target losses (double, summed in order):
+ * B targets for classifiers, B x seq_len for language models. *correct (if non-NULL) counts
+ * argmax hits. Probabilities are then in m->host_probs when fetch_probs (classifiers). */
 double tp_model_forward(tp_model_t *m, const tp_pass_ctx_t *ctx, int64_t B, int64_t *correct,
                         bool fetch_probs);
 /* Backward of (scale * sum of losses): gradients ACCUMULATE into grad_buf. */
 void tp_model_backward(tp_model_t *m, const tp_pass_ctx_t *ctx, int64_t B, float scale);
 void tp_model_zero_grad(tp_model_t *m);
 
-/* Print the layer table (rank 0). */
+/* Print the model summary (rank 0). */
 void tp_model_print(const tp_model_t *m);
+
+/* For model families: register a parameter (before the flat buffers are allocated). */
+tp_status_t tp_model_add_param(tp_model_t *m, tp_param_t *p);
+tp_status_t tp_classifier_build(tp_model_t *m, const tp_config_t *cfg, int64_t c, int64_t h,
+                                int64_t w, int64_t n_classes);
+tp_status_t tp_gpt_build(tp_model_t *m, const tp_config_t *cfg);
 
 #endif

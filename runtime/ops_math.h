@@ -11,6 +11,7 @@
 #include "rng.h"
 
 #define TP_GELU_C 0.7978845608028654f /* sqrt(2/pi) */
+#define TP_LN_EPS 1e-5                /* layernorm: added to the variance, as PyTorch */
 
 static inline float tp_act_f(tp_act_t act, float x)
 {

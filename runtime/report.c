@@ -87,6 +87,22 @@ void tp_report_step(tp_report_t *r, const tp_step_log_t *s)
     fflush(r->metrics);
 }
 
+void tp_report_eval(tp_report_t *r, int64_t step, double loss, double accuracy,
+                    double bits_per_token)
+{
+    if (!r->metrics) return;
+    tp_json_t j;
+    tp_json_init(&j, r->metrics, false);
+    tp_json_object_begin(&j, NULL);
+    tp_json_int(&j, "step", step);
+    tp_json_num(&j, "eval_loss", loss);
+    tp_json_num(&j, "eval_accuracy", accuracy);
+    tp_json_num(&j, "eval_bits_per_token", bits_per_token);
+    tp_json_object_end(&j);
+    fputc('\n', r->metrics);
+    fflush(r->metrics);
+}
+
 void tp_report_break(tp_report_t *r)
 {
     if (r->line_open) {
@@ -133,6 +149,8 @@ tp_status_t tp_summary_write(const char *path, const tp_summary_t *s)
     tp_json_int(&j, "steps_this_run", s->steps_this_run);
     tp_json_num(&j, "flops_per_sample", s->flops_per_sample);
     tp_json_num(&j, "samples_per_s", s->samples_per_s);
+    tp_json_int(&j, "tokens_per_sample", s->tokens_per_sample);
+    tp_json_num(&j, "tokens_per_s", s->samples_per_s * (double)s->tokens_per_sample);
     tp_json_num(&j, "step_time_ms_median", s->step_time_ms_median);
     tp_json_num(&j, "step_time_ms_min", s->step_time_ms_min);
     tp_json_num(&j, "step_time_ms_max", s->step_time_ms_max);
@@ -142,6 +160,7 @@ tp_status_t tp_summary_write(const char *path, const tp_summary_t *s)
     tp_json_num(&j, "final_train_loss", s->final_train_loss);
     tp_json_num(&j, "eval_loss", s->eval_loss);
     tp_json_num(&j, "eval_accuracy", s->eval_accuracy);
+    tp_json_num(&j, "eval_bits_per_token", s->eval_bits_per_token);
     tp_json_int(&j, "eval_examples", s->eval_examples);
     tp_json_num(&j, "eval_s", s->eval_seconds);
     tp_json_num(&j, "train_s", s->train_s);

@@ -26,6 +26,10 @@ typedef struct tp_step_log {
 /* Rank 0 opens metrics.jsonl for appending (a resumed run continues the file). */
 tp_status_t tp_report_open(tp_report_t *r, const char *run_dir, bool is_root);
 void tp_report_step(tp_report_t *r, const tp_step_log_t *s);
+/* An evaluation row in metrics.jsonl: {"step", "eval_loss", "eval_accuracy"|null,
+ * "eval_bits_per_token"}. */
+void tp_report_eval(tp_report_t *r, int64_t step, double loss, double accuracy,
+                    double bits_per_token);
 /* Ends an updating line before other output. */
 void tp_report_break(tp_report_t *r);
 void tp_report_close(tp_report_t *r);
@@ -38,7 +42,8 @@ typedef struct tp_summary {
     double flops_per_sample; /* training: forward + backward */
     double samples_per_s, step_time_ms_median, step_time_ms_min, step_time_ms_max;
     double achieved_gflops, comm_fraction, comm_ms_median;
-    double final_train_loss, eval_loss, eval_accuracy, eval_seconds;
+    double final_train_loss, eval_loss, eval_accuracy, eval_bits_per_token, eval_seconds;
+    int64_t tokens_per_sample; /* targets per example: 1 (classifiers) or seq_len */
     int64_t eval_examples;
     double wall_s, train_s, core_hours;
 } tp_summary_t;

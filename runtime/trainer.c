@@ -14,9 +14,11 @@
 #include "ckpt.h"
 #include "data.h"
 #include "evaluate.h"
+#include "generate.h"
 #include "model.h"
 #include "optim.h"
 #include "report.h"
+#include "task.h"
 #include "train_state.h"
 
 typedef struct trainer {
@@ -26,16 +28,14 @@ typedef struct trainer {
     char *config_text;
     char ckpt_dir[4096];
     char last_ckpt[4096];
-    tp_dataset_t *train, *test;
+    tp_task_t *task;
     tp_sampler_t *sampler;
     tp_model_t *model;
     tp_optim_t *optim;
     tp_train_state_t *state;
     tp_report_t report;
-    int64_t local_batch, steps_per_epoch, total, start_step, step;
+    int64_t local_batch, micro_batch, steps_per_epoch, total, start_step, step;
     int64_t *idx;
-    float *x;
-    int32_t *y;
     double *step_s, *comm_s; /* per step of this run */
     double last_loss;
 } trainer_t;
@@ -89,39 +89,66 @@ static tp_status_t setup_run_dir(trainer_t *t)
     return TP_OK;
 }
 
+/* Per-rank batch = batch / ranks, split into grad_accum micro-batches. */
+static tp_status_t check_batch(trainer_t *t)
+{
+    const tp_config_t *cfg = t->cfg;
+    int R = t->rt->world_size;
+    int64_t per_step = (int64_t)R * cfg->grad_accum;
+    if (cfg->batch % per_step != 0) {
+        if (!is_root(t)) return TP_ERR_CONFIG;
+        if (cfg->grad_accum == 1)
+            return TP_ERR(TP_ERR_CONFIG,
+                          "train.batch = %lld (the global batch) is not divisible by the %d "
+                          "ranks; choose a multiple of %d",
+                          (long long)cfg->batch, R, R);
+        return TP_ERR(TP_ERR_CONFIG,
+                      "train.batch = %lld (the global batch) is not divisible by %d ranks x "
+                      "train.grad_accum = %lld",
+                      (long long)cfg->batch, R, (long long)cfg->grad_accum);
+    }
+    t->local_batch = cfg->batch / R;
+    t->micro_batch = t->local_batch / cfg->grad_accum;
+    if (cfg->micro_batch > 0 && cfg->micro_batch != t->micro_batch) {
+        if (!is_root(t)) return TP_ERR_CONFIG;
+        return TP_ERR(TP_ERR_CONFIG,
+                      "train.micro_batch = %lld does not match train.batch = %lld / (%d ranks x "
+                      "train.grad_accum = %lld) = %lld",
+                      (long long)cfg->micro_batch, (long long)cfg->batch, R,
+                      (long long)cfg->grad_accum, (long long)t->micro_batch);
+    }
+    return TP_OK;
+}
+
+/* Forward batch capacity: a micro-batch, or an evaluation batch of images if larger. */
+static int64_t model_batch(const trainer_t *t)
+{
+    int64_t b = t->micro_batch;
+    if (strcmp(t->cfg->dataset, "tokens") != 0 && t->cfg->eval_batch > b) b = t->cfg->eval_batch;
+    return b;
+}
+
 static tp_status_t setup_data(trainer_t *t)
 {
     const tp_config_t *cfg = t->cfg;
-    tp_status_t st = tp_load_dataset(cfg, "train", &t->train);
-    if (st == TP_OK && cfg->eval_at_end) st = tp_load_dataset(cfg, "t10k", &t->test);
-    TP_TRY(agree(t, st));
-    if (t->test && (t->test->rows != t->train->rows || t->test->cols != t->train->cols))
-        return TP_ERR(TP_ERR_DATA, "%s: test images are %lldx%lld, training images %lldx%lld",
-                      cfg->data_dir, (long long)t->test->rows, (long long)t->test->cols,
-                      (long long)t->train->rows, (long long)t->train->cols);
-    TP_TRY(tp_sampler_create(t->train->n, cfg->batch, t->rt->rank, t->rt->world_size,
+    bool need_eval = cfg->eval_at_end || cfg->eval_every > 0;
+    TP_TRY(agree(t, tp_task_create(cfg, true, need_eval, false, model_batch(t), &t->task)));
+    TP_TRY(tp_sampler_create(t->task->n_train, cfg->batch, t->rt->rank, t->rt->world_size,
                              (uint64_t)cfg->seed, &t->sampler));
-    t->local_batch = tp_sampler_local_batch(t->sampler);
     t->steps_per_epoch = tp_sampler_steps_per_epoch(t->sampler);
     t->total = cfg->steps > 0 ? cfg->steps : cfg->epochs * t->steps_per_epoch;
-    int64_t in = t->train->rows * t->train->cols;
     t->idx = tp_malloc((size_t)t->local_batch * sizeof(int64_t), "batch indices");
-    t->x = tp_malloc((size_t)(t->local_batch * in) * sizeof(float), "batch");
-    t->y = tp_malloc((size_t)t->local_batch * sizeof(int32_t), "batch labels");
     t->step_s = tp_calloc((size_t)t->total + 1, sizeof(double), "step times");
     t->comm_s = tp_calloc((size_t)t->total + 1, sizeof(double), "comm times");
-    return t->idx && t->x && t->y && t->step_s && t->comm_s ? TP_OK : TP_ERR_NOMEM;
+    return t->idx && t->step_s && t->comm_s ? TP_OK : TP_ERR_NOMEM;
 }
 
 static tp_status_t setup_model(trainer_t *t)
 {
     const tp_config_t *cfg = t->cfg;
-    int64_t n_classes = t->train->n_classes;
-    if (t->test && t->test->n_classes > n_classes) n_classes = t->test->n_classes;
-    int64_t max_batch = t->local_batch;
-    if (t->test && cfg->eval_batch > max_batch) max_batch = cfg->eval_batch;
-    tp_status_t st = tp_model_create(cfg, t->rt->be, 1, t->train->rows, t->train->cols, n_classes,
-                                     max_batch, &t->model);
+    const tp_task_t *task = t->task;
+    tp_status_t st = tp_model_create(cfg, t->rt->be, task->c, task->h, task->w, task->n_classes,
+                                     model_batch(t), &t->model);
     if (st == TP_OK) st = tp_model_init_params(t->model, (uint64_t)cfg->seed);
     if (st == TP_OK) st = tp_optim_create(cfg, t->model, &t->optim);
     if (st == TP_OK) st = tp_train_state_create(t->model, t->optim, &t->state);
@@ -215,25 +242,29 @@ static double median(const double *v, int64_t n, double *lo, double *hi)
     return m;
 }
 
-/* One optimizer step on this rank's slice of the global batch; returns the local loss sum. */
+/* One optimizer step on this rank's slice of the global batch, in grad_accum micro-batches;
+ * returns the local loss sum. */
 static tp_status_t train_step(trainer_t *t, double *loss_sum)
 {
     tp_model_t *m = t->model;
     int64_t epoch = t->step / t->steps_per_epoch, in_epoch = t->step % t->steps_per_epoch;
-    int64_t first = 0, i = t->step - t->start_step;
+    int64_t first = 0, i = t->step - t->start_step, mb = t->micro_batch;
     double t0 = tp_now();
     tp_sampler_batch(t->sampler, epoch, in_epoch, t->idx, &first);
-    tp_dataset_fill_batch(t->train, t->idx, t->local_batch, t->x, t->y);
-    tp_model_set_batch(m, t->x, t->y, t->local_batch);
     tp_model_zero_grad(m);
-    tp_pass_ctx_t ctx = {.train = true,
-                         .seed = (uint64_t)t->cfg->seed,
-                         .step = (uint64_t)t->step,
-                         .first_row = first};
-    *loss_sum = tp_model_forward(m, &ctx, t->local_batch, NULL, false);
     /* Each rank's gradient is the mean over its slice; the average over ranks is then the mean
      * over the global batch. */
-    tp_model_backward(m, &ctx, t->local_batch, 1.0f / (float)t->local_batch);
+    float scale = 1.0f / (float)(t->local_batch * m->targets_per_example);
+    *loss_sum = 0;
+    for (int64_t k = 0; k * mb < t->local_batch; k++) {
+        t->task->ops->load_batch(t->task, t->idx + k * mb, mb, m);
+        tp_pass_ctx_t ctx = {.train = true,
+                             .seed = (uint64_t)t->cfg->seed,
+                             .step = (uint64_t)t->step,
+                             .first_row = first + k * mb};
+        *loss_sum += tp_model_forward(m, &ctx, mb, NULL, false);
+        tp_model_backward(m, &ctx, mb, scale);
+    }
     double tc = tp_now();
     TP_TRY(tp_comm_allreduce(t->rt->comm, m->grad_buf, (size_t)m->numel, TP_DT_FLOAT, TP_RED_AVG));
     t->comm_s[i] = tp_now() - tc;
@@ -241,6 +272,26 @@ static tp_status_t train_step(trainer_t *t, double *loss_sum)
     tp_optim_step(t->optim, (float)tp_lr_at(t->cfg, t->step, t->total));
     tp_backend_synchronize(m->be);
     t->step_s[i] = tp_now() - t0;
+    return TP_OK;
+}
+
+/* Evaluation during training (eval.every) and at the end, with a text sample for language
+ * models. */
+static tp_status_t evaluate(trainer_t *t, tp_eval_result_t *ev, int64_t max_batches)
+{
+    TP_TRY(t->task->ops->evaluate(t->task, t->model, t->rt->comm, max_batches, ev));
+    tp_report_break(&t->report);
+    if (isnan(ev->accuracy))
+        tp_log_info("eval @ step %lld: %lld tokens, loss %.4f, %.4f bits per token (%.2f s)",
+                    (long long)t->step, (long long)ev->targets, ev->loss, ev->bits_per_token,
+                    ev->seconds);
+    else
+        tp_log_info("eval @ step %lld: %lld examples, loss %.4f, accuracy %.4f (%.2f s)",
+                    (long long)t->step, (long long)ev->n, ev->loss, ev->accuracy, ev->seconds);
+    tp_report_eval(&t->report, t->step, ev->loss, ev->accuracy, ev->bits_per_token);
+    if (t->cfg->sample_tokens > 0 && t->model->gpt && is_root(t))
+        TP_TRY(tp_generate_sample(t->model, t->cfg->sample_prompt, t->cfg->sample_tokens,
+                                  (uint64_t)t->cfg->seed + (uint64_t)t->step, stdout));
     return TP_OK;
 }
 
@@ -254,17 +305,18 @@ static tp_status_t train_loop(trainer_t *t)
                     (long long)t->start_step, (long long)end);
         return TP_OK;
     }
-    tp_log_info("training %lld steps (%lld per epoch, global batch %lld = %d ranks x %lld) from "
-                "step %lld",
+    tp_log_info("training %lld steps (%lld per epoch, global batch %lld = %d ranks x %lld "
+                "micro-batches of %lld) from step %lld",
                 (long long)t->total, (long long)t->steps_per_epoch, (long long)cfg->batch,
-                t->rt->world_size, (long long)t->local_batch, (long long)t->start_step);
+                t->rt->world_size, (long long)cfg->grad_accum, (long long)t->micro_batch,
+                (long long)t->start_step);
     double interval[2] = {0, 0}, interval_t0 = tp_now();
     int64_t interval_steps = 0;
     for (t->step = t->start_step; t->step < end;) {
         double loss = 0;
         TP_TRY(train_step(t, &loss));
         interval[0] += loss;
-        interval[1] += (double)t->local_batch;
+        interval[1] += (double)(t->local_batch * t->model->targets_per_example);
         interval_steps++;
         t->step++;
         bool last = t->step == end;
@@ -294,6 +346,10 @@ static tp_status_t train_loop(trainer_t *t)
         }
         if (cfg->ckpt_every > 0 && t->step % cfg->ckpt_every == 0 && !last)
             TP_TRY(save_checkpoint(t));
+        if (cfg->eval_every > 0 && t->step % cfg->eval_every == 0 && !last) {
+            tp_eval_result_t ev;
+            TP_TRY(evaluate(t, &ev, cfg->eval_max_batches));
+        }
     }
     return save_checkpoint(t);
 }
@@ -301,13 +357,9 @@ static tp_status_t train_loop(trainer_t *t)
 static tp_status_t finish(trainer_t *t)
 {
     const tp_config_t *cfg = t->cfg;
-    tp_eval_result_t ev = {0};
-    if (t->test) {
-        TP_TRY(tp_evaluate(t->model, t->test, t->rt->comm, &ev));
-        tp_report_break(&t->report);
-        tp_log_info("eval: %lld test examples, loss %.4f, accuracy %.4f (%.2f s)", (long long)ev.n,
-                    ev.loss, ev.accuracy, ev.seconds);
-    }
+    tp_eval_result_t ev = {.loss = NAN, .accuracy = NAN, .bits_per_token = NAN};
+    bool have_eval = cfg->eval_at_end;
+    if (have_eval) TP_TRY(evaluate(t, &ev, cfg->eval_max_batches));
     if (!is_root(t)) return TP_OK;
     int64_t n = (t->step > t->start_step ? t->step : t->start_step) - t->start_step;
     double train_s = 0, comm_s = 0, lo, hi, clo, chi;
@@ -342,8 +394,10 @@ static tp_status_t finish(trainer_t *t)
         .comm_fraction = train_s > 0 ? comm_s / train_s : 0,
         .comm_ms_median = 1e3 * median(t->comm_s, n, &clo, &chi),
         .final_train_loss = n > 0 ? t->last_loss : NAN,
-        .eval_loss = t->test ? ev.loss : NAN,
-        .eval_accuracy = t->test ? ev.accuracy : NAN,
+        .eval_loss = have_eval ? ev.loss : NAN,
+        .eval_accuracy = have_eval ? ev.accuracy : NAN,
+        .eval_bits_per_token = have_eval ? ev.bits_per_token : NAN,
+        .tokens_per_sample = t->model->targets_per_example,
         .eval_examples = ev.n,
         .eval_seconds = ev.seconds,
         .train_s = train_s,
@@ -369,12 +423,9 @@ static void trainer_release(trainer_t *t)
     tp_optim_free(t->optim);
     tp_model_free(t->model);
     tp_sampler_free(t->sampler);
-    tp_dataset_free(t->train);
-    tp_dataset_free(t->test);
+    tp_task_free(t->task);
     free(t->config_text);
     free(t->idx);
-    free(t->x);
-    free(t->y);
     free(t->step_s);
     free(t->comm_s);
 }
@@ -383,14 +434,7 @@ tp_status_t tp_train(tp_runtime_t *rt, const tp_config_t *cfg, const tp_train_op
 {
     trainer_t t = {.rt = rt, .cfg = cfg, .opts = opts};
     tp_status_t st;
-    if (cfg->batch % rt->world_size != 0) {
-        st = rt->rank == 0 ? TP_ERR(TP_ERR_CONFIG,
-                                    "train.batch = %lld (the global batch) is not divisible by "
-                                    "the %d ranks; choose a multiple of %d",
-                                    (long long)cfg->batch, rt->world_size, rt->world_size)
-                           : TP_ERR_CONFIG;
-        return st;
-    }
+    TP_TRY(check_batch(&t));
     TP_TRYGOTO(setup_run_dir(&t), st, done);
     TP_TRYGOTO(agree(&t, tp_runtime_open_backend(rt, cfg)), st, done);
     tp_log_info("runtime: %d rank(s) via %s (%s); backend %s", rt->world_size,

@@ -12,6 +12,7 @@ PACKAGES=(
     zlib1g-dev                            # gzip'd IDX data
     dataset-fashion-mnist                 # the default data set
     python3 python3-numpy python3-h5py    # test helpers
+    bible-kjv bible-kjv-text              # the default language-model corpus (tools/corpus.sh)
 )
 
 missing=()

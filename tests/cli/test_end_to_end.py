@@ -27,9 +27,13 @@ for key in ("model", "backend", "world_size", "threads_per_rank", "steps", "samp
 h.check(s["world_size"] == 2 and s["comm"] == "mpi" and s["steps"] == 468, "summary: 2 ranks, 468 steps")
 h.check(0 < s["comm_fraction"] < 1 and s["samples_per_s"] > 0 and s["achieved_gflops"] > 0,
         "summary figures are measured and positive")
-m = read_metrics(run)
+rows = read_metrics(run)
+m = [r for r in rows if "loss" in r]
 h.check(len(m) == 5 and all(k in m[0] for k in ("step", "loss", "lr", "samples_per_s", "step_ms", "comm_ms")),
         "metrics.jsonl: one row per logged step with the documented keys")
+ev_rows = [r for r in rows if "eval_loss" in r]
+h.check(len(ev_rows) == 1 and ev_rows[0]["step"] == 468 and abs(ev_rows[0]["eval_accuracy"] - s["eval_accuracy"]) < 1e-9,
+        "metrics.jsonl: the final evaluation row")
 h.check(os.path.exists(os.path.join(run, "config.cfg")), "resolved config saved in the run directory")
 h.check("step 100/468" in p.stdout and "ETA" in p.stdout, "progress lines printed")
 ck = newest_checkpoint(run)

@@ -72,6 +72,7 @@ class Harness:
             cmd = ["mpirun", "-np", str(np), "--bind-to", "none"] + cmd
         try:
             p = subprocess.run(cmd, env=env, cwd=cwd or self.tmp, capture_output=True, text=True,
+                               errors="replace",
                                timeout=timeout)
         except subprocess.TimeoutExpired as e:
             out = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
