@@ -34,6 +34,9 @@ void tp_cpu_embedding_forward(tp_backend_t *be, const int32_t *tokens, const flo
         const float *restrict e = wte + (int64_t)tokens[r] * C;
         const float *restrict p = wpe + (r % T) * C;
         float *restrict o = out + r * C;
+        if (r + 4 < B * T) /* the rows are scattered: start fetching a later one now */
+            for (int64_t c = 0; c < C; c += 16)
+                __builtin_prefetch(wte + (int64_t)tokens[r + 4] * C + c);
 #pragma omp simd
         for (int64_t c = 0; c < C; c++)
             o[c] = e[c] + p[c];

@@ -130,6 +130,7 @@ static tp_status_t write_eval_json(const char *path, const serve_opts_t *o,
     tp_json_num(&j, "accuracy", r->accuracy);
     tp_json_int(&j, "targets", r->targets);
     tp_json_num(&j, "bits_per_token", r->bits_per_token);
+    if (r->byte_level) tp_json_num(&j, "bits_per_byte", r->bits_per_token);
     tp_json_num(&j, "seconds", r->seconds);
     tp_json_num(&j, "examples_per_s", r->seconds > 0 ? (double)r->n / r->seconds : 0);
     tp_json_int(&j, "world_size", world);
@@ -148,9 +149,9 @@ static int run_eval(tp_runtime_t *rt, int argc, char **argv)
     if (st == TP_OK) st = s.task->ops->evaluate(s.task, s.model, rt->comm, s.cfg.eval_max_batches, &r);
     if (st == TP_OK && rt->rank == 0) {
         if (isnan(r.accuracy))
-            printf("eval: %s split, %lld tokens, loss %.4f, %.4f bits per token, %.0f tokens/s\n",
+            printf("eval: %s split, %lld tokens, loss %.4f, %.4f bits per %s, %.0f tokens/s\n",
                    o.split, (long long)r.targets, r.loss, r.bits_per_token,
-                   (double)r.targets / r.seconds);
+                   r.byte_level ? "byte" : "token", (double)r.targets / r.seconds);
         else
             printf("eval: %s split, %lld examples, loss %.4f, accuracy %.4f, %.0f examples/s\n",
                    o.split, (long long)r.n, r.loss, r.accuracy, (double)r.n / r.seconds);

@@ -23,6 +23,7 @@ typedef struct tp_eval_result {
     double loss;           /* mean cross-entropy per target */
     double accuracy;       /* classifiers; NAN for language models */
     double bits_per_token; /* loss / ln 2 */
+    bool byte_level;       /* tokens are bytes: bits per token = bits per byte */
     double seconds;
 } tp_eval_result_t;
 

@@ -54,6 +54,8 @@ static tp_status_t tokens_evaluate(tp_task_t *t, tp_model_t *m, tp_comm_t *comm,
     out->loss = sums[1] > 0 ? sums[0] / sums[1] : NAN;
     out->accuracy = NAN;
     out->bits_per_token = out->loss / M_LN2;
+    out->byte_level = strcmp(tp_tokens_format(tt->eval), "tulpar") == 0 &&
+                      tp_tokens_width(tt->eval) == 1 && tp_tokens_vocab_size(tt->eval) <= 256;
     out->seconds = tp_now() - t0;
     return TP_OK;
 }

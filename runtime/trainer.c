@@ -282,9 +282,9 @@ static tp_status_t evaluate(trainer_t *t, tp_eval_result_t *ev, int64_t max_batc
     TP_TRY(t->task->ops->evaluate(t->task, t->model, t->rt->comm, max_batches, ev));
     tp_report_break(&t->report);
     if (isnan(ev->accuracy))
-        tp_log_info("eval @ step %lld: %lld tokens, loss %.4f, %.4f bits per token (%.2f s)",
+        tp_log_info("eval @ step %lld: %lld tokens, loss %.4f, %.4f bits per %s (%.2f s)",
                     (long long)t->step, (long long)ev->targets, ev->loss, ev->bits_per_token,
-                    ev->seconds);
+                    ev->byte_level ? "byte" : "token", ev->seconds);
     else
         tp_log_info("eval @ step %lld: %lld examples, loss %.4f, accuracy %.4f (%.2f s)",
                     (long long)t->step, (long long)ev->n, ev->loss, ev->accuracy, ev->seconds);

@@ -52,10 +52,12 @@ h.check(len(evals) == 3 and evals[-1]["eval_loss"] < evals[0]["eval_loss"], "val
 ck = newest_checkpoint(run)
 out = h.path("eval.json")
 p = h.run(["eval", cfg, "--checkpoint", ck, "--output", out], np=2, timeout=120)
-h.check(p.returncode == 0 and "bits per token" in p.stdout, "tulpar eval on 2 ranks", p.stderr[-1500:])
+h.check(p.returncode == 0 and "bits per byte" in p.stdout, "tulpar eval on 2 ranks (bits per byte)",
+        p.stderr[-1500:])
 if p.returncode == 0:
     ev = json.load(open(out))
     h.check(abs(ev["loss"] - s["eval_loss"]) < 1e-6, "eval loss %.5f equals the run's" % ev["loss"])
+    h.check(abs(ev["bits_per_byte"] - ev["loss"] / np.log(2)) < 1e-6, "eval.json has bits_per_byte")
 
 # generate: streamed single prompt; prompts file over 2 ranks
 p = h.run(["generate", "--checkpoint", ck, "--prompt", "In the beginning", "--max-tokens", "50",
