@@ -161,6 +161,7 @@ tp_status_t tp_summary_write(const char *path, const tp_summary_t *s)
     tp_json_num(&j, "eval_loss", s->eval_loss);
     tp_json_num(&j, "eval_accuracy", s->eval_accuracy);
     tp_json_num(&j, "eval_bits_per_token", s->eval_bits_per_token);
+    tp_json_num(&j, "eval_unigram_baseline_loss", s->eval_baseline_loss);
     tp_json_int(&j, "eval_examples", s->eval_examples);
     tp_json_num(&j, "eval_s", s->eval_seconds);
     tp_json_num(&j, "train_s", s->train_s);

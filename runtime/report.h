@@ -43,6 +43,7 @@ typedef struct tp_summary {
     double samples_per_s, step_time_ms_median, step_time_ms_min, step_time_ms_max;
     double achieved_gflops, comm_fraction, comm_ms_median;
     double final_train_loss, eval_loss, eval_accuracy, eval_bits_per_token, eval_seconds;
+    double eval_baseline_loss; /* unigram cross-entropy of the eval split (language models) */
     int64_t tokens_per_sample; /* targets per example: 1 (classifiers) or seq_len */
     int64_t eval_examples;
     double wall_s, train_s, core_hours;

@@ -1,6 +1,7 @@
 /* Task creation by data.dataset. */
 #include "task.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,6 +12,7 @@ tp_status_t tp_task_create(const tp_config_t *cfg, bool need_train, bool need_ev
     tp_task_t *t = tp_calloc(1, sizeof *t, "task");
     if (!t) return TP_ERR_NOMEM;
     t->cfg = cfg;
+    t->baseline_loss = NAN;
     tp_status_t st;
     if (strcmp(cfg->dataset, "tokens") == 0)
         st = tp_task_tokens_create(cfg, need_train, need_eval, eval_on_train, max_batch, t);

@@ -104,6 +104,34 @@ static tp_status_t open_checked(const tp_config_t *cfg, const char *file, int64_
     return TP_OK;
 }
 
+/* Unigram cross-entropy of eval under train's token frequencies (add-one smoothing). */
+static double unigram_baseline(const tp_tokens_t *train, const tp_tokens_t *eval, int64_t V)
+{
+    double *count = tp_calloc((size_t)V, sizeof(double), "unigram counts");
+    int32_t *buf = tp_malloc(65536 * sizeof(int32_t), "token chunk");
+    double loss = NAN;
+    if (count && buf) {
+        int64_t n = tp_tokens_count(train), m = tp_tokens_count(eval);
+        for (int64_t s = 0; s < n; s += 65536) {
+            int64_t c = n - s < 65536 ? n - s : 65536;
+            tp_tokens_read(train, s, c, buf);
+            for (int64_t i = 0; i < c; i++)
+                count[buf[i]] += 1.0;
+        }
+        double total = (double)n + (double)V, sum = 0;
+        for (int64_t s = 0; s < m; s += 65536) {
+            int64_t c = m - s < 65536 ? m - s : 65536;
+            tp_tokens_read(eval, s, c, buf);
+            for (int64_t i = 0; i < c; i++)
+                sum -= log((count[buf[i]] + 1.0) / total);
+        }
+        loss = m > 0 ? sum / (double)m : NAN;
+    }
+    free(count);
+    free(buf);
+    return loss;
+}
+
 tp_status_t tp_task_tokens_create(const tp_config_t *cfg, bool need_train, bool need_eval,
                                   bool eval_on_train, int64_t max_batch, tp_task_t *t)
 {
@@ -117,6 +145,9 @@ tp_status_t tp_task_tokens_create(const tp_config_t *cfg, bool need_train, bool 
     if (need_eval && !eval_on_train) TP_TRY(open_checked(cfg, cfg->data_val, tt->T, &tt->eval));
     if (need_eval && eval_on_train) TP_TRY(open_checked(cfg, cfg->data_train, tt->T, &tt->eval));
     t->n_train = tt->train ? tp_tokens_windows(tt->train, tt->T) : 0;
+    t->baseline_loss = tt->train && tt->eval && tt->train != tt->eval
+                           ? unigram_baseline(tt->train, tt->eval, cfg->vocab_size)
+                           : NAN;
     t->vocab_size = (int32_t)cfg->vocab_size;
     tt->tokens = tp_malloc((size_t)(max_batch * tt->T) * sizeof(int32_t), "token batch");
     tt->targets = tp_malloc((size_t)(max_batch * tt->T) * sizeof(int32_t), "target batch");

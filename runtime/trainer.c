@@ -282,9 +282,10 @@ static tp_status_t evaluate(trainer_t *t, tp_eval_result_t *ev, int64_t max_batc
     TP_TRY(t->task->ops->evaluate(t->task, t->model, t->rt->comm, max_batches, ev));
     tp_report_break(&t->report);
     if (isnan(ev->accuracy))
-        tp_log_info("eval @ step %lld: %lld tokens, loss %.4f, %.4f bits per %s (%.2f s)",
+        tp_log_info("eval @ step %lld: %lld tokens, loss %.4f, %.4f bits per %s (unigram "
+                    "baseline %.4f) (%.2f s)",
                     (long long)t->step, (long long)ev->targets, ev->loss, ev->bits_per_token,
-                    ev->byte_level ? "byte" : "token", ev->seconds);
+                    ev->byte_level ? "byte" : "token", t->task->baseline_loss, ev->seconds);
     else
         tp_log_info("eval @ step %lld: %lld examples, loss %.4f, accuracy %.4f (%.2f s)",
                     (long long)t->step, (long long)ev->n, ev->loss, ev->accuracy, ev->seconds);
@@ -397,6 +398,7 @@ static tp_status_t finish(trainer_t *t)
         .eval_loss = have_eval ? ev.loss : NAN,
         .eval_accuracy = have_eval ? ev.accuracy : NAN,
         .eval_bits_per_token = have_eval ? ev.bits_per_token : NAN,
+        .eval_baseline_loss = t->task->baseline_loss,
         .tokens_per_sample = t->model->targets_per_example,
         .eval_examples = ev.n,
         .eval_seconds = ev.seconds,

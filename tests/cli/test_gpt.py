@@ -43,6 +43,8 @@ unigram = meta["val_unigram_cross_entropy_nats"]
 h.check(s["eval_loss"] < unigram - 0.5,
         "validation loss %.3f well below the unigram baseline %.3f nats" % (s["eval_loss"], unigram))
 h.check(abs(s["eval_bits_per_token"] - s["eval_loss"] / np.log(2)) < 1e-6, "bits per token = loss / ln 2")
+h.check(abs(s["eval_unigram_baseline_loss"] - unigram) < 1e-3, "summary has the unigram baseline %.4f" % unigram)
+h.check("unigram baseline" in p.stdout, "evaluations print the unigram baseline beside the loss")
 h.check(s["tokens_per_sample"] == 32 and s["tokens_per_s"] > 0, "summary reports tokens/s")
 h.check("--- sample ---" in p.stdout, "text samples printed at evaluations")
 evals = [r for r in read_metrics(run) if "eval_loss" in r]
