@@ -20,7 +20,7 @@ extern void openblas_set_num_threads(int);
 typedef struct cpu_state {
     double *chunk_sums; /* sumsq scratch, grown on demand (once per model size) */
     int64_t chunk_cap;
-    float *scratch;     /* per-thread rows for the transformer kernels (tp_cpu_scratch) */
+    float *scratch;     /* rows of scratch for the transformer kernels (tp_cpu_scratch) */
     size_t scratch_cap; /* in floats */
 } cpu_state_t;
 
@@ -52,12 +52,13 @@ static void cpu_shutdown(tp_backend_t *be)
     free(s);
 }
 
-int64_t tp_cpu_scratch(tp_backend_t *be, int nthreads, int64_t row, float **out)
+int64_t tp_cpu_scratch(tp_backend_t *be, int64_t rows, int64_t len, float **out)
 {
     cpu_state_t *s = be->impl;
     /* Rows padded to whole cache lines: threads never write the same line. */
-    int64_t stride = (row + 15) / 16 * 16;
-    size_t need = (size_t)nthreads * (size_t)(stride > 0 ? stride : 16);
+    int64_t stride = len > 0 ? (len + 15) / 16 * 16 : 16;
+    if (rows <= 0 || stride > (int64_t)(SIZE_MAX / sizeof(float)) / rows) return 0;
+    size_t need = (size_t)rows * (size_t)stride;
     if (need > s->scratch_cap) {
         float *p = aligned_alloc(64, need * sizeof(float));
         if (!p) return 0;
@@ -66,7 +67,7 @@ int64_t tp_cpu_scratch(tp_backend_t *be, int nthreads, int64_t row, float **out)
         s->scratch_cap = need;
     }
     *out = s->scratch;
-    return stride > 0 ? stride : 16;
+    return stride;
 }
 
 static void cpu_gemm(tp_backend_t *be, bool ta, bool tb, int64_t M, int64_t N, int64_t K,

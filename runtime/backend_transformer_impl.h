@@ -45,10 +45,11 @@ void tp_cpu_attention_decode(tp_backend_t *be, const float *q, const float *kcac
                              const float *vcache, float *out, int64_t B, int64_t pos, int64_t Tmax,
                              int64_t C, int64_t NH);
 
-/* Per-thread scratch of the cpu backend (backend_cpu.c): nthreads rows of at least `row` floats,
- * each row 64-byte aligned, grown to the largest request and kept until shutdown, so the hot ops
- * allocate nothing in steady state. Call outside parallel regions. Returns the row stride in
- * floats, or 0 when memory is short (the caller then falls back to the ref kernel). */
-int64_t tp_cpu_scratch(tp_backend_t *be, int nthreads, int64_t row, float **out);
+/* Scratch of the cpu backend (backend_cpu.c): `rows` rows (one per thread, or per chunk) of at
+ * least `len` floats each, every row 64-byte aligned; grown to the largest request and kept
+ * until shutdown, so the hot ops allocate nothing in steady state. Call outside parallel regions;
+ * one op at a time owns it. Returns the row stride in floats, or 0 when memory is short (the
+ * caller then falls back to the ref kernel). */
+int64_t tp_cpu_scratch(tp_backend_t *be, int64_t rows, int64_t len, float **out);
 
 #endif

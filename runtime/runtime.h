@@ -26,6 +26,9 @@ int tp_runtime_default_threads(const tp_runtime_t *rt);
 /* Create rt->be from cfg (runtime.backend, runtime.threads). */
 tp_status_t tp_runtime_open_backend(tp_runtime_t *rt, const tp_config_t *cfg);
 
+/* Peak resident set size of this process (VmHWM), or -1 where /proc is unavailable. */
+int64_t tp_peak_rss_bytes(void);
+
 /* Monotonic wall-clock seconds. */
 double tp_now(void);
 

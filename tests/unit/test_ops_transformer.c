@@ -194,8 +194,11 @@ static void test_layernorm(void)
 
 /* ---- attention ----------------------------------------------------------------------------- */
 
-static const int64_t g_attn[][4] = {{1, 1, 8, 1},   {2, 7, 32, 4},  {3, 7, 24, 3}, {2, 7, 12, 4},
-                                    {1, 64, 96, 4}, {2, 64, 64, 1}, {3, 1, 96, 2}, {2, 33, 40, 2}};
+/* B, T, C, NH: odd shapes, plus T and head sizes past the cpu kernels' 64-wide blocks (T = 130:
+ * two full blocks and a short tail; hs = 96 and 72: a 64 block and a 32 or 8 one). */
+static const int64_t g_attn[][4] = {{1, 1, 8, 1},    {2, 7, 32, 4},  {3, 7, 24, 3}, {2, 7, 12, 4},
+                                    {1, 64, 96, 4},  {2, 64, 64, 1}, {3, 1, 96, 2}, {2, 33, 40, 2},
+                                    {1, 130, 96, 1}, {2, 100, 72, 1}};
 #define N_ATTN (sizeof g_attn / sizeof g_attn[0])
 
 /* Lower triangle (row t, columns 0..t) of each [T, T] block. */
@@ -341,7 +344,8 @@ static void test_threads(void)
     float *qkv = rnd(nq, 1.0f), *dout = rnd(no, 1.0f), *w = rnd((size_t)C, 1.0f);
     float *wte = rnd((size_t)(V * C), 1.0f), *wpe = rnd((size_t)(T * C), 1.0f);
     int32_t *tok = tokens_for(N, V);
-    size_t total = no + na + nq + no + 2 * (size_t)N + no + 2 * (size_t)C + (size_t)((V + T) * C);
+    size_t total =
+        no + na + nq + no + 2 * (size_t)N + no + 2 * (size_t)C + (size_t)((V + T) * C) + no;
     float *res[3];
     for (int th = 1; th <= 3; th++) {
         tp_backend_t *be = NULL;
@@ -350,11 +354,12 @@ static void test_threads(void)
         if (!be || !r) continue;
         float *out = r, *att = out + no, *dqkv = att + na, *y = dqkv + nq, *mean = y + no;
         float *rstd = mean + N, *dx = rstd + N, *dw = dx + no, *db = dw + C, *dte = db + C;
-        float *dpe = dte + V * C;
+        float *dpe = dte + V * C, *emb = dpe + T * C;
         tp_op_attention_forward(be, qkv, out, att, B, T, C, NH);
         tp_op_attention_backward(be, dout, qkv, att, dqkv, B, T, C, NH);
         tp_op_layernorm_forward(be, qkv, w, w, y, mean, rstd, N, C);
         tp_op_layernorm_backward(be, dout, qkv, w, mean, rstd, dx, dw, db, N, C);
+        tp_op_embedding_forward(be, tok, wte, wpe, emb, B, T, C);
         tp_op_embedding_backward(be, dout, tok, dte, dpe, B, T, C);
         tp_backend_free(be);
     }
