@@ -8,6 +8,7 @@ void tp_backend_free(tp_backend_t *be)
 {
     if (!be) return;
     if (be->iface->shutdown) be->iface->shutdown(be);
+    free(be->blocks);
     free(be);
 }
 
@@ -28,16 +29,50 @@ int tp_backend_threads(const tp_backend_t *be)
 
 void *tp_backend_alloc(tp_backend_t *be, size_t bytes, const char *what)
 {
+    if (be->n_blocks == be->cap_blocks) {
+        int64_t cap = be->cap_blocks ? 2 * be->cap_blocks : 256;
+        tp_backend_block_t *nb = realloc(be->blocks, (size_t)cap * sizeof *nb);
+        if (!nb) {
+            TP_ERR(TP_ERR_NOMEM, "backend %s: out of memory for the allocation table",
+                   be->iface->name);
+            return NULL;
+        }
+        be->blocks = nb;
+        be->cap_blocks = cap;
+    }
     void *p = be->iface->alloc(be, bytes);
-    if (!p)
+    if (!p) {
         TP_ERR(TP_ERR_NOMEM, "backend %s: cannot allocate %zu bytes for %s", be->iface->name, bytes,
                what);
+        return NULL;
+    }
+    be->blocks[be->n_blocks++] = (tp_backend_block_t){.ptr = p, .bytes = bytes};
+    be->bytes_in_use += (int64_t)bytes;
+    if (be->bytes_in_use > be->bytes_peak) be->bytes_peak = be->bytes_in_use;
     return p;
 }
 
 void tp_backend_release(tp_backend_t *be, void *ptr)
 {
-    if (ptr) be->iface->release(be, ptr);
+    if (!ptr) return;
+    /* Releases happen at teardown, newest first mostly: search from the end. */
+    for (int64_t i = be->n_blocks - 1; i >= 0; i--)
+        if (be->blocks[i].ptr == ptr) {
+            be->bytes_in_use -= (int64_t)be->blocks[i].bytes;
+            be->blocks[i] = be->blocks[--be->n_blocks];
+            break;
+        }
+    be->iface->release(be, ptr);
+}
+
+int64_t tp_backend_bytes_in_use(const tp_backend_t *be)
+{
+    return be->bytes_in_use;
+}
+
+int64_t tp_backend_bytes_peak(const tp_backend_t *be)
+{
+    return be->bytes_peak;
 }
 
 void tp_backend_upload(tp_backend_t *be, void *dst, const void *src, size_t bytes)

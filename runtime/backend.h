@@ -41,6 +41,9 @@ void tp_backend_release(tp_backend_t *be, void *ptr);
 void tp_backend_upload(tp_backend_t *be, void *dst, const void *host_src, size_t bytes);
 void tp_backend_download(tp_backend_t *be, void *host_dst, const void *src, size_t bytes);
 void tp_backend_synchronize(tp_backend_t *be);
+/* Bytes currently allocated through tp_backend_alloc, and the most ever at once. */
+int64_t tp_backend_bytes_in_use(const tp_backend_t *be);
+int64_t tp_backend_bytes_peak(const tp_backend_t *be);
 
 /* ---- ops ---- */
 /* C[M,N] = alpha * op(A) * op(B) + beta * C; op(A) is M x K, op(B) is K x N. */

@@ -4,6 +4,7 @@
 #include "backend_impl.h"
 #include "backend_transformer_impl.h"
 #include "ops_math.h"
+#include "simd_math.h"
 
 #include <cblas.h>
 #include <float.h>
@@ -129,16 +130,59 @@ static void cpu_bias_grad(tp_backend_t *be, const float *dy, float *db, int64_t 
     }
 }
 
+/* GELU (tanh form) over a contiguous range with the vectorisable tanh. */
+TP_SIMD_CLONES static void gelu_range(const float *restrict x, float *restrict y, int64_t n)
+{
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++) {
+        float v = x[i], u = TP_GELU_C * (v + 0.044715f * v * v * v);
+        y[i] = 0.5f * v * (1.0f + tp_tanh_fast(u));
+    }
+}
+
+TP_SIMD_CLONES static void gelu_backward_range(const float *restrict x, const float *dy, float *dx,
+                                               int64_t n)
+{
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++) {
+        float v = x[i], u = TP_GELU_C * (v + 0.044715f * v * v * v);
+        float t = tp_tanh_fast(u), du = TP_GELU_C * (1.0f + 3.0f * 0.044715f * v * v);
+        dx[i] = dy[i] * (0.5f * (1.0f + t) + 0.5f * v * (1.0f - t * t) * du);
+    }
+}
+
+/* Chunks of a fixed size so each thread gets whole vector-friendly ranges. */
+#define ACT_CHUNK 4096
+
 static void cpu_act_forward(tp_backend_t *be, tp_act_t act, const float *x, float *y, int64_t n)
 {
+    if (act == TP_ACT_GELU) {
+        int64_t nc = (n + ACT_CHUNK - 1) / ACT_CHUNK;
+#pragma omp parallel for schedule(static)
+        for (int64_t c = 0; c < nc; c++) {
+            int64_t a = c * ACT_CHUNK, len = n - a < ACT_CHUNK ? n - a : ACT_CHUNK;
+            gelu_range(x + a, y + a, len);
+        }
+        return;
+    }
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < n; i++)
         y[i] = tp_act_f(act, x[i]);
 }
 
+/* dx may alias dy (the GPT's MLP does it in place). */
 static void cpu_act_backward(tp_backend_t *be, tp_act_t act, const float *x, const float *dy,
                              float *dx, int64_t n)
 {
+    if (act == TP_ACT_GELU) {
+        int64_t nc = (n + ACT_CHUNK - 1) / ACT_CHUNK;
+#pragma omp parallel for schedule(static)
+        for (int64_t c = 0; c < nc; c++) {
+            int64_t a = c * ACT_CHUNK, len = n - a < ACT_CHUNK ? n - a : ACT_CHUNK;
+            gelu_backward_range(x + a, dy + a, dx + a, len);
+        }
+        return;
+    }
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < n; i++)
         dx[i] = dy[i] * tp_act_df(act, x[i]);

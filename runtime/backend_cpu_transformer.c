@@ -6,6 +6,7 @@
  * Scratch comes from the backend's grow-once buffer (tp_cpu_scratch); if it cannot grow, an op
  * falls back to its reference kernel. */
 #include "backend_transformer_impl.h"
+#include "simd_math.h"
 #include "ops_math.h"
 
 #include <float.h>
@@ -16,18 +17,6 @@
 /* Column block of the layernorm's sum of per-chunk partial gradients. */
 #define COL_BLOCK 64
 
-/* The build targets baseline x86-64 (SSE2); the attention kernels, the only compute-bound loops
- * here, are also compiled for AVX2+FMA and AVX-512 and the loader picks the best the machine has
- * (GCC function multiversioning). The choice is fixed per machine, so results stay repeatable;
- * they may differ in the last bits between machines of different ISA (FMA contraction). Build
- * with -DTP_NO_SIMD_CLONES to get the baseline version only. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(TP_NO_SIMD_CLONES)
-#define TP_SIMD_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define TP_SIMD_CLONES
-#endif
-/* The block kernels must be inlined into the cloned callers to get their ISA and constant W. */
-#define TP_INLINE static inline __attribute__((always_inline))
 
 void tp_cpu_embedding_forward(tp_backend_t *be, const int32_t *tokens, const float *wte,
                               const float *wpe, float *out, int64_t B, int64_t T, int64_t C)
@@ -242,28 +231,6 @@ TP_INLINE void wsum(const float *restrict c, int64_t cs, const float *restrict r
         wsum_block(c, cs, r + i, rs, n, y + i, 1);
 }
 
-/* exp(x) for x <= 0 in a form the compiler vectorises (glibc's expf is scalar): Cody-Waite
- * reduction x = k ln2 + r, |r| <= ln2/2, and Cephes' polynomial. Measured over every fp32 in
- * [-87, 0]: within 1.02 ulp of exp (with or without FMA). */
-TP_INLINE float exp_neg(float x)
-{
-    x = x < -87.0f ? -87.0f : x; /* exp(-87) ~ 2^-125.5: still normal, and negligible in a sum */
-    float kf = (x * 1.44269504f + 12582912.0f) - 12582912.0f; /* round to nearest (2^23 + 2^22) */
-    float r = x - kf * 0.693359375f + kf * 2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    union {
-        int32_t i;
-        float f;
-    } two_k = {.i = ((int32_t)kf + 127) << 23};
-    return p * two_k.f;
-}
-
 /* mt[i * ld + j] = m[j * rs + i] for j < n, zero for j in [n, ld): the padding tdot reads. */
 static void transpose_head(const float *restrict m, int64_t rs, int64_t n, int64_t hs,
                            float *restrict mt, int64_t ld)
@@ -293,7 +260,7 @@ TP_SIMD_CLONES static void attention_row(const float *restrict q, const float *r
     }
 #pragma omp simd reduction(+ : sum)
     for (int64_t j = 0; j < n; j++) {
-        s[j] = exp_neg(s[j] - mx);
+        s[j] = tp_exp_neg(s[j] - mx);
         sum += s[j];
     }
     float inv = 1.0f / sum;

@@ -77,11 +77,21 @@ typedef struct tp_backend_iface {
     void (*add)(tp_backend_t *be, const float *a, const float *b, float *out, int64_t n);
 } tp_backend_iface_t;
 
+/* One live allocation, for the memory accounting of tp_backend_alloc/release. */
+typedef struct tp_backend_block {
+    void *ptr;
+    size_t bytes;
+} tp_backend_block_t;
+
 struct tp_backend {
     const tp_backend_iface_t *iface;
     int threads;
     char describe[256];
     void *impl; /* backend-private state (e.g. CUDA handles) */
+    /* Memory accounting (works for device pointers too, hence a table, not a header). */
+    tp_backend_block_t *blocks;
+    int64_t n_blocks, cap_blocks;
+    int64_t bytes_in_use, bytes_peak;
 };
 
 /* Registered implementations (backend_registry.c decides which are compiled in). */

@@ -69,7 +69,9 @@ tp_status_t tp_model_create(const tp_config_t *cfg, tp_backend_t *be, int64_t c,
     else
         st = TP_ERR(TP_ERR_CONFIG, "model.type '%s' is not one of mlp, cnn, gpt", cfg->model_type);
     if (st == TP_OK) st = allocate_params(m);
+    int64_t before = tp_backend_bytes_in_use(be);
     if (st == TP_OK) st = m->ops->prepare(m);
+    m->activation_bytes = tp_backend_bytes_in_use(be) - before;
     if (st != TP_OK) {
         tp_model_free(m);
         return st;

@@ -167,6 +167,10 @@ tp_status_t tp_summary_write(const char *path, const tp_summary_t *s)
     tp_json_num(&j, "train_s", s->train_s);
     tp_json_num(&j, "wall_s", s->wall_s);
     tp_json_num(&j, "core_hours", s->core_hours);
+    tp_json_int(&j, "param_state_bytes", s->param_state_bytes);
+    tp_json_int(&j, "activation_bytes", s->activation_bytes);
+    tp_json_int(&j, "backend_peak_bytes", s->backend_peak_bytes);
+    tp_json_int(&j, "peak_rss_bytes", s->peak_rss_bytes);
     tp_json_str(&j, "run_dir", s->run_dir);
     tp_json_str(&j, "config", s->config_path);
     tp_json_str(&j, "last_checkpoint", s->last_checkpoint);

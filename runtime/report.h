@@ -47,6 +47,9 @@ typedef struct tp_summary {
     int64_t tokens_per_sample; /* targets per example: 1 (classifiers) or seq_len */
     int64_t eval_examples;
     double wall_s, train_s, core_hours;
+    /* memory (rank 0): parameters + gradients + optimizer state, activations (model prepare),
+     * everything allocated through the backend at its peak, and the process's peak RSS */
+    int64_t param_state_bytes, activation_bytes, backend_peak_bytes, peak_rss_bytes;
 } tp_summary_t;
 
 tp_status_t tp_summary_write(const char *path, const tp_summary_t *s);

@@ -406,6 +406,11 @@ static tp_status_t finish(trainer_t *t)
         .wall_s = wall,
         .core_hours = wall * (double)t->rt->world_size * threads / 3600.0,
     };
+    s.param_state_bytes =
+        t->model->numel * (int64_t)sizeof(float) * (2 + t->optim->ops->n_states);
+    s.activation_bytes = t->model->activation_bytes;
+    s.backend_peak_bytes = tp_backend_bytes_peak(t->rt->be);
+    s.peak_rss_bytes = tp_peak_rss_bytes();
     s.step_time_ms_min = 1e3 * lo;
     s.step_time_ms_max = 1e3 * hi;
     char path[4096];
@@ -415,6 +420,10 @@ static tp_status_t finish(trainer_t *t)
                 "wall %.1f s, %.4f core-hours -> %s",
                 s.samples_per_s, s.achieved_gflops, s.step_time_ms_median, 100 * s.comm_fraction,
                 s.wall_s, s.core_hours, path);
+    tp_log_info("memory: parameters+gradients+optimizer %.1f MB, activations %.1f MB, backend "
+                "peak %.1f MB, process peak RSS %.1f MB",
+                (double)s.param_state_bytes / 1e6, (double)s.activation_bytes / 1e6,
+                (double)s.backend_peak_bytes / 1e6, (double)s.peak_rss_bytes / 1e6);
     return TP_OK;
 }
 

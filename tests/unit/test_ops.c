@@ -221,6 +221,43 @@ static uint8_t *mask_poisoned(size_t n)
     return m;
 }
 
+/* The cpu GELU uses its own vectorised tanh (two branches: a Taylor polynomial for small |u|,
+ * an exp-based form above): check every region densely, element by element, against libm's
+ * tanhf in the reference. 2e-6 absolute (values and derivatives are O(1) or O(|x|)) plus
+ * 2e-6 relative. */
+static void test_gelu_range(void)
+{
+    const size_t n = 200001;
+    float *x = xmalloc(n * sizeof(float)), *dy = xmalloc(n * sizeof(float));
+    float *yr = xmalloc(n * sizeof(float)), *yc = xmalloc(n * sizeof(float));
+    float *dr = xmalloc(n * sizeof(float)), *dc = xmalloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) {
+        /* -12 .. 12, denser near 0 (x^3 spacing), including exactly 0 and tiny values */
+        double t = ((double)i / (double)(n - 1)) * 2.0 - 1.0;
+        x[i] = (float)(12.0 * t * t * t);
+        dy[i] = 1.0f;
+    }
+    tp_op_act_forward(g_ref, TP_ACT_GELU, x, yr, (int64_t)n);
+    tp_op_act_forward(g_cpu, TP_ACT_GELU, x, yc, (int64_t)n);
+    tp_op_act_backward(g_ref, TP_ACT_GELU, x, dy, dr, (int64_t)n);
+    tp_op_act_backward(g_cpu, TP_ACT_GELU, x, dy, dc, (int64_t)n);
+    double worst_f = 0, worst_b = 0;
+    for (size_t i = 0; i < n; i++) {
+        double ef = fabs((double)yc[i] - yr[i]) / (2e-6 + 2e-6 * fabs(yr[i]));
+        double eb = fabs((double)dc[i] - dr[i]) / (2e-6 + 2e-6 * fabs(dr[i]));
+        if (ef > worst_f || ef != ef) worst_f = ef != ef ? INFINITY : ef;
+        if (eb > worst_b || eb != eb) worst_b = eb != eb ? INFINITY : eb;
+    }
+    expect("gelu_forward", "x in [-12, 12] dense", worst_f, 1.0);
+    expect("gelu_backward", "x in [-12, 12] dense", worst_b, 1.0);
+    free(x);
+    free(dy);
+    free(yr);
+    free(yc);
+    free(dr);
+    free(dc);
+}
+
 static void test_dropout(void)
 {
     char sh[96];
@@ -600,6 +637,7 @@ int main(void)
     test_gemm();
     test_bias();
     test_act();
+    test_gelu_range();
     test_dropout();
     test_im2col();
     test_swap01();
