@@ -65,6 +65,11 @@ void tp_backend_release(tp_backend_t *be, void *ptr)
     be->iface->release(be, ptr);
 }
 
+bool tp_backend_host_memory(const tp_backend_t *be)
+{
+    return be->iface->host_memory;
+}
+
 int64_t tp_backend_bytes_in_use(const tp_backend_t *be)
 {
     return be->bytes_in_use;

@@ -41,6 +41,8 @@ void tp_backend_release(tp_backend_t *be, void *ptr);
 void tp_backend_upload(tp_backend_t *be, void *dst, const void *host_src, size_t bytes);
 void tp_backend_download(tp_backend_t *be, void *host_dst, const void *src, size_t bytes);
 void tp_backend_synchronize(tp_backend_t *be);
+/* True when backend memory is host memory that can be read and written directly. */
+bool tp_backend_host_memory(const tp_backend_t *be);
 /* Bytes currently allocated through tp_backend_alloc, and the most ever at once. */
 int64_t tp_backend_bytes_in_use(const tp_backend_t *be);
 int64_t tp_backend_bytes_peak(const tp_backend_t *be);

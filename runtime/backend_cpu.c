@@ -401,6 +401,7 @@ static void cpu_sgd(tp_backend_t *be, float *p, const float *g, float *buf, int6
 
 const tp_backend_iface_t tp_backend_cpu_iface = {
     .name = "cpu",
+    .host_memory = true,
     .init = cpu_init,
     .shutdown = cpu_shutdown,
     .alloc = tp_host_alloc,

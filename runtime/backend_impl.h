@@ -8,6 +8,9 @@
 
 typedef struct tp_backend_iface {
     const char *name;
+    /* Backend memory is ordinary host memory (ref, cpu): callers may read and write it
+     * directly instead of staging copies through upload/download. */
+    bool host_memory;
     /* Optional (NULL: nothing to do). */
     tp_status_t (*init)(tp_backend_t *be, int threads);
     void (*shutdown)(tp_backend_t *be);

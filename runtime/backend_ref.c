@@ -234,6 +234,7 @@ static void ref_sgd(tp_backend_t *be, float *p, const float *g, float *buf, int6
 
 const tp_backend_iface_t tp_backend_ref_iface = {
     .name = "ref",
+    .host_memory = true,
     .alloc = tp_host_alloc,
     .release = tp_host_release,
     .upload = tp_host_copy,

@@ -10,7 +10,8 @@ struct tp_train_state {
     tp_optim_t *o;
     int n_groups;
     char group_names[1 + TP_OPTIM_MAX_STATES][32];
-    float *host[1 + TP_OPTIM_MAX_STATES];   /* staging copies of the flat buffers */
+    bool staged; /* backend memory is not host memory: copies in host[] */
+    float *host[1 + TP_OPTIM_MAX_STATES];   /* staging copies, or the buffers themselves */
     float *device[1 + TP_OPTIM_MAX_STATES]; /* the backend buffers they mirror */
     tp_ckpt_tensor_t *tensors;              /* n_groups x n_params */
     tp_ckpt_group_t groups[1 + TP_OPTIM_MAX_STATES];
@@ -37,7 +38,11 @@ tp_status_t tp_train_state_create(tp_model_t *m, tp_optim_t *o, tp_train_state_t
             snprintf(s->group_names[g], sizeof s->group_names[g], "optim/%s",
                      o->ops->state_names[g - 1]);
         s->device[g] = g == 0 ? m->param_buf : o->state[g - 1];
-        s->host[g] = tp_malloc((size_t)m->numel * sizeof(float), "checkpoint staging buffer");
+        /* Host backends are checkpointed in place; others go through one staging copy. */
+        s->staged = !tp_backend_host_memory(m->be);
+        s->host[g] = s->staged
+                         ? tp_malloc((size_t)m->numel * sizeof(float), "checkpoint staging buffer")
+                         : s->device[g];
         if (!s->host[g]) {
             tp_train_state_free(s);
             return TP_ERR_NOMEM;
@@ -59,7 +64,7 @@ tp_status_t tp_train_state_create(tp_model_t *m, tp_optim_t *o, tp_train_state_t
 void tp_train_state_free(tp_train_state_t *s)
 {
     if (!s) return;
-    for (int g = 0; g < 1 + TP_OPTIM_MAX_STATES; g++)
+    for (int g = 0; s->staged && g < 1 + TP_OPTIM_MAX_STATES; g++)
         free(s->host[g]);
     free(s->tensors);
     free(s);
@@ -69,7 +74,7 @@ tp_status_t tp_train_state_save(tp_train_state_t *s, const char *path, const tp_
                                 const char *config_text)
 {
     size_t bytes = (size_t)s->m->numel * sizeof(float);
-    for (int g = 0; g < s->n_groups; g++)
+    for (int g = 0; s->staged && g < s->n_groups; g++)
         tp_backend_download(s->m->be, s->host[g], s->device[g], bytes);
     return tp_ckpt_write(path, meta, config_text, s->groups, s->n_groups);
 }
@@ -93,7 +98,7 @@ tp_status_t tp_train_state_load(tp_train_state_t *s, const char *path, tp_ckpt_m
     tp_ckpt_close(ck);
     TP_TRY(st);
     size_t bytes = (size_t)s->m->numel * sizeof(float);
-    for (int g = 0; g < s->n_groups; g++)
+    for (int g = 0; s->staged && g < s->n_groups; g++)
         tp_backend_upload(s->m->be, s->device[g], s->host[g], bytes);
     if (s->o) s->o->t = meta->optim_step;
     return TP_OK;
