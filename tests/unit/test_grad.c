@@ -317,6 +317,53 @@ static void test_softmax_xent(void)
     free(z), free(probs), free(loss), free(dz);
 }
 
+/* Cross-entropy over a GPT-2-sized vocabulary. Most probabilities are ~2e-5, far below what a
+ * finite difference of an fp32 loss of ~10 resolves, so each row gets a few large logits
+ * (probabilities ~0.05) and those entries and the label are checked; the rest must sum with
+ * them to zero (the gradient of a softmax row sums to 0 when the label's -1 is included). */
+static void test_softmax_xent_large_vocab(void)
+{
+    const int64_t B = 2, C = 50257, big = 8;
+    float *z = rnd((size_t)(B * C), 1.0f), *probs = xcalloc((size_t)(B * C), sizeof(float));
+    float *loss = xcalloc((size_t)B, sizeof(float)), *dz = xcalloc((size_t)(B * C), sizeof(float));
+    int32_t lab[2] = {17, 50000};
+    int64_t idx[2 * 9];
+    int n_idx = 0;
+    for (int64_t b = 0; b < B; b++) {
+        for (int64_t k = 0; k < big; k++) {
+            int64_t c = (k * 6271 + b * 997 + 5) % C;
+            z[b * C + c] = 8.0f + 0.1f * (float)k;
+            idx[n_idx++] = b * C + c;
+        }
+        idx[n_idx++] = b * C + lab[b];
+    }
+    xent_sum(z, lab, probs, loss, B, C);
+    tp_op_softmax_xent_backward(g_be, probs, lab, dz, B, C, 1.0f);
+    double worst = 0;
+    for (int i = 0; i < n_idx; i++) {
+        int64_t j = idx[i];
+        float keep = z[j], zp = keep + 1e-2f, zm = keep - 1e-2f;
+        z[j] = zp;
+        double lp = xent_sum(z, lab, probs, loss, B, C);
+        z[j] = zm;
+        double lm = xent_sum(z, lab, probs, loss, B, C);
+        z[j] = keep;
+        double n = (lp - lm) / ((double)zp - (double)zm);
+        double e = grad_err(dz[j], n, 1e-2);
+        CHECKF(e <= 1e-2, "softmax_xent V=50257: dz[%lld] = %g, numeric %g", (long long)j, dz[j], n);
+        worst = fmax(worst, e);
+    }
+    for (int64_t b = 0; b < B; b++) {
+        double sum = 0;
+        for (int64_t c = 0; c < C; c++)
+            sum += dz[b * C + c];
+        CHECKF(fabs(sum) < 1e-4, "softmax_xent V=50257: row %lld gradient sums to %g", (long long)b,
+               sum);
+    }
+    if (getenv("TP_TEST_VERBOSE")) printf("  softmax_xent V=50257: worst %.3g\n", worst);
+    free(z), free(probs), free(loss), free(dz);
+}
+
 /* ---- whole models -------------------------------------------------------------------------- */
 
 /* Argmax scratch of every pooling layer, so a perturbation that flips one can be skipped. */
@@ -448,6 +495,7 @@ int main(void)
     test_maxpool(3);
     test_flatten();
     test_softmax_xent();
+    test_softmax_xent_large_vocab();
     test_models();
     tp_backend_free(g_be);
     return tp_test_finish("test_grad");
