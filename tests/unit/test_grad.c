@@ -16,24 +16,6 @@
 #include <stdbool.h>
 
 static tp_backend_t *g_be;
-static uint64_t g_seed = 100;
-
-static void *xcalloc(size_t n, size_t size)
-{
-    void *p = calloc(n ? n : 1, size);
-    if (!p) {
-        perror("calloc");
-        exit(2);
-    }
-    return p;
-}
-
-static float *rnd(size_t n, float scale)
-{
-    float *x = xcalloc(n, sizeof(float));
-    tp_test_fill(x, n, g_seed++, scale);
-    return x;
-}
 
 static double grad_err(double a, double n, double floor)
 {
@@ -484,6 +466,7 @@ static void test_models(void)
 
 int main(void)
 {
+    g_seed = 100;
     if (tp_backend_create("ref", 1, &g_be) != TP_OK) return 1;
     test_linear();
     test_activation(TP_ACT_RELU, "relu");

@@ -13,24 +13,6 @@
 #include <stdbool.h>
 
 static tp_backend_t *g_be, *g_cpu;
-static uint64_t g_seed = 300;
-
-static void *xcalloc(size_t n, size_t size)
-{
-    void *p = calloc(n ? n : 1, size);
-    if (!p) {
-        perror("calloc");
-        exit(2);
-    }
-    return p;
-}
-
-static float *rnd(size_t n, float scale)
-{
-    float *x = xcalloc(n, sizeof(float));
-    tp_test_fill(x, n, g_seed++, scale);
-    return x;
-}
 
 static float *zeros(size_t n)
 {
@@ -307,6 +289,7 @@ static void test_block(void)
 
 int main(void)
 {
+    g_seed = 300;
     if (tp_backend_create("ref", 1, &g_be) != TP_OK ||
         tp_backend_create("cpu", 2, &g_cpu) != TP_OK) {
         fprintf(stderr, "cannot create the ref and cpu backends\n");

@@ -14,39 +14,6 @@
 #include <time.h>
 
 static tp_backend_t *g_ref, *g_cpu;
-static uint64_t g_seed = 1;
-
-static void *xmalloc(size_t bytes)
-{
-    void *p = malloc(bytes ? bytes : 1);
-    if (!p) {
-        perror("malloc");
-        exit(2);
-    }
-    return p;
-}
-
-static float *rnd(size_t n, float scale)
-{
-    float *x = xmalloc(n * sizeof(float));
-    tp_test_fill(x, n, g_seed++, scale);
-    return x;
-}
-
-static float *poisoned(size_t n)
-{
-    float *x = xmalloc(n * sizeof(float));
-    for (size_t i = 0; i < n; i++)
-        x[i] = NAN;
-    return x;
-}
-
-static float *fdup(const float *x, size_t n)
-{
-    float *y = xmalloc(n * sizeof(float));
-    memcpy(y, x, n * sizeof(float));
-    return y;
-}
 
 /* max |a-r| / max(max |r|, 1e-30); NaN or inf anywhere is an infinite error. */
 static double relerr(const float *a, const float *r, size_t n)
@@ -417,6 +384,7 @@ static void print_speed(void)
 
 int main(void)
 {
+    g_seed = 1;
     if (tp_backend_create("ref", 1, &g_ref) != TP_OK ||
         tp_backend_create("cpu", 2, &g_cpu) != TP_OK) {
         fprintf(stderr, "cannot create the ref and cpu backends\n");

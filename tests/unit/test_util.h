@@ -55,6 +55,54 @@ static inline void tp_test_fill(float *x, size_t n, uint64_t seed, float scale)
     }
 }
 
+/* Allocation that ends the test on failure (tests have no recovery path). */
+static inline void *xmalloc(size_t bytes)
+{
+    void *p = malloc(bytes ? bytes : 1);
+    if (!p) {
+        perror("malloc");
+        exit(2);
+    }
+    return p;
+}
+
+static inline void *xcalloc(size_t n, size_t size)
+{
+    void *p = calloc(n ? n : 1, size ? size : 1);
+    if (!p) {
+        perror("calloc");
+        exit(2);
+    }
+    return p;
+}
+
+/* Seed of the next random array; a test file may set it in main to pick its inputs. */
+static uint64_t g_seed = 1;
+
+/* Fresh random array (tp_test_fill), a new seed each call. */
+static inline float *rnd(size_t n, float scale)
+{
+    float *x = xmalloc(n * sizeof(float));
+    tp_test_fill(x, n, g_seed++, scale);
+    return x;
+}
+
+/* NaN-filled output buffer, so an element an op forgets to write shows. */
+static inline float *poisoned(size_t n)
+{
+    float *x = xmalloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++)
+        x[i] = NAN;
+    return x;
+}
+
+static inline float *fdup(const float *x, size_t n)
+{
+    float *y = xmalloc(n * sizeof(float));
+    memcpy(y, x, n * sizeof(float));
+    return y;
+}
+
 /* max_i |a-b| / max(max_i |b|, tiny): relative to the reference's magnitude. */
 static inline double tp_test_rel_err(const float *a, const float *ref, size_t n)
 {
