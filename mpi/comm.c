@@ -1,5 +1,6 @@
 /* Communicator dispatch, launcher detection and the error-agreement helper. */
 #include "comm_impl.h"
+#include "comm_watchdog.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -72,23 +73,35 @@ const char *tp_comm_library(const tp_comm_t *c)
 
 tp_status_t tp_comm_allreduce(tp_comm_t *c, void *buf, size_t count, tp_dtype_t dt, tp_redop_t op)
 {
-    return c->iface->allreduce(c, buf, count, dt, op);
+    tp_comm_watchdog_enter(c->watchdog);
+    tp_status_t st = c->iface->allreduce(c, buf, count, dt, op);
+    tp_comm_watchdog_leave(c->watchdog);
+    return st;
 }
 
 tp_status_t tp_comm_bcast(tp_comm_t *c, void *buf, size_t count, tp_dtype_t dt, int root)
 {
-    return c->iface->bcast(c, buf, count, dt, root);
+    tp_comm_watchdog_enter(c->watchdog);
+    tp_status_t st = c->iface->bcast(c, buf, count, dt, root);
+    tp_comm_watchdog_leave(c->watchdog);
+    return st;
 }
 
 tp_status_t tp_comm_allgather(tp_comm_t *c, const void *send, void *recv, size_t count,
                               tp_dtype_t dt)
 {
-    return c->iface->allgather(c, send, recv, count, dt);
+    tp_comm_watchdog_enter(c->watchdog);
+    tp_status_t st = c->iface->allgather(c, send, recv, count, dt);
+    tp_comm_watchdog_leave(c->watchdog);
+    return st;
 }
 
 tp_status_t tp_comm_barrier(tp_comm_t *c)
 {
-    return c->iface->barrier(c);
+    tp_comm_watchdog_enter(c->watchdog);
+    tp_status_t st = c->iface->barrier(c);
+    tp_comm_watchdog_leave(c->watchdog);
+    return st;
 }
 
 tp_status_t tp_comm_agree(tp_comm_t *c, tp_status_t local)
@@ -102,5 +115,16 @@ tp_status_t tp_comm_agree(tp_comm_t *c, tp_status_t local)
 
 void tp_comm_abort(tp_comm_t *c, int code)
 {
+    tp_comm_watchdog_mark_aborting(c->watchdog);
     c->iface->abort(c, code);
+}
+
+void tp_comm_set_context(tp_comm_t *c, int64_t step, const char *what)
+{
+    tp_comm_watchdog_set_context(c->watchdog, step, what);
+}
+
+void tp_comm_set_timeout(tp_comm_t *c, double timeout_s)
+{
+    tp_comm_watchdog_set_timeout(c->watchdog, timeout_s);
 }

@@ -54,4 +54,13 @@ tp_status_t tp_comm_agree(tp_comm_t *c, tp_status_t local);
 /* Stop every rank now (MPI_Abort): for failures that cannot be agreed on. */
 void tp_comm_abort(tp_comm_t *c, int code);
 
+/* Label the collectives that follow (until the next call) so that a dead or hung rank is reported
+ * as e.g. "rank 1 stopped responding during the gradient all-reduce of step 57". `what` must
+ * outlive the communicator (a string literal); step <= 0 omits "of step N". Costs two stores. */
+void tp_comm_set_context(tp_comm_t *c, int64_t step, const char *what);
+/* Abort the job when one collective has not completed for timeout_s seconds (comm.timeout_s;
+ * 300 s until set). A dead rank on this node is detected within a second regardless. No-op for
+ * the one-rank communicator. */
+void tp_comm_set_timeout(tp_comm_t *c, double timeout_s);
+
 #endif

@@ -21,6 +21,7 @@ struct tp_comm {
     char host[256];
     char library[256];
     void *impl;
+    struct tp_comm_watchdog *watchdog; /* dead/hung rank detection (comm_watchdog.c); or NULL */
 };
 
 size_t tp_dtype_size(tp_dtype_t dt);

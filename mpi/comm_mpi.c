@@ -1,6 +1,7 @@
 /* The MPI communicator (host buffers). Owns a duplicate of MPI_COMM_WORLD with
  * MPI_ERRORS_RETURN, so failures come back as statuses with MPI's error text. */
 #include "comm_impl.h"
+#include "comm_watchdog.h"
 #include "mpi_check.h"
 
 #include <stdio.h>
@@ -123,6 +124,7 @@ static void mpi_abort(tp_comm_t *c, int code)
 static void mpi_free(tp_comm_t *c)
 {
     mpi_state_t *s = c->impl;
+    tp_comm_watchdog_stop(c); /* before MPI goes away: peers that exit first are not "dead" */
     if (s) {
         if (s->comm != MPI_COMM_NULL) MPI_Comm_free(&s->comm);
         int finalized = 0;
@@ -200,6 +202,7 @@ tp_status_t tp_comm_mpi_create(int *argc, char ***argv, tp_comm_t **out)
         mpi_free(c);
         return st;
     }
+    tp_comm_watchdog_start(c, 300.0);
     *out = c;
     return TP_OK;
 }

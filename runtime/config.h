@@ -74,6 +74,9 @@ typedef struct tp_config {
     /* runtime */
     char backend[TP_CFG_STR]; /* "cpu" | "ref" | "cuda" */
     int64_t threads;          /* OpenMP threads per rank; 0 = cores / ranks on the node */
+
+    /* comm */
+    double comm_timeout_s; /* abort when one collective makes no progress this long */
 } tp_config_t;
 
 /* Fill every field with its schema default. */

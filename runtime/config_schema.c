@@ -138,6 +138,13 @@ const tp_config_key_t tp_config_schema[] = {
      .doc = "compute backend: cpu (OpenBLAS+OpenMP), ref (naive loops) or cuda"},
     {"runtime", "threads", INT(threads), .def = "0", .imin = 0, .imax = 1024,
      .doc = "OpenMP threads per rank; 0 = cores / ranks on the node"},
+
+    /* comm */
+    {"comm", "timeout_s", FLOAT(comm_timeout_s), .def = "300.0", .fmin = 0, .fmax = 86400,
+     .flags = TP_CFG_LO_OPEN,
+     .doc = "abort the job when one collective has waited this long (a hung rank); generous "
+            "because a peer's solo work (a multi-GB checkpoint write) legitimately takes "
+            "minutes; a dead rank on the node is caught within seconds regardless"},
 };
 
 const int tp_config_schema_len = (int)(sizeof tp_config_schema / sizeof tp_config_schema[0]);

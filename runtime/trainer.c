@@ -198,6 +198,7 @@ static tp_status_t save_checkpoint(trainer_t *t)
     tp_ckpt_path_for_step(t->ckpt_dir, t->step, path, sizeof path);
     tp_status_t st = TP_OK;
     double t0 = tp_now();
+    tp_comm_set_context(t->rt->comm, t->step, "checkpoint agreement");
     if (is_root(t)) {
         tp_ckpt_meta_t meta = {
             .step = t->step,
@@ -266,6 +267,7 @@ static tp_status_t train_step(trainer_t *t, double *loss_sum)
         tp_model_backward(m, &ctx, mb, scale);
     }
     double tc = tp_now();
+    tp_comm_set_context(t->rt->comm, t->step + 1, "gradient all-reduce");
     TP_TRY(tp_comm_allreduce(t->rt->comm, m->grad_buf, (size_t)m->numel, TP_DT_FLOAT, TP_RED_AVG));
     t->comm_s[i] = tp_now() - tc;
     tp_clip_grad_norm(m, t->cfg->grad_clip);
@@ -279,6 +281,7 @@ static tp_status_t train_step(trainer_t *t, double *loss_sum)
  * models. */
 static tp_status_t evaluate(trainer_t *t, tp_eval_result_t *ev, int64_t max_batches)
 {
+    tp_comm_set_context(t->rt->comm, t->step, "evaluation");
     TP_TRY(t->task->ops->evaluate(t->task, t->model, t->rt->comm, max_batches, ev));
     tp_report_break(&t->report);
     if (isnan(ev->accuracy))
@@ -322,6 +325,7 @@ static tp_status_t train_loop(trainer_t *t)
         t->step++;
         bool last = t->step == end;
         if (t->step % cfg->log_every == 0 || last) {
+            tp_comm_set_context(t->rt->comm, t->step, "loss reduction for the progress log");
             TP_TRY(tp_comm_allreduce(t->rt->comm, interval, 2, TP_DT_DOUBLE, TP_RED_SUM));
             double dt = tp_now() - interval_t0;
             double comm = 0;
@@ -445,6 +449,7 @@ tp_status_t tp_train(tp_runtime_t *rt, const tp_config_t *cfg, const tp_train_op
 {
     trainer_t t = {.rt = rt, .cfg = cfg, .opts = opts};
     tp_status_t st;
+    tp_comm_set_timeout(rt->comm, cfg->comm_timeout_s);
     TP_TRY(check_batch(&t));
     TP_TRYGOTO(setup_run_dir(&t), st, done);
     TP_TRYGOTO(agree(&t, tp_runtime_open_backend(rt, cfg)), st, done);
