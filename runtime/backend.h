@@ -118,14 +118,14 @@ void tp_op_layernorm_forward(tp_backend_t *be, const float *x, const float *w, c
                              float *y, float *mean, float *rstd, int64_t N, int64_t C);
 /* ACCUMULATES into dx (the residual stream's gradient), dw and db. */
 void tp_op_layernorm_backward(tp_backend_t *be, const float *dy, const float *x, const float *w,
-                              const float *mean, const float *rstd, float *dx, float *dw,
-                              float *db, int64_t N, int64_t C);
+                              const float *mean, const float *rstd, float *dx, float *dw, float *db,
+                              int64_t N, int64_t C);
 /* Causal multi-head self-attention. qkv [B, T, 3C] holds q, k, v (in that order, C each; head h
  * uses channels [h*hs, (h+1)*hs) of each, hs = C/NH); out [B, T, C]. att [B, NH, T, T]
  * receives the softmax probabilities (row t uses columns 0..t; the rest are not read) for
  * backward. Scores are scaled by 1/sqrt(hs). */
-void tp_op_attention_forward(tp_backend_t *be, const float *qkv, float *out, float *att,
-                             int64_t B, int64_t T, int64_t C, int64_t NH);
+void tp_op_attention_forward(tp_backend_t *be, const float *qkv, float *out, float *att, int64_t B,
+                             int64_t T, int64_t C, int64_t NH);
 /* dqkv [B, T, 3C] (OVERWRITTEN) from dout [B, T, C] and the forward's qkv and att. */
 void tp_op_attention_backward(tp_backend_t *be, const float *dout, const float *qkv,
                               const float *att, float *dqkv, int64_t B, int64_t T, int64_t C,

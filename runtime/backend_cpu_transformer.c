@@ -17,7 +17,6 @@
 /* Column block of the layernorm's sum of per-chunk partial gradients. */
 #define COL_BLOCK 64
 
-
 void tp_cpu_embedding_forward(tp_backend_t *be, const int32_t *tokens, const float *wte,
                               const float *wpe, float *out, int64_t B, int64_t T, int64_t C)
 {

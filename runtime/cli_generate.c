@@ -43,7 +43,8 @@ static tp_status_t parse(int argc, char **argv, gen_opts_t *o)
         const char *a = argv[i], *v;
         double x;
         if (tp_cli_is(a, "--checkpoint")) {
-            if (!(o->checkpoint = tp_cli_value(argc, argv, &i, "--checkpoint"))) return TP_ERR_USAGE;
+            if (!(o->checkpoint = tp_cli_value(argc, argv, &i, "--checkpoint")))
+                return TP_ERR_USAGE;
         } else if (tp_cli_is(a, "--prompt")) {
             if (!(o->prompt = tp_cli_value(argc, argv, &i, "--prompt"))) return TP_ERR_USAGE;
         } else if (tp_cli_is(a, "--prompts")) {
@@ -67,7 +68,8 @@ static tp_status_t parse(int argc, char **argv, gen_opts_t *o)
             o->seed = (uint64_t)x;
         } else if (tp_cli_is(a, "--set")) {
             if (!(v = tp_cli_value(argc, argv, &i, "--set"))) return TP_ERR_USAGE;
-            if (o->n_sets == TP_CLI_MAX_SETS) return tp_cli_usage_error("generate", "too many --set");
+            if (o->n_sets == TP_CLI_MAX_SETS)
+                return tp_cli_usage_error("generate", "too many --set");
             o->sets[o->n_sets++] = v;
         } else {
             return tp_cli_usage_error("generate", "unknown argument '%s'", a);
@@ -75,7 +77,8 @@ static tp_status_t parse(int argc, char **argv, gen_opts_t *o)
     }
     if (!o->checkpoint) return tp_cli_usage_error("generate", "missing --checkpoint PATH");
     if (!o->prompt == !o->prompts)
-        return tp_cli_usage_error("generate", "give exactly one of --prompt TEXT or --prompts FILE");
+        return tp_cli_usage_error("generate",
+                                  "give exactly one of --prompt TEXT or --prompts FILE");
     return TP_OK;
 }
 
@@ -165,8 +168,8 @@ static tp_status_t many_prompts(tp_runtime_t *rt, tp_model_t *m, const gen_opts_
     if (st == TP_OK && n_prompts == 0)
         st = TP_ERR(TP_ERR_DATA, "%s: no prompts (one per non-empty line)", o->prompts);
     int64_t K = o->max_tokens;
-    double *table = st == TP_OK ? tp_calloc((size_t)(n_prompts * K + 1), sizeof(double), "results")
-                                : NULL;
+    double *table =
+        st == TP_OK ? tp_calloc((size_t)(n_prompts * K + 1), sizeof(double), "results") : NULL;
     if (st == TP_OK && !table) st = TP_ERR_NOMEM;
     st = tp_comm_agree(rt->comm, st);
     double t0 = tp_now();
@@ -182,7 +185,8 @@ static tp_status_t many_prompts(tp_runtime_t *rt, tp_model_t *m, const gen_opts_
     }
     double mine = tp_now() - t0;
     st = tp_comm_agree(rt->comm, st);
-    if (st == TP_OK) st = tp_comm_allreduce(rt->comm, table, (size_t)(n_prompts * K), TP_DT_DOUBLE, TP_RED_SUM);
+    if (st == TP_OK)
+        st = tp_comm_allreduce(rt->comm, table, (size_t)(n_prompts * K), TP_DT_DOUBLE, TP_RED_SUM);
     if (st == TP_OK) st = tp_comm_allreduce(rt->comm, &mine, 1, TP_DT_DOUBLE, TP_RED_MAX);
     if (st == TP_OK && rt->rank == 0) {
         FILE *f = o->output ? fopen(o->output, "w") : stdout;
@@ -237,21 +241,22 @@ static int run_generate(tp_runtime_t *rt, int argc, char **argv)
 const tp_cli_cmd_t tp_cmd_generate = {
     .name = "generate",
     .summary = "generate text from a GPT checkpoint (KV cache, streaming)",
-    .usage = "usage: tulpar generate --checkpoint PATH --prompt TEXT [options]\n"
-             "       tulpar generate --checkpoint PATH --prompts FILE [--output FILE.jsonl] [options]\n"
-             "\n"
-             "Generate text with a byte-level GPT checkpoint (its config is read from the file).\n"
-             "--prompt streams the continuation to stdout as it is produced; --prompts takes one\n"
-             "prompt per line, spreads them over the ranks and writes JSON lines (index, prompt,\n"
-             "completion) to --output or stdout, with the aggregate tokens/s on stderr.\n"
-             "\n"
-             "options:\n"
-             "  --max-tokens N       tokens to generate (default 200)\n"
-             "  --temperature T      0 = greedy; default 0.8\n"
-             "  --top-k K            sample among the K most likely (default 40; 0 = all)\n"
-             "  --seed S             sampling seed (default 1)\n"
-             "  --set section.key=v  override a key of the checkpoint's config (e.g.\n"
-             "                       runtime.threads=2)\n",
+    .usage =
+        "usage: tulpar generate --checkpoint PATH --prompt TEXT [options]\n"
+        "       tulpar generate --checkpoint PATH --prompts FILE [--output FILE.jsonl] [options]\n"
+        "\n"
+        "Generate text with a byte-level GPT checkpoint (its config is read from the file).\n"
+        "--prompt streams the continuation to stdout as it is produced; --prompts takes one\n"
+        "prompt per line, spreads them over the ranks and writes JSON lines (index, prompt,\n"
+        "completion) to --output or stdout, with the aggregate tokens/s on stderr.\n"
+        "\n"
+        "options:\n"
+        "  --max-tokens N       tokens to generate (default 200)\n"
+        "  --temperature T      0 = greedy; default 0.8\n"
+        "  --top-k K            sample among the K most likely (default 40; 0 = all)\n"
+        "  --seed S             sampling seed (default 1)\n"
+        "  --set section.key=v  override a key of the checkpoint's config (e.g.\n"
+        "                       runtime.threads=2)\n",
     .needs_runtime = true,
     .run = run_generate,
 };

@@ -59,8 +59,8 @@ static tp_status_t parse(const char *cmd, int argc, char **argv, serve_opts_t *o
 
 typedef struct served {
     tp_config_t cfg;
-    tp_task_t *task;    /* eval */
-    tp_dataset_t *ds;   /* infer (images) */
+    tp_task_t *task;  /* eval */
+    tp_dataset_t *ds; /* infer (images) */
     tp_model_t *model;
     tp_train_state_t *state;
 } served_t;
@@ -146,7 +146,8 @@ static int run_eval(tp_runtime_t *rt, int argc, char **argv)
     served_t s;
     tp_status_t st = setup(rt, &o, &s, false);
     tp_eval_result_t r = {0};
-    if (st == TP_OK) st = s.task->ops->evaluate(s.task, s.model, rt->comm, s.cfg.eval_max_batches, &r);
+    if (st == TP_OK)
+        st = s.task->ops->evaluate(s.task, s.model, rt->comm, s.cfg.eval_max_batches, &r);
     if (st == TP_OK && rt->rank == 0) {
         if (isnan(r.accuracy))
             printf("eval: %s split, %lld tokens, loss %.4f, %.4f bits per %s, %.0f tokens/s\n",

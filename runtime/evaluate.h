@@ -8,7 +8,6 @@
 #include "model.h"
 #include "task.h"
 
-
 /* Shard [lo, hi) of n examples for rank r of R. */
 void tp_shard_range(int64_t n, int rank, int world, int64_t *lo, int64_t *hi);
 

@@ -24,7 +24,7 @@ typedef struct tp_param {
     int64_t numel;
     int64_t fan_in; /* for initialisation */
     tp_init_t init;
-    float init_std;  /* TP_INIT_NORMAL */
+    float init_std; /* TP_INIT_NORMAL */
     bool decay;     /* weight decay applies (weights yes, biases no) */
     float *data;    /* into the model's flat parameter buffer */
     float *grad;    /* into the model's flat gradient buffer */

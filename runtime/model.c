@@ -104,10 +104,18 @@ tp_status_t tp_model_init_params(tp_model_t *m, uint64_t seed)
         float bound = p->init == TP_INIT_KAIMING_UNIFORM ? sqrtf(6.0f / (float)p->fan_in) : 0.0f;
         for (int64_t j = 0; j < p->numel; j++) {
             switch (p->init) {
-            case TP_INIT_ZERO: d[j] = 0.0f; break;
-            case TP_INIT_ONES: d[j] = 1.0f; break;
-            case TP_INIT_NORMAL: d[j] = p->init_std * tp_rng_normal(&r); break;
-            case TP_INIT_KAIMING_UNIFORM: d[j] = (2.0f * tp_rng_uniform(&r) - 1.0f) * bound; break;
+            case TP_INIT_ZERO:
+                d[j] = 0.0f;
+                break;
+            case TP_INIT_ONES:
+                d[j] = 1.0f;
+                break;
+            case TP_INIT_NORMAL:
+                d[j] = p->init_std * tp_rng_normal(&r);
+                break;
+            case TP_INIT_KAIMING_UNIFORM:
+                d[j] = (2.0f * tp_rng_uniform(&r) - 1.0f) * bound;
+                break;
             }
         }
     }

@@ -10,7 +10,7 @@
 #include "config.h"
 #include "layer.h"
 
-#define TP_MODEL_MAX_LAYERS   32
+#define TP_MODEL_MAX_LAYERS 32
 
 /* A run of consecutive parameters with the same weight-decay setting. */
 typedef struct tp_param_segment {
@@ -27,8 +27,8 @@ typedef struct tp_model_ops {
     tp_status_t (*prepare)(tp_model_t *m);
     /* Copy a host batch to the backend: images x (classifiers) or tokens (language models),
      * and targets (labels, or next tokens); targets may be NULL for inference. */
-    void (*set_input)(tp_model_t *m, const float *x, const int32_t *tokens,
-                      const int32_t *targets, int64_t B);
+    void (*set_input)(tp_model_t *m, const float *x, const int32_t *tokens, const int32_t *targets,
+                      int64_t B);
     double (*forward)(tp_model_t *m, const tp_pass_ctx_t *ctx, int64_t B, int64_t *correct,
                       bool fetch_probs);
     void (*backward)(tp_model_t *m, const tp_pass_ctx_t *ctx, int64_t B, float scale);

@@ -120,8 +120,8 @@ static void classifier_set_input(tp_model_t *m, const float *x, const int32_t *t
     memcpy(m->host_labels, y, (size_t)B * sizeof(int32_t));
 }
 
-static double classifier_forward(tp_model_t *m, const tp_pass_ctx_t *ctx, int64_t B, int64_t *correct,
-                        bool fetch_probs)
+static double classifier_forward(tp_model_t *m, const tp_pass_ctx_t *ctx, int64_t B,
+                                 int64_t *correct, bool fetch_probs)
 {
     for (int i = 0; i < m->n_layers; i++) {
         tp_layer_t *l = &m->layers[i];

@@ -93,8 +93,11 @@ tp_status_t tp_gpt_build(tp_model_t *m, const tp_config_t *cfg)
     if (!g) return TP_ERR_NOMEM;
     m->gpt = g;
     m->ops = &gpt_ops;
-    tp_gpt_dims_t d = {.n_layer = cfg->n_layer, .n_head = cfg->n_head, .C = cfg->d_model,
-                       .T = cfg->seq_len, .V = cfg->vocab_size};
+    tp_gpt_dims_t d = {.n_layer = cfg->n_layer,
+                       .n_head = cfg->n_head,
+                       .C = cfg->d_model,
+                       .T = cfg->seq_len,
+                       .V = cfg->vocab_size};
     if (d.C % d.n_head)
         return TP_ERR(TP_ERR_CONFIG, "model.n_head = %lld does not divide model.d_model = %lld",
                       (long long)d.n_head, (long long)d.C);
@@ -201,13 +204,13 @@ static void gpt_release(tp_model_t *m)
     if (g->layer) {
         for (int64_t l = 0; l < g->d.n_layer; l++) {
             gpt_layer_acts_t *a = &g->layer[l];
-            float *bufs[] = {a->ln1, a->ln1_mean, a->ln1_rstd, a->qkv, a->atty, a->att, a->res2,
+            float *bufs[] = {a->ln1, a->ln1_mean, a->ln1_rstd, a->qkv, a->atty,     a->att, a->res2,
                              a->ln2, a->ln2_mean, a->ln2_rstd, a->fch, a->fch_gelu, a->res3};
             for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
                 tp_backend_release(be, bufs[i]);
         }
     }
-    float *bufs[] = {g->encoded, g->lnf, g->lnf_mean, g->lnf_rstd, g->logits, g->probs,
+    float *bufs[] = {g->encoded, g->lnf,  g->lnf_mean, g->lnf_rstd, g->logits, g->probs,
                      g->losses,  g->dres, g->dln,      g->dqkv,     g->dfch};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         tp_backend_release(be, bufs[i]);
@@ -280,8 +283,8 @@ static double gpt_forward(tp_model_t *m, const tp_pass_ctx_t *ctx, int64_t B, in
         tp_op_add(be, a->res2, scratch, a->res3, N * C);
         x = a->res3;
     }
-    tp_op_layernorm_forward(be, x, g->lnfw.data, g->lnfb.data, g->lnf, g->lnf_mean, g->lnf_rstd,
-                            N, C);
+    tp_op_layernorm_forward(be, x, g->lnfw.data, g->lnfb.data, g->lnf, g->lnf_mean, g->lnf_rstd, N,
+                            C);
     /* Tied LM head: logits = lnf wte^T. */
     tp_op_gemm(be, false, true, N, V, C, 1.0f, g->lnf, C, g->wte.data, C, 0.0f, g->logits, V);
     if (correct) *correct = 0;
@@ -352,7 +355,7 @@ static void gpt_print(const tp_model_t *m)
 struct tp_gpt_decoder {
     tp_model_t *m;
     int64_t B;
-    float *kcache, *vcache; /* [L, B, T, C] */
+    float *kcache, *vcache;                              /* [L, B, T, C] */
     float *x, *ln, *qkv, *q, *atty, *tmp, *fch, *logits; /* one position per sequence */
     int32_t *tokens;
     float *host_logits;
@@ -381,9 +384,8 @@ tp_status_t tp_gpt_decoder_create(tp_model_t *m, int64_t batch, tp_gpt_decoder_t
     dec->logits = tp_backend_alloc(be, (size_t)(B * d.V) * sizeof(float), "decoder logits");
     dec->tokens = tp_backend_alloc(be, (size_t)B * sizeof(int32_t), "decoder tokens");
     dec->host_logits = tp_malloc((size_t)(B * d.V) * sizeof(float), "decoder logits");
-    if (!dec->kcache || !dec->vcache || !dec->x || !dec->ln || !dec->qkv || !dec->q ||
-        !dec->atty || !dec->tmp || !dec->fch || !dec->logits || !dec->tokens ||
-        !dec->host_logits) {
+    if (!dec->kcache || !dec->vcache || !dec->x || !dec->ln || !dec->qkv || !dec->q || !dec->atty ||
+        !dec->tmp || !dec->fch || !dec->logits || !dec->tokens || !dec->host_logits) {
         tp_gpt_decoder_free(dec);
         return TP_ERR_NOMEM;
     }

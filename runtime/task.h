@@ -43,9 +43,9 @@ typedef struct tp_task_ops {
 struct tp_task {
     const tp_task_ops_t *ops;
     const tp_config_t *cfg;
-    int64_t n_train;           /* training examples for the sampler */
+    int64_t n_train;            /* training examples for the sampler */
     int64_t c, h, w, n_classes; /* model input shape (images) */
-    int32_t vocab_size;        /* token data */
+    int32_t vocab_size;         /* token data */
     /* Loss of a context-free model on the evaluation split: the cross-entropy of its tokens
      * under the training split's unigram distribution (add-one smoothed), in nats; NAN when
      * not applicable. A language model must get well below it. */

@@ -19,8 +19,8 @@ static void image_load_batch(tp_task_t *t, const int64_t *idx, int64_t count, tp
     tp_model_set_batch(m, it->x, it->y, count);
 }
 
-static tp_status_t image_evaluate(tp_task_t *t, tp_model_t *m, tp_comm_t *comm,
-                                  int64_t max_batches, tp_eval_result_t *out)
+static tp_status_t image_evaluate(tp_task_t *t, tp_model_t *m, tp_comm_t *comm, int64_t max_batches,
+                                  tp_eval_result_t *out)
 {
     image_task_t *it = t->impl;
     if (!it->eval) return TP_ERR(TP_ERR_INTERNAL, "image task loaded without an evaluation split");
@@ -60,7 +60,8 @@ tp_status_t tp_task_image_create(const tp_config_t *cfg, bool need_train, bool n
             TP_TRY(tp_load_dataset(cfg, "t10k", &it->eval));
     }
     const tp_dataset_t *ref = it->train ? it->train : it->eval;
-    if (it->train && it->eval && (it->eval->rows != it->train->rows || it->eval->cols != it->train->cols))
+    if (it->train && it->eval &&
+        (it->eval->rows != it->train->rows || it->eval->cols != it->train->cols))
         return TP_ERR(TP_ERR_DATA, "%s: test images are %lldx%lld, training images %lldx%lld",
                       cfg->data_dir, (long long)it->eval->rows, (long long)it->eval->cols,
                       (long long)it->train->rows, (long long)it->train->cols);

@@ -99,8 +99,8 @@ static tp_status_t open_checked(const tp_config_t *cfg, const char *file, int64_
                       (int)tp_tokens_vocab_size(*out), (long long)cfg->vocab_size);
     if (tp_tokens_windows(*out, T) < 1)
         return TP_ERR(TP_ERR_DATA,
-                      "%s: %lld tokens are fewer than one window of model.seq_len + 1 = %lld",
-                      path, (long long)tp_tokens_count(*out), (long long)(T + 1));
+                      "%s: %lld tokens are fewer than one window of model.seq_len + 1 = %lld", path,
+                      (long long)tp_tokens_count(*out), (long long)(T + 1));
     return TP_OK;
 }
 

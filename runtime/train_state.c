@@ -10,8 +10,8 @@ struct tp_train_state {
     tp_optim_t *o;
     int n_groups;
     char group_names[1 + TP_OPTIM_MAX_STATES][32];
-    bool staged; /* backend memory is not host memory: copies in host[] */
-    float *host[1 + TP_OPTIM_MAX_STATES];   /* staging copies, or the buffers themselves */
+    bool staged;                          /* backend memory is not host memory: copies in host[] */
+    float *host[1 + TP_OPTIM_MAX_STATES]; /* staging copies, or the buffers themselves */
     float *device[1 + TP_OPTIM_MAX_STATES]; /* the backend buffers they mirror */
     tp_ckpt_tensor_t *tensors;              /* n_groups x n_params */
     tp_ckpt_group_t groups[1 + TP_OPTIM_MAX_STATES];

@@ -410,8 +410,7 @@ static tp_status_t finish(trainer_t *t)
         .wall_s = wall,
         .core_hours = wall * (double)t->rt->world_size * threads / 3600.0,
     };
-    s.param_state_bytes =
-        t->model->numel * (int64_t)sizeof(float) * (2 + t->optim->ops->n_states);
+    s.param_state_bytes = t->model->numel * (int64_t)sizeof(float) * (2 + t->optim->ops->n_states);
     s.activation_bytes = t->model->activation_bytes;
     s.backend_peak_bytes = tp_backend_bytes_peak(t->rt->be);
     s.peak_rss_bytes = tp_peak_rss_bytes();

@@ -124,8 +124,8 @@ static void check_backend(const char *backend)
     }
     double le = tp_test_rel_err(logits, ref_logits, (size_t)(B * T * V));
     CHECKF(le < 1e-5, "[%s] logits relative error %.3g < 1e-5", backend, le);
-    CHECKF(fabs(loss - *ref_loss) < 1e-5 * fabs(*ref_loss), "[%s] loss %.8f vs torch %.8f",
-           backend, loss, *ref_loss);
+    CHECKF(fabs(loss - *ref_loss) < 1e-5 * fabs(*ref_loss), "[%s] loss %.8f vs torch %.8f", backend,
+           loss, *ref_loss);
 
     /* Backward of the mean loss: every gradient within 1e-4 of its tensor's max. */
     tp_model_backward(m, &ctx, B, 1.0f / (float)(B * T));
@@ -143,8 +143,8 @@ static void check_backend(const char *backend)
         if (e > worst) worst = e;
         free(g);
     }
-    printf("[%s] loss %.8f (torch %.8f), logits err %.2g, worst gradient err %.2g\n", backend,
-           loss, *ref_loss, le, worst);
+    printf("[%s] loss %.8f (torch %.8f), logits err %.2g, worst gradient err %.2g\n", backend, loss,
+           *ref_loss, le, worst);
 
     /* 5 AdamW steps with global-norm clipping on the same batch. */
     tp_optim_t *o = NULL;

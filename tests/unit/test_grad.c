@@ -332,7 +332,8 @@ static void test_softmax_xent_large_vocab(void)
         z[j] = keep;
         double n = (lp - lm) / ((double)zp - (double)zm);
         double e = grad_err(dz[j], n, 1e-2);
-        CHECKF(e <= 1e-2, "softmax_xent V=50257: dz[%lld] = %g, numeric %g", (long long)j, dz[j], n);
+        CHECKF(e <= 1e-2, "softmax_xent V=50257: dz[%lld] = %g, numeric %g", (long long)j, dz[j],
+               n);
         worst = fmax(worst, e);
     }
     for (int64_t b = 0; b < B; b++) {

@@ -403,9 +403,8 @@ static void test_softmax_xent(void)
     static const struct {
         int64_t B, C;
         float scale;
-    } cases[] = {{1, 1, 1.0f},  {7, 10, 3.0f},    {33, 130, 5.0f},
-                 {4, 3, 50.0f}, {5, 1000, 50.0f}, {3, 7, 100.0f},
-                 {4, 50257, 20.0f}};
+    } cases[] = {{1, 1, 1.0f},     {7, 10, 3.0f},  {33, 130, 5.0f},  {4, 3, 50.0f},
+                 {5, 1000, 50.0f}, {3, 7, 100.0f}, {4, 50257, 20.0f}};
     char sh[64];
     for (size_t s = 0; s < sizeof cases / sizeof cases[0]; s++) {
         int64_t B = cases[s].B, C = cases[s].C;
