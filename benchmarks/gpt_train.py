@@ -98,7 +98,6 @@ def torch_worker(spec_path, out_path):
     os.environ["OMP_NUM_THREADS"] = str(threads)
     sys.path.insert(0, os.path.join(ROOT, "tests", "gpt_reference"))
     import inspect
-    import math
     import resource
     import torch
     import make_reference as ref  # the plain-torch GPT-2 that matches Tulpar exactly
@@ -108,16 +107,7 @@ def torch_worker(spec_path, out_path):
     torch.manual_seed(1337)
     L = s["n_layer"]
     model = ref.GPT(s["vocab_size"], L, s["n_head"], s["d_model"], s["seq_len"])
-    with torch.no_grad():  # GPT-2 init exactly as Tulpar's (no perturbation of LN/biases)
-        for name, p in model.named_parameters():
-            if name.endswith("c_proj.weight"):
-                p.normal_(0.0, 0.02 / math.sqrt(2 * L))
-            elif p.dim() == 2:
-                p.normal_(0.0, 0.02)
-            elif ".ln_" in name or name.startswith("ln_f"):
-                p.fill_(1.0 if name.endswith("weight") else 0.0)
-            else:
-                p.zero_()
+    ref.init_gpt2(model, L, perturb=False)  # GPT-2 init exactly as Tulpar's
     model.train()
     decay = [p for p in model.parameters() if p.dim() == 2]
     no_decay = [p for p in model.parameters() if p.dim() != 2]

@@ -103,8 +103,9 @@ class GPT(nn.Module):
         return logits, loss
 
 
-def init_gpt2(model, n_layer):
-    """GPT-2 init, then perturb LayerNorm and biases so every parameter shapes the forward."""
+def init_gpt2(model, n_layer, perturb=True):
+    """GPT-2 init; with perturb (the golden file), LayerNorm and biases are then perturbed so
+    every parameter shapes the forward. The training benchmark uses the plain GPT-2 init."""
     with torch.no_grad():
         for name, p in model.named_parameters():
             if name.endswith("c_proj.weight"):
@@ -116,6 +117,8 @@ def init_gpt2(model, n_layer):
             else:
                 p.zero_()
         for name, p in model.named_parameters():
+            if not perturb:
+                break
             is_ln = ".ln_" in name or name.startswith("ln_f")
             if is_ln and name.endswith("weight"):
                 p.add_(0.1 * torch.randn(p.shape))
