@@ -96,6 +96,15 @@ tp_status_t tp_comm_allgather(tp_comm_t *c, const void *send, void *recv, size_t
     return st;
 }
 
+tp_status_t tp_comm_reduce_scatter(tp_comm_t *c, const void *send, void *recv, size_t recv_count,
+                                   tp_dtype_t dt, tp_redop_t op)
+{
+    tp_comm_watchdog_enter(c->watchdog);
+    tp_status_t st = c->iface->reduce_scatter(c, send, recv, recv_count, dt, op);
+    tp_comm_watchdog_leave(c->watchdog);
+    return st;
+}
+
 tp_status_t tp_comm_barrier(tp_comm_t *c)
 {
     tp_comm_watchdog_enter(c->watchdog);

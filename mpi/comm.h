@@ -43,6 +43,11 @@ tp_status_t tp_comm_bcast(tp_comm_t *c, void *buf, size_t count, tp_dtype_t dt, 
 /* recv holds size * count elements, rank r's block at r * count. */
 tp_status_t tp_comm_allgather(tp_comm_t *c, const void *send, void *recv, size_t count,
                               tp_dtype_t dt);
+/* send holds size * recv_count elements; rank r receives block r (send + r * recv_count) reduced
+ * over all ranks; TP_RED_AVG divides the sum by the number of ranks. recv may be that block of
+ * send (in place); otherwise the buffers must not overlap. */
+tp_status_t tp_comm_reduce_scatter(tp_comm_t *c, const void *send, void *recv, size_t recv_count,
+                                   tp_dtype_t dt, tp_redop_t op);
 tp_status_t tp_comm_barrier(tp_comm_t *c);
 
 /* Collective error agreement: every rank passes its local status; returns TP_OK when all

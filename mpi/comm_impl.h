@@ -10,6 +10,8 @@ typedef struct tp_comm_iface {
     tp_status_t (*bcast)(tp_comm_t *c, void *buf, size_t count, tp_dtype_t dt, int root);
     tp_status_t (*allgather)(tp_comm_t *c, const void *send, void *recv, size_t count,
                              tp_dtype_t dt);
+    tp_status_t (*reduce_scatter)(tp_comm_t *c, const void *send, void *recv, size_t recv_count,
+                                  tp_dtype_t dt, tp_redop_t op);
     tp_status_t (*barrier)(tp_comm_t *c);
     void (*abort)(tp_comm_t *c, int code);
     void (*free)(tp_comm_t *c);

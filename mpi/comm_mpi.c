@@ -11,6 +11,9 @@
 typedef struct mpi_state {
     MPI_Comm comm;
     int initialised_here;
+    /* Reduce-scatter's two block buffers, grown once and reused: fresh pages are slow here. */
+    void *rs_buf[2];
+    size_t rs_bytes;
 } mpi_state_t;
 
 tp_status_t tp_mpi_report(int rc, const char *stmt, const char *file, int line)
@@ -105,8 +108,70 @@ static tp_status_t mpi_allgather(tp_comm_t *c, const void *send, void *recv, siz
     if (count > TP_MPI_MAX_COUNT)
         return TP_ERR(TP_ERR_UNSUPPORTED, "allgather of %zu elements per rank exceeds %zu", count,
                       TP_MPI_MAX_COUNT);
+    /* Send aliasing this rank's block of recv is erroneous in MPI unless spelled MPI_IN_PLACE. */
+    if (send == (const char *)recv + (size_t)c->rank * count * tp_dtype_size(dt))
+        send = MPI_IN_PLACE;
     TP_MPI_CHECK(
         MPI_Allgather(send, (int)count, mpi_type(dt), recv, (int)count, mpi_type(dt), comm_of(c)));
+    return TP_OK;
+}
+
+/* Reduce-scatter as a ring of MPI_Sendrecv + MPI_Reduce_local over two reused block buffers:
+ * step s sends the partial sum of block (r-1-s) to the right and adds this rank's block (r-2-s)
+ * to what arrives from the left; after size-1 steps the block that arrives is r.
+ * Measured here (Open MPI 4.1.4, 2 ranks, vader, float sum, busbw (n-1)/n, two runs):
+ *   MPI_Reduce_scatter_block          0.71 / 0.70 GB/s at 1 MiB, 0.64 / 0.63 at 64 MiB
+ *   MPI_Allreduce (reused buf) + copy 3.13 / 0.73 GB/s at 1 MiB, 0.85 / 0.86 at 64 MiB
+ *   this ring                         5.89 / 7.17 GB/s at 1 MiB, 2.97 / 2.88 at 64 MiB
+ * so the ring it is. */
+static tp_status_t rs_reserve(mpi_state_t *s, size_t bytes)
+{
+    if (bytes <= s->rs_bytes) return TP_OK;
+    for (int i = 0; i < 2; i++) {
+        free(s->rs_buf[i]);
+        s->rs_buf[i] = tp_malloc(bytes, "reduce-scatter buffer");
+        if (s->rs_buf[i]) memset(s->rs_buf[i], 0, bytes); /* touch the pages now, not in a step */
+        if (!s->rs_buf[i]) {
+            free(s->rs_buf[1 - i]);
+            s->rs_buf[0] = s->rs_buf[1] = NULL;
+            s->rs_bytes = 0;
+            return TP_ERR_NOMEM;
+        }
+    }
+    s->rs_bytes = bytes;
+    return TP_OK;
+}
+
+static tp_status_t mpi_reduce_scatter(tp_comm_t *c, const void *send, void *recv, size_t recv_count,
+                                      tp_dtype_t dt, tp_redop_t op)
+{
+    mpi_state_t *s = c->impl;
+    size_t esz = tp_dtype_size(dt), bytes = recv_count * esz;
+    int n = c->size, r = c->rank;
+    const char *in = send;
+    if (n == 1 || recv_count == 0) {
+        if (send != recv) memmove(recv, send, bytes);
+        return TP_OK;
+    }
+    if (recv_count > TP_MPI_MAX_COUNT)
+        return TP_ERR(TP_ERR_UNSUPPORTED, "reduce-scatter of %zu elements per rank exceeds %zu",
+                      recv_count, TP_MPI_MAX_COUNT);
+    TP_TRY(rs_reserve(s, bytes));
+    int right = (r + 1) % n, left = (r - 1 + n) % n, cnt = (int)recv_count;
+    char *out = s->rs_buf[0], *arrive = s->rs_buf[1];
+    for (int step = 0; step < n - 1; step++) {
+        int sb = ((r - 1 - step) % n + n) % n, rb = ((r - 2 - step) % n + n) % n;
+        const void *partial = step == 0 ? in + (size_t)sb * bytes : out;
+        TP_MPI_CHECK(MPI_Sendrecv(partial, cnt, mpi_type(dt), right, 0, arrive, cnt, mpi_type(dt),
+                                  left, 0, comm_of(c), MPI_STATUS_IGNORE));
+        TP_MPI_CHECK(
+            MPI_Reduce_local(in + (size_t)rb * bytes, arrive, cnt, mpi_type(dt), mpi_op(op)));
+        char *t = out;
+        out = arrive;
+        arrive = t;
+    }
+    memcpy(recv, out, bytes); /* recv may be this rank's block of send: read for the last time */
+    if (op == TP_RED_AVG) divide(recv, recv_count, dt, n);
     return TP_OK;
 }
 
@@ -127,6 +192,8 @@ static void mpi_free(tp_comm_t *c)
     tp_comm_watchdog_stop(c); /* before MPI goes away: peers that exit first are not "dead" */
     if (s) {
         if (s->comm != MPI_COMM_NULL) MPI_Comm_free(&s->comm);
+        free(s->rs_buf[0]);
+        free(s->rs_buf[1]);
         int finalized = 0;
         MPI_Finalized(&finalized);
         if (s->initialised_here && !finalized) MPI_Finalize();
@@ -140,6 +207,7 @@ static const tp_comm_iface_t mpi_iface = {
     .allreduce = mpi_allreduce,
     .bcast = mpi_bcast,
     .allgather = mpi_allgather,
+    .reduce_scatter = mpi_reduce_scatter,
     .barrier = mpi_barrier,
     .abort = mpi_abort,
     .free = mpi_free,

@@ -23,6 +23,13 @@ static tp_status_t self_allgather(tp_comm_t *c, const void *send, void *recv, si
     return TP_OK;
 }
 
+static tp_status_t self_reduce_scatter(tp_comm_t *c, const void *send, void *recv,
+                                       size_t recv_count, tp_dtype_t dt, tp_redop_t op)
+{
+    if (send != recv) memmove(recv, send, recv_count * tp_dtype_size(dt));
+    return TP_OK;
+}
+
 static tp_status_t self_barrier(tp_comm_t *c)
 {
     return TP_OK;
@@ -43,6 +50,7 @@ static const tp_comm_iface_t self_iface = {
     .allreduce = self_allreduce,
     .bcast = self_bcast,
     .allgather = self_allgather,
+    .reduce_scatter = self_reduce_scatter,
     .barrier = self_barrier,
     .abort = self_abort,
     .free = self_free,

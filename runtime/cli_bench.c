@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "bench_coll.h"
 #include "cli.h"
 #include "json_writer.h"
 #include "rng.h"
@@ -52,8 +53,10 @@ static tp_status_t bench_one(tp_backend_t *be, int64_t n, int iters, gemm_row_t 
 
 static int run_bench(tp_runtime_t *rt, int argc, char **argv)
 {
+    if (argc >= 1 && tp_bench_coll_find(argv[0])) return tp_bench_coll_main(argc, argv);
     if (argc < 1 || strcmp(argv[0], "gemm") != 0)
-        return tp_cli_usage_error("bench", "missing or unknown benchmark (gemm)");
+        return tp_cli_usage_error("bench", "missing or unknown benchmark (gemm, allreduce, "
+                                           "reducescatter, allgather, broadcast)");
     const char *json = NULL, *backend = "cpu";
     int threads = 0, iters = 5;
     int64_t sizes[16] = {256, 512, 1024, 2048};
@@ -131,12 +134,30 @@ static int run_bench(tp_runtime_t *rt, int argc, char **argv)
 
 const tp_cli_cmd_t tp_cmd_bench = {
     .name = "bench",
-    .summary = "micro-benchmarks (gemm: the sgemm peak of this machine)",
+    .summary = "micro-benchmarks (gemm peak; allreduce, reducescatter, allgather, broadcast)",
     .usage = "usage: tulpar bench gemm [--sizes 256,512,1024,2048] [--threads N] [--iters N]\n"
              "                         [--backend cpu] [--json FILE]\n"
              "\n"
              "Square sgemm through the compute backend: best time of --iters runs per size and\n"
-             "GFLOP/s; the peak is the baseline for training GFLOP/s.\n",
+             "GFLOP/s; the peak is the baseline for training GFLOP/s.\n"
+             "\n"
+             "usage: [mpirun -np N] tulpar bench allreduce|reducescatter|allgather|broadcast\n"
+             "           [-b 8] [-e 64M] [-f 2] [-n 20] [-w 5] [-c 1] [-r 0] [-o sum]\n"
+             "           [-d float] [--json FILE]\n"
+             "\n"
+             "The communicator's collectives with nccl-tests' flags and columns (host buffers):\n"
+             "  -b, -e  smallest and largest size in bytes (K, M, G suffixes: powers of 1024);\n"
+             "          the size is the whole buffer (reducescatter: send, allgather: receive)\n"
+             "  -f      size factor from one row to the next     -n  timed iterations\n"
+             "  -w      warm-up iterations                        -c  check every element (0/1)\n"
+             "  -r      broadcast root                            -o  sum|avg|max|min\n"
+             "  -d      float|double                              --json FILE  rows as JSON\n"
+             "Time is the average per call, the maximum over ranks; busbw = algbw x 2(n-1)/n\n"
+             "(allreduce), (n-1)/n (reducescatter, allgather), 1 (broadcast). Out of place\n"
+             "costs a copy for allreduce and broadcast (the communicator works in place).\n"
+             "allreduce under MPI adds bare MPI_Allreduce loops in the same run (mpi columns:\n"
+             "in place; ratio = in-place busbw / bare in-place busbw; --json also has the bare\n"
+             "out-of-place loop). A wrong value makes the exit status 1.\n",
     .needs_runtime = false,
     .run = run_bench,
 };
