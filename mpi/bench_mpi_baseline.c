@@ -13,35 +13,6 @@ int tp_bench_mpi_baseline_available(void)
     return size > 1;
 }
 
-static MPI_Datatype base_type(tp_dtype_t dt)
-{
-    switch (dt) {
-    case TP_DT_FLOAT:
-        return MPI_FLOAT;
-    case TP_DT_DOUBLE:
-        return MPI_DOUBLE;
-    case TP_DT_INT64:
-        return MPI_INT64_T;
-    case TP_DT_BYTE:
-        return MPI_BYTE;
-    }
-    return MPI_BYTE;
-}
-
-static MPI_Op base_op(tp_redop_t op)
-{
-    switch (op) {
-    case TP_RED_SUM:
-    case TP_RED_AVG:
-        return MPI_SUM;
-    case TP_RED_MAX:
-        return MPI_MAX;
-    case TP_RED_MIN:
-        return MPI_MIN;
-    }
-    return MPI_SUM;
-}
-
 static tp_status_t time_loop(const void *send, void *recv, int n, MPI_Datatype t, MPI_Op o,
                              int warmup, int iters, double *out)
 {
@@ -63,8 +34,8 @@ tp_status_t tp_bench_mpi_allreduce(const void *send, void *recv, size_t count, t
     if (count > (size_t)1 << 30)
         return TP_ERR(TP_ERR_UNSUPPORTED, "baseline all-reduce of %zu elements is too large",
                       count);
-    MPI_Datatype t = base_type(dt);
-    MPI_Op o = base_op(op);
+    MPI_Datatype t = tp_mpi_type(dt);
+    MPI_Op o = tp_mpi_op(op);
     /* In place first: it is compared with the communicator's in-place call just before. */
     TP_TRY(time_loop(MPI_IN_PLACE, recv, (int)count, t, o, warmup, iters, ip_s));
     TP_TRY(time_loop(send, recv, (int)count, t, o, warmup, iters, oop_s));

@@ -25,7 +25,7 @@ tp_status_t tp_mpi_report(int rc, const char *stmt, const char *file, int line)
     return TP_ERR_MPI;
 }
 
-static MPI_Datatype mpi_type(tp_dtype_t dt)
+MPI_Datatype tp_mpi_type(tp_dtype_t dt)
 {
     switch (dt) {
     case TP_DT_FLOAT:
@@ -40,7 +40,7 @@ static MPI_Datatype mpi_type(tp_dtype_t dt)
     return MPI_BYTE;
 }
 
-static MPI_Op mpi_op(tp_redop_t op)
+MPI_Op tp_mpi_op(tp_redop_t op)
 {
     switch (op) {
     case TP_RED_SUM:
@@ -85,8 +85,8 @@ static tp_status_t mpi_allreduce(tp_comm_t *c, void *buf, size_t count, tp_dtype
     size_t esz = tp_dtype_size(dt);
     for (size_t off = 0; off < count; off += TP_MPI_MAX_COUNT) {
         size_t n = count - off < TP_MPI_MAX_COUNT ? count - off : TP_MPI_MAX_COUNT;
-        TP_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, (char *)buf + off * esz, (int)n, mpi_type(dt),
-                                   mpi_op(op), comm_of(c)));
+        TP_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, (char *)buf + off * esz, (int)n, tp_mpi_type(dt),
+                                   tp_mpi_op(op), comm_of(c)));
     }
     if (op == TP_RED_AVG && c->size > 1) divide(buf, count, dt, c->size);
     return TP_OK;
@@ -97,7 +97,7 @@ static tp_status_t mpi_bcast(tp_comm_t *c, void *buf, size_t count, tp_dtype_t d
     size_t esz = tp_dtype_size(dt);
     for (size_t off = 0; off < count; off += TP_MPI_MAX_COUNT) {
         size_t n = count - off < TP_MPI_MAX_COUNT ? count - off : TP_MPI_MAX_COUNT;
-        TP_MPI_CHECK(MPI_Bcast((char *)buf + off * esz, (int)n, mpi_type(dt), root, comm_of(c)));
+        TP_MPI_CHECK(MPI_Bcast((char *)buf + off * esz, (int)n, tp_mpi_type(dt), root, comm_of(c)));
     }
     return TP_OK;
 }
@@ -111,8 +111,8 @@ static tp_status_t mpi_allgather(tp_comm_t *c, const void *send, void *recv, siz
     /* Send aliasing this rank's block of recv is erroneous in MPI unless spelled MPI_IN_PLACE. */
     if (send == (const char *)recv + (size_t)c->rank * count * tp_dtype_size(dt))
         send = MPI_IN_PLACE;
-    TP_MPI_CHECK(
-        MPI_Allgather(send, (int)count, mpi_type(dt), recv, (int)count, mpi_type(dt), comm_of(c)));
+    TP_MPI_CHECK(MPI_Allgather(send, (int)count, tp_mpi_type(dt), recv, (int)count, tp_mpi_type(dt),
+                               comm_of(c)));
     return TP_OK;
 }
 
@@ -162,10 +162,10 @@ static tp_status_t mpi_reduce_scatter(tp_comm_t *c, const void *send, void *recv
     for (int step = 0; step < n - 1; step++) {
         int sb = ((r - 1 - step) % n + n) % n, rb = ((r - 2 - step) % n + n) % n;
         const void *partial = step == 0 ? in + (size_t)sb * bytes : out;
-        TP_MPI_CHECK(MPI_Sendrecv(partial, cnt, mpi_type(dt), right, 0, arrive, cnt, mpi_type(dt),
-                                  left, 0, comm_of(c), MPI_STATUS_IGNORE));
+        TP_MPI_CHECK(MPI_Sendrecv(partial, cnt, tp_mpi_type(dt), right, 0, arrive, cnt,
+                                  tp_mpi_type(dt), left, 0, comm_of(c), MPI_STATUS_IGNORE));
         TP_MPI_CHECK(
-            MPI_Reduce_local(in + (size_t)rb * bytes, arrive, cnt, mpi_type(dt), mpi_op(op)));
+            MPI_Reduce_local(in + (size_t)rb * bytes, arrive, cnt, tp_mpi_type(dt), tp_mpi_op(op)));
         char *t = out;
         out = arrive;
         arrive = t;

@@ -6,7 +6,12 @@
 
 #include <mpi.h>
 
+#include "comm.h"
 #include "tp_error.h"
+
+/* Tulpar's element types and reductions as MPI's (TP_RED_AVG maps to MPI_SUM; callers divide). */
+MPI_Datatype tp_mpi_type(tp_dtype_t dt);
+MPI_Op tp_mpi_op(tp_redop_t op);
 
 tp_status_t tp_mpi_report(int rc, const char *stmt, const char *file, int line);
 
