@@ -20,6 +20,23 @@ size_t tp_dtype_size(tp_dtype_t dt)
     return 1;
 }
 
+void tp_dtype_divide(void *buf, size_t count, tp_dtype_t dt, int n)
+{
+    if (dt == TP_DT_FLOAT) {
+        float *f = buf, inv = 1.0f / (float)n;
+        for (size_t i = 0; i < count; i++)
+            f[i] *= inv;
+    } else if (dt == TP_DT_DOUBLE) {
+        double *d = buf;
+        for (size_t i = 0; i < count; i++)
+            d[i] /= n;
+    } else if (dt == TP_DT_INT64) {
+        int64_t *v = buf;
+        for (size_t i = 0; i < count; i++)
+            v[i] /= n;
+    }
+}
+
 int tp_comm_launched_by_mpi(void)
 {
     /* Open MPI's mpirun, PMIx (mpirun and srun --mpi=pmix), PMI-1/2 launchers. */
@@ -40,6 +57,47 @@ tp_status_t tp_comm_create_world(int *argc, char ***argv, tp_comm_t **out)
 void tp_comm_free(tp_comm_t *c)
 {
     if (c) c->iface->free(c);
+}
+
+int tp_comm_device(const tp_comm_t *c)
+{
+    return c->device;
+}
+
+void *tp_comm_buf_alloc(tp_comm_t *c, size_t bytes)
+{
+    if (c->iface->buf_alloc) return c->iface->buf_alloc(c, bytes);
+    return tp_malloc(bytes ? bytes : 1, "communication buffer");
+}
+
+void tp_comm_buf_free(tp_comm_t *c, void *buf)
+{
+    if (!buf) return;
+    if (c->iface->buf_free)
+        c->iface->buf_free(c, buf);
+    else
+        free(buf);
+}
+
+tp_status_t tp_comm_buf_upload(tp_comm_t *c, void *dst, const void *host_src, size_t bytes)
+{
+    if (c->iface->buf_copy) return c->iface->buf_copy(c, dst, host_src, bytes, 1);
+    memcpy(dst, host_src, bytes);
+    return TP_OK;
+}
+
+tp_status_t tp_comm_buf_download(tp_comm_t *c, void *host_dst, const void *src, size_t bytes)
+{
+    if (c->iface->buf_copy) return c->iface->buf_copy(c, host_dst, src, bytes, 0);
+    memcpy(host_dst, src, bytes);
+    return TP_OK;
+}
+
+tp_status_t tp_comm_buf_copy(tp_comm_t *c, void *dst, const void *src, size_t bytes)
+{
+    if (c->iface->buf_copy) return c->iface->buf_copy(c, dst, src, bytes, 2);
+    memmove(dst, src, bytes);
+    return TP_OK;
 }
 
 const char *tp_comm_name(const tp_comm_t *c)
@@ -110,6 +168,97 @@ tp_status_t tp_comm_barrier(tp_comm_t *c)
     tp_comm_watchdog_enter(c->watchdog);
     tp_status_t st = c->iface->barrier(c);
     tp_comm_watchdog_leave(c->watchdog);
+    return st;
+}
+
+/* ---- non-blocking ---------------------------------------------------------------------- */
+
+static tp_status_t start(tp_comm_t *c, tp_comm_req_t *r, tp_comm_req_t **out)
+{
+    *out = NULL;
+    tp_status_t (*fn)(tp_comm_t *, tp_comm_req_t *) =
+        r->kind == TP_REQ_ALLREDUCE        ? c->iface->iallreduce
+        : r->kind == TP_REQ_REDUCE_SCATTER ? c->iface->ireduce_scatter
+                                           : c->iface->iallgather;
+    tp_comm_req_t *req = tp_malloc(sizeof *req, "communication request");
+    if (!req) return TP_ERR_NOMEM;
+    *req = *r;
+    tp_comm_watchdog_enter(c->watchdog);
+    tp_status_t st = fn(c, req);
+    tp_comm_watchdog_leave(c->watchdog);
+    if (st != TP_OK) {
+        if (c->iface->req_free) c->iface->req_free(c, req);
+        free(req);
+        return st;
+    }
+    *out = req;
+    return TP_OK;
+}
+
+tp_status_t tp_comm_iallreduce(tp_comm_t *c, void *buf, size_t count, tp_dtype_t dt, tp_redop_t op,
+                               tp_comm_req_t **req)
+{
+    tp_comm_req_t r = {
+        .kind = TP_REQ_ALLREDUCE, .send = buf, .recv = buf, .count = count, .dt = dt, .op = op};
+    return start(c, &r, req);
+}
+
+tp_status_t tp_comm_ireduce_scatter(tp_comm_t *c, void *send, void *recv, size_t recv_count,
+                                    tp_dtype_t dt, tp_redop_t op, tp_comm_req_t **req)
+{
+    tp_comm_req_t r = {.kind = TP_REQ_REDUCE_SCATTER,
+                       .send = send,
+                       .recv = recv,
+                       .count = recv_count,
+                       .dt = dt,
+                       .op = op};
+    return start(c, &r, req);
+}
+
+tp_status_t tp_comm_iallgather(tp_comm_t *c, const void *send, void *recv, size_t count,
+                               tp_dtype_t dt, tp_comm_req_t **req)
+{
+    tp_comm_req_t r = {.kind = TP_REQ_ALLGATHER,
+                       .send = (void *)send,
+                       .recv = recv,
+                       .count = count,
+                       .dt = dt,
+                       .op = TP_RED_SUM};
+    return start(c, &r, req);
+}
+
+static void finish(tp_comm_t *c, tp_comm_req_t **req)
+{
+    if (c->iface->req_free) c->iface->req_free(c, *req);
+    free(*req);
+    *req = NULL;
+}
+
+tp_status_t tp_comm_test(tp_comm_t *c, tp_comm_req_t **req)
+{
+    if (!*req) return TP_OK;
+    int done = 0;
+    tp_comm_watchdog_enter(c->watchdog);
+    tp_status_t st = c->iface->test(c, *req, &done);
+    tp_comm_watchdog_leave(c->watchdog);
+    if (st != TP_OK || done) finish(c, req);
+    return st;
+}
+
+tp_status_t tp_comm_wait(tp_comm_t *c, tp_comm_req_t **req)
+{
+    if (!*req) return TP_OK;
+    tp_status_t st = TP_OK;
+    tp_comm_watchdog_enter(c->watchdog);
+    if (c->iface->wait) {
+        st = c->iface->wait(c, *req);
+    } else {
+        int done = 0;
+        while (st == TP_OK && !done)
+            st = c->iface->test(c, *req, &done);
+    }
+    tp_comm_watchdog_leave(c->watchdog);
+    finish(c, req);
     return st;
 }
 

@@ -28,6 +28,13 @@ int tp_comm_launched_by_mpi(void);
 tp_status_t tp_comm_create_world(int *argc, char ***argv, tp_comm_t **out);
 void tp_comm_free(tp_comm_t *c);
 
+/* A NCCL communicator over the same ranks as `host` (device buffers): selects this process's GPU
+ * from the node-local rank, rank 0 creates the ncclUniqueId and broadcasts it over `host`.
+ * `host` must outlive it. TP_ERR_UNSUPPORTED when Tulpar was built without CUDA. */
+tp_status_t tp_comm_nccl_create(tp_comm_t *host, tp_comm_t **out);
+/* The CUDA device the NCCL communicator uses, or -1 for host communicators. */
+int tp_comm_device(const tp_comm_t *c);
+
 const char *tp_comm_name(const tp_comm_t *c);
 int tp_comm_rank(const tp_comm_t *c);
 int tp_comm_size(const tp_comm_t *c);
@@ -36,6 +43,16 @@ int tp_comm_local_size(const tp_comm_t *c);
 const char *tp_comm_host(const tp_comm_t *c);
 /* Library version string (e.g. "Open MPI v4.1.4"), or "none". */
 const char *tp_comm_library(const tp_comm_t *c);
+
+/* Memory the communicator's collectives work on: host memory for "self" and "mpi", device memory
+ * of tp_comm_device(c) for "nccl". Benchmarks and tests use these to stay backend-neutral. */
+void *tp_comm_buf_alloc(tp_comm_t *c, size_t bytes);
+void tp_comm_buf_free(tp_comm_t *c, void *buf);
+tp_status_t tp_comm_buf_upload(tp_comm_t *c, void *dst, const void *host_src, size_t bytes);
+tp_status_t tp_comm_buf_download(tp_comm_t *c, void *host_dst, const void *src, size_t bytes);
+/* Copy bytes from one buffer of c to another (device to device for "nccl"); the ranges must not
+ * overlap. */
+tp_status_t tp_comm_buf_copy(tp_comm_t *c, void *dst, const void *src, size_t bytes);
 
 /* In-place all-reduce of count elements; TP_RED_AVG divides the sum by the number of ranks. */
 tp_status_t tp_comm_allreduce(tp_comm_t *c, void *buf, size_t count, tp_dtype_t dt, tp_redop_t op);
@@ -49,6 +66,31 @@ tp_status_t tp_comm_allgather(tp_comm_t *c, const void *send, void *recv, size_t
 tp_status_t tp_comm_reduce_scatter(tp_comm_t *c, const void *send, void *recv, size_t recv_count,
                                    tp_dtype_t dt, tp_redop_t op);
 tp_status_t tp_comm_barrier(tp_comm_t *c);
+
+/* Non-blocking forms. Each starts the collective and returns a request in *req; the result is
+ * defined once tp_comm_test has reported completion or tp_comm_wait has returned, and the buffers
+ * must not be touched before. Completion frees the request and sets *req = NULL, so a finished
+ * handle cannot be waited on twice. Requests of one communicator must be started in the same
+ * order on every rank.
+ *
+ * Progress: the MPI implementation progresses only inside Tulpar's calls (no helper thread, which
+ * would take a core from compute on nodes where every core runs a rank), so long computations
+ * should call tp_comm_test on their outstanding requests between pieces of work. Measured in
+ * tests/mpi/test_comm_nonblocking.c and benchmarks/README.md. */
+typedef struct tp_comm_req tp_comm_req_t;
+
+tp_status_t tp_comm_iallreduce(tp_comm_t *c, void *buf, size_t count, tp_dtype_t dt, tp_redop_t op,
+                               tp_comm_req_t **req);
+/* As tp_comm_reduce_scatter, but send is also the workspace: after completion only block `rank`
+ * of send (or recv) is defined. recv may be that block of send. */
+tp_status_t tp_comm_ireduce_scatter(tp_comm_t *c, void *send, void *recv, size_t recv_count,
+                                    tp_dtype_t dt, tp_redop_t op, tp_comm_req_t **req);
+tp_status_t tp_comm_iallgather(tp_comm_t *c, const void *send, void *recv, size_t count,
+                               tp_dtype_t dt, tp_comm_req_t **req);
+/* Progress *req; when it has completed, free it and set *req = NULL. No-op for *req == NULL. */
+tp_status_t tp_comm_test(tp_comm_t *c, tp_comm_req_t **req);
+/* Block until *req completes (the watchdog covers the wait), free it, set *req = NULL. */
+tp_status_t tp_comm_wait(tp_comm_t *c, tp_comm_req_t **req);
 
 /* Collective error agreement: every rank passes its local status; returns TP_OK when all
  * succeeded, the local status when this rank failed, TP_ERR_REMOTE when only others did. Used

@@ -13,6 +13,20 @@ typedef struct tp_comm_iface {
     tp_status_t (*reduce_scatter)(tp_comm_t *c, const void *send, void *recv, size_t recv_count,
                                   tp_dtype_t dt, tp_redop_t op);
     tp_status_t (*barrier)(tp_comm_t *c);
+    /* Non-blocking forms: fill the implementation's part of req (req->impl) and start. */
+    tp_status_t (*iallreduce)(tp_comm_t *c, tp_comm_req_t *req);
+    tp_status_t (*ireduce_scatter)(tp_comm_t *c, tp_comm_req_t *req);
+    tp_status_t (*iallgather)(tp_comm_t *c, tp_comm_req_t *req);
+    /* Progress req; set *done when complete. wait blocks (NULL: test in a loop). */
+    tp_status_t (*test)(tp_comm_t *c, tp_comm_req_t *req, int *done);
+    tp_status_t (*wait)(tp_comm_t *c, tp_comm_req_t *req);
+    void (*req_free)(tp_comm_t *c, tp_comm_req_t *req); /* release req->impl */
+    /* Buffers the collectives work on; NULL: host memory (malloc, memcpy). buf_copy's last
+     * argument is the direction: 1 host -> buffer (upload), 0 buffer -> host (download), 2 buffer
+     * -> buffer of this communicator (tp_comm_buf_copy). */
+    void *(*buf_alloc)(tp_comm_t *c, size_t bytes);
+    void (*buf_free)(tp_comm_t *c, void *buf);
+    tp_status_t (*buf_copy)(tp_comm_t *c, void *dst, const void *src, size_t bytes, int to_device);
     void (*abort)(tp_comm_t *c, int code);
     void (*free)(tp_comm_t *c);
 } tp_comm_iface_t;
@@ -20,13 +34,29 @@ typedef struct tp_comm_iface {
 struct tp_comm {
     const tp_comm_iface_t *iface;
     int rank, size, local_rank, local_size;
+    int device; /* CUDA device of a device communicator; -1 for host communicators */
     char host[256];
     char library[256];
     void *impl;
     struct tp_comm_watchdog *watchdog; /* dead/hung rank detection (comm_watchdog.c); or NULL */
 };
 
+typedef enum { TP_REQ_ALLREDUCE, TP_REQ_REDUCE_SCATTER, TP_REQ_ALLGATHER } tp_req_kind_t;
+
+/* A non-blocking collective in flight: its arguments (for the AVG division and the
+ * implementation) and the implementation's state. */
+struct tp_comm_req {
+    tp_req_kind_t kind;
+    void *send, *recv; /* allreduce: recv is the buffer (in place) */
+    size_t count; /* allreduce: elements; reduce-scatter: per-rank block; allgather: per rank */
+    tp_dtype_t dt;
+    tp_redop_t op;
+    void *impl;
+};
+
 size_t tp_dtype_size(tp_dtype_t dt);
+/* Divide count elements by n (TP_RED_AVG after a sum). */
+void tp_dtype_divide(void *buf, size_t count, tp_dtype_t dt, int n);
 
 tp_status_t tp_comm_self_create(tp_comm_t **out);
 tp_status_t tp_comm_mpi_create(int *argc, char ***argv, tp_comm_t **out);

@@ -35,6 +35,20 @@ static tp_status_t self_barrier(tp_comm_t *c)
     return TP_OK;
 }
 
+/* One rank: every non-blocking collective completes when started. */
+static tp_status_t self_icopy(tp_comm_t *c, tp_comm_req_t *r)
+{
+    if (r->kind != TP_REQ_ALLREDUCE && r->send != r->recv)
+        memmove(r->recv, r->send, r->count * tp_dtype_size(r->dt));
+    return TP_OK;
+}
+
+static tp_status_t self_test(tp_comm_t *c, tp_comm_req_t *r, int *done)
+{
+    *done = 1;
+    return TP_OK;
+}
+
 static void self_abort(tp_comm_t *c, int code)
 {
     exit(code);
@@ -52,6 +66,10 @@ static const tp_comm_iface_t self_iface = {
     .allgather = self_allgather,
     .reduce_scatter = self_reduce_scatter,
     .barrier = self_barrier,
+    .iallreduce = self_icopy,
+    .ireduce_scatter = self_icopy,
+    .iallgather = self_icopy,
+    .test = self_test,
     .abort = self_abort,
     .free = self_free,
 };
@@ -62,6 +80,7 @@ tp_status_t tp_comm_self_create(tp_comm_t **out)
     if (!c) return TP_ERR_NOMEM;
     c->iface = &self_iface;
     c->rank = 0;
+    c->device = -1;
     c->size = 1;
     c->local_rank = 0;
     c->local_size = 1;

@@ -1,6 +1,6 @@
 /* The collective table of `tulpar bench` (see bench_coll.h): one entry per collective, plus data
- * initialisation and checking shared by all of them. Timing and printing are in cli_bench_coll.c.
- */
+ * initialisation and checking shared by all of them (on host memory; cli_bench_coll.c uploads and
+ * downloads). Timing and printing are in cli_bench_coll.c. */
 #include "bench_coll.h"
 
 #include <math.h>
@@ -54,8 +54,9 @@ static tp_status_t allreduce_run(tp_comm_t *c, const void *send, void *recv,
                                  const tp_bench_counts_t *k, tp_dtype_t dt, tp_redop_t op, int root,
                                  bool in_place)
 {
-    /* The communicator's all-reduce is in place only: out of place costs a copy first. */
-    if (!in_place) memcpy(recv, send, k->send * tp_bench_coll_elem_size(dt));
+    /* The communicator's all-reduce is in place only: out of place costs a copy first (on the
+     * device for a device communicator). */
+    if (!in_place) TP_TRY(tp_comm_buf_copy(c, recv, send, k->send * tp_bench_coll_elem_size(dt)));
     return tp_comm_allreduce(c, recv, k->recv, dt, op);
 }
 
@@ -121,7 +122,7 @@ static tp_status_t broadcast_run(tp_comm_t *c, const void *send, void *recv,
 {
     /* In place only in the communicator, as for all-reduce: the root copies first. */
     if (!in_place && tp_comm_rank(c) == root)
-        memcpy(recv, send, k->send * tp_bench_coll_elem_size(dt));
+        TP_TRY(tp_comm_buf_copy(c, recv, send, k->send * tp_bench_coll_elem_size(dt)));
     return tp_comm_bcast(c, recv, k->recv, dt, root);
 }
 

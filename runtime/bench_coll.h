@@ -27,6 +27,7 @@ typedef struct tp_bench_coll {
     size_t (*send_index)(size_t j, int rank, const tp_bench_counts_t *k);
     double (*expected)(size_t i, int rank, int nranks, int root, tp_redop_t op,
                        const tp_bench_counts_t *k);
+    /* One call on the communicator's buffers (tp_comm_buf_alloc: device memory for "nccl"). */
     tp_status_t (*run)(tp_comm_t *c, const void *send, void *recv, const tp_bench_counts_t *k,
                        tp_dtype_t dt, tp_redop_t op, int root, bool in_place);
 } tp_bench_coll_t;
@@ -40,15 +41,18 @@ const tp_bench_coll_t *tp_bench_coll_find(const char *name);
 /* The value rank r contributes at global index g: small integers, exact in float sums. */
 double tp_bench_coll_value(int rank, size_t g);
 
-/* Fill send (k->send elements) with this rank's values. */
+/* Fill send (k->send elements, host memory: upload it to the communicator's buffer) with this
+ * rank's values. */
 void tp_bench_coll_init(const tp_bench_coll_t *b, void *send, const tp_bench_counts_t *k,
                         tp_dtype_t dt, int rank);
-/* Number of recv elements (k->recv) that differ from the expected result. */
+/* Number of recv elements (k->recv, host memory: a download of the communicator's buffer) that
+ * differ from the expected result. */
 size_t tp_bench_coll_check(const tp_bench_coll_t *b, const void *recv, const tp_bench_counts_t *k,
                            tp_dtype_t dt, tp_redop_t op, int rank, int nranks, int root);
 
 /* `tulpar bench <collective> [flags]` (cli_bench_coll.c): argv[0] is the collective's name.
- * Starts the communicator itself (MPI under a launcher) and returns a tp_status_t. */
+ * Starts the communicator itself (MPI under a launcher; with --comm nccl a NCCL communicator over
+ * it, device buffers) and returns a tp_status_t. */
 int tp_bench_coll_main(int argc, char **argv);
 
 #endif

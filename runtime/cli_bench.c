@@ -143,21 +143,24 @@ const tp_cli_cmd_t tp_cmd_bench = {
              "\n"
              "usage: [mpirun -np N] tulpar bench allreduce|reducescatter|allgather|broadcast\n"
              "           [-b 8] [-e 64M] [-f 2] [-n 20] [-w 5] [-c 1] [-r 0] [-o sum]\n"
-             "           [-d float] [--json FILE]\n"
+             "           [-d float] [--comm host|nccl] [--json FILE]\n"
              "\n"
-             "The communicator's collectives with nccl-tests' flags and columns (host buffers):\n"
+             "The communicator's collectives with nccl-tests' flags and columns:\n"
              "  -b, -e  smallest and largest size in bytes (K, M, G suffixes: powers of 1024);\n"
              "          the size is the whole buffer (reducescatter: send, allgather: receive)\n"
              "  -f      size factor from one row to the next     -n  timed iterations\n"
              "  -w      warm-up iterations                        -c  check every element (0/1)\n"
              "  -r      broadcast root                            -o  sum|avg|max|min\n"
              "  -d      float|double                              --json FILE  rows as JSON\n"
+             "  --comm  host: the world communicator, host buffers (self/mpi; default)\n"
+             "          nccl: a NCCL communicator over it, device buffers (one GPU per rank)\n"
              "Time is the average per call, the maximum over ranks; busbw = algbw x 2(n-1)/n\n"
              "(allreduce), (n-1)/n (reducescatter, allgather), 1 (broadcast). Out of place\n"
              "costs a copy for allreduce and broadcast (the communicator works in place).\n"
-             "allreduce under MPI adds bare MPI_Allreduce loops in the same run (mpi columns:\n"
-             "in place; ratio = in-place busbw / bare in-place busbw; --json also has the bare\n"
-             "out-of-place loop). A wrong value makes the exit status 1.\n",
+             "allreduce under MPI on host buffers adds bare MPI_Allreduce loops in the same run\n"
+             "(mpi columns: in place; ratio = in-place busbw / bare in-place busbw; --json also\n"
+             "has the bare out-of-place loop); skipped with --comm nccl. A wrong value makes the\n"
+             "exit status 1.\n",
     .needs_runtime = false,
     .run = run_bench,
 };

@@ -1,7 +1,10 @@
 /* `tulpar bench allreduce|reducescatter|allgather|broadcast`: nccl-tests' flags, columns and
- * checks for the communicator's collectives (host buffers: "self" or "mpi"), and for all-reduce a
- * bare MPI_Allreduce baseline measured in the same run. The collective table is bench_coll.c; the
- * bare loop is mpi/bench_mpi_baseline.c. */
+ * checks for the communicator's collectives: the world communicator on host buffers ("self" or
+ * "mpi", --comm host) or a NCCL communicator over it on device buffers (--comm nccl), and for
+ * all-reduce on host buffers a bare MPI_Allreduce baseline measured in the same run. Buffers go
+ * through the communicator's memory API only (tp_comm_buf_*): data is made and checked in a host
+ * staging buffer, uploaded and downloaded. The collective table is bench_coll.c; the bare loop is
+ * mpi/bench_mpi_baseline.c. */
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -21,6 +24,7 @@ typedef struct coll_opts {
     int iters, warmup, check, root;
     tp_redop_t op;
     tp_dtype_t dt;
+    bool nccl; /* --comm nccl: a NCCL communicator, device buffers */
     const char *json;
 } coll_opts_t;
 
@@ -76,6 +80,14 @@ static tp_status_t parse(int argc, char **argv, const tp_bench_coll_t *b, int nr
         int f = 0;
         if (tp_cli_is(a, "--json")) {
             if (!(o->json = tp_cli_value(argc, argv, &i, "--json"))) return TP_ERR_USAGE;
+            continue;
+        }
+        if (tp_cli_is(a, "--comm")) {
+            if (!(v = tp_cli_value(argc, argv, &i, "--comm"))) return TP_ERR_USAGE;
+            if (strcmp(v, "host") != 0 && strcmp(v, "nccl") != 0)
+                return tp_cli_usage_error("bench", "%s --comm: bad value '%s' (want host or nccl)",
+                                          b->name, v);
+            o->nccl = strcmp(v, "nccl") == 0;
             continue;
         }
         if (a[0] != '-' || !a[1] || !strchr("befnwcrod", a[1]) || (a[2] && a[2] != '='))
@@ -143,10 +155,18 @@ static tp_status_t parse(int argc, char **argv, const tp_bench_coll_t *b, int nr
     return TP_OK;
 }
 
-/* Average seconds per call over `iters` after `warmup`, the maximum over ranks. */
-static tp_status_t time_coll(tp_comm_t *c, const tp_bench_coll_t *b, const coll_opts_t *o,
-                             const void *send, void *recv, const tp_bench_counts_t *k,
-                             bool in_place, double *sec)
+/* In what follows, c is the communicator under test (its collectives and buffers) and host the
+ * world communicator, which reduces the host values (times, wrong counts, statuses); they are the
+ * same one for --comm host. */
+
+/* Average seconds per call over `iters` after `warmup`, the maximum over ranks. The host clock
+ * covers the device work too: the blocking tp_comm_* calls return only once the collective has
+ * completed, and on the nccl communicator that means its stream has drained (sync_stream in
+ * mpi/comm_nccl.c). The device-to-device copy of the out-of-place variants is counted as well:
+ * the collective that follows it waits for it. */
+static tp_status_t time_coll(tp_comm_t *c, tp_comm_t *host, const tp_bench_coll_t *b,
+                             const coll_opts_t *o, const void *send, void *recv,
+                             const tp_bench_counts_t *k, bool in_place, double *sec)
 {
     for (int i = 0; i < o->warmup; i++)
         TP_TRY(b->run(c, send, recv, k, o->dt, o->op, o->root, in_place));
@@ -155,31 +175,45 @@ static tp_status_t time_coll(tp_comm_t *c, const tp_bench_coll_t *b, const coll_
     for (int i = 0; i < o->iters; i++)
         TP_TRY(b->run(c, send, recv, k, o->dt, o->op, o->root, in_place));
     *sec = (tp_now() - t0) / o->iters;
-    return tp_comm_allreduce(c, sec, 1, TP_DT_DOUBLE, TP_RED_MAX);
+    return tp_comm_allreduce(host, sec, 1, TP_DT_DOUBLE, TP_RED_MAX);
 }
 
-/* One untimed call on fresh data, then every element checked; wrong values summed over ranks. */
-static tp_status_t check_coll(tp_comm_t *c, const tp_bench_coll_t *b, const coll_opts_t *o,
-                              void *send, void *recv, const tp_bench_counts_t *k, bool in_place,
+/* Fill the communicator buffer send with this rank's values, made in the host buffer stage. */
+static tp_status_t init_send(tp_comm_t *c, const tp_bench_coll_t *b, const coll_opts_t *o,
+                             void *send, const tp_bench_counts_t *k, char *stage)
+{
+    tp_bench_coll_init(b, stage, k, o->dt, tp_comm_rank(c));
+    return tp_comm_buf_upload(c, send, stage, k->send * tp_bench_coll_elem_size(o->dt));
+}
+
+/* One untimed call on fresh data, then every element checked (downloaded to the host buffer
+ * stage); wrong values summed over ranks. */
+static tp_status_t check_coll(tp_comm_t *c, tp_comm_t *host, const tp_bench_coll_t *b,
+                              const coll_opts_t *o, void *send, void *recv,
+                              const tp_bench_counts_t *k, bool in_place, char *stage,
                               int64_t *wrong)
 {
     int rank = tp_comm_rank(c), n = tp_comm_size(c);
-    tp_bench_coll_init(b, send, k, o->dt, rank);
+    TP_TRY(init_send(c, b, o, send, k, stage));
     TP_TRY(b->run(c, send, recv, k, o->dt, o->op, o->root, in_place));
+    TP_TRY(tp_comm_buf_download(c, stage, recv, k->recv * tp_bench_coll_elem_size(o->dt)));
     /* Hidden, for the test of the check itself: perturb one element on rank 1. */
     const char *corrupt = getenv("TULPAR_BENCH_CORRUPT");
     if (corrupt && atoi(corrupt) == 1 && rank == (n > 1 ? 1 : 0) && k->recv > 0) {
         if (o->dt == TP_DT_DOUBLE)
-            ((double *)recv)[0] += 1.0;
+            ((double *)stage)[0] += 1.0;
         else
-            ((float *)recv)[0] += 1.0f;
+            ((float *)stage)[0] += 1.0f;
     }
-    *wrong = (int64_t)tp_bench_coll_check(b, recv, k, o->dt, o->op, rank, n, o->root);
-    return tp_comm_allreduce(c, wrong, 1, TP_DT_INT64, TP_RED_SUM);
+    *wrong = (int64_t)tp_bench_coll_check(b, stage, k, o->dt, o->op, rank, n, o->root);
+    return tp_comm_allreduce(host, wrong, 1, TP_DT_INT64, TP_RED_SUM);
 }
 
-static tp_status_t bench_row(tp_comm_t *c, const tp_bench_coll_t *b, const coll_opts_t *o,
-                             char *sendbuf, char *recvbuf, size_t bytes, coll_row_t *row)
+/* sendbuf and recvbuf are c's buffers; stage is a host buffer of the same size. baseline: time
+ * bare MPI_Allreduce too (host buffers only). */
+static tp_status_t bench_row(tp_comm_t *c, tp_comm_t *host, const tp_bench_coll_t *b,
+                             const coll_opts_t *o, char *sendbuf, char *recvbuf, char *stage,
+                             bool baseline, size_t bytes, coll_row_t *row)
 {
     int rank = tp_comm_rank(c), n = tp_comm_size(c);
     size_t esz = tp_bench_coll_elem_size(o->dt);
@@ -193,17 +227,17 @@ static tp_status_t bench_row(tp_comm_t *c, const tp_bench_coll_t *b, const coll_
         char *send = ip ? recvbuf + k->send_ip_off * esz : sendbuf;
         char *recv = ip ? recvbuf + k->recv_ip_off * esz : recvbuf;
         double sec = 0;
-        tp_bench_coll_init(b, send, k, o->dt, rank);
-        TP_TRY(time_coll(c, b, o, send, recv, k, ip, &sec));
+        TP_TRY(init_send(c, b, o, send, k, stage));
+        TP_TRY(time_coll(c, host, b, o, send, recv, k, ip, &sec));
         row->time_us[ip] = 1e6 * sec;
         row->algbw[ip] = sec > 0 ? (double)k->bytes / 1e9 / sec : 0;
         row->busbw[ip] = row->algbw[ip] * factor;
         row->wrong[ip] = -1;
-        if (o->check) TP_TRY(check_coll(c, b, o, send, recv, k, ip, &row->wrong[ip]));
+        if (o->check) TP_TRY(check_coll(c, host, b, o, send, recv, k, ip, stage, &row->wrong[ip]));
     }
-    if (strcmp(b->name, "allreduce") == 0 && tp_bench_mpi_baseline_available()) {
+    if (baseline && tp_bench_mpi_baseline_available()) {
         double oop = 0, ip = 0;
-        tp_bench_coll_init(b, sendbuf, k, o->dt, rank);
+        TP_TRY(init_send(c, b, o, sendbuf, k, stage));
         TP_TRY(tp_bench_mpi_allreduce(sendbuf, recvbuf, k->send, o->dt, o->op, o->warmup, o->iters,
                                       &oop, &ip));
         /* Like for like: the communicator's all-reduce is MPI_Allreduce in place. */
@@ -220,8 +254,11 @@ static tp_status_t bench_row(tp_comm_t *c, const tp_bench_coll_t *b, const coll_
 static void print_header(tp_comm_t *c, const tp_bench_coll_t *b, const coll_opts_t *o,
                          bool baseline)
 {
-    printf("# tulpar bench %s: %d ranks, communicator %s (%s)\n", b->name, tp_comm_size(c),
-           tp_comm_name(c), tp_comm_library(c));
+    char memory[48] = "host buffers";
+    if (tp_comm_device(c) >= 0)
+        snprintf(memory, sizeof memory, "device buffers on GPU %d", tp_comm_device(c));
+    printf("# tulpar bench %s: %d ranks, communicator %s (%s), %s\n", b->name, tp_comm_size(c),
+           tp_comm_name(c), tp_comm_library(c), memory);
     printf("# minBytes %zu maxBytes %zu step: %zu(factor) warmup iters: %d iters: %d "
            "validation: %d\n#\n",
            o->min_bytes, o->max_bytes, o->factor, o->warmup, o->iters, o->check);
@@ -269,6 +306,8 @@ static tp_status_t write_json(const char *path, tp_comm_t *c, const tp_bench_col
     tp_json_str(&j, "benchmark", "tulpar bench");
     tp_json_str(&j, "collective", b->name);
     tp_json_int(&j, "ranks", tp_comm_size(c));
+    tp_json_str(&j, "comm", tp_comm_name(c));
+    tp_json_str(&j, "memory", tp_comm_device(c) >= 0 ? "device" : "host");
     tp_json_str(&j, "dtype", type);
     tp_json_str(&j, "op", op);
     tp_json_array_begin(&j, "rows");
@@ -316,29 +355,36 @@ static tp_status_t write_json(const char *path, tp_comm_t *c, const tp_bench_col
     return TP_OK;
 }
 
-static tp_status_t bench(tp_comm_t *c, const tp_bench_coll_t *b, const coll_opts_t *o)
+static tp_status_t bench(tp_comm_t *c, tp_comm_t *host, const tp_bench_coll_t *b,
+                         const coll_opts_t *o)
 {
     int rank = tp_comm_rank(c);
     size_t esz = tp_bench_coll_elem_size(o->dt);
     size_t cap = (o->max_bytes + esz - 1) / esz * esz;
-    bool baseline = strcmp(b->name, "allreduce") == 0;
-    char *sendbuf = tp_malloc(cap, "benchmark send buffer");
-    char *recvbuf = tp_malloc(cap, "benchmark receive buffer");
+    bool allreduce = strcmp(b->name, "allreduce") == 0;
+    /* The bare MPI_Allreduce loop works on host buffers: none with device buffers. */
+    bool baseline = allreduce && tp_comm_device(c) < 0;
+    char *sendbuf = tp_comm_buf_alloc(c, cap);
+    char *recvbuf = tp_comm_buf_alloc(c, cap);
+    char *stage = tp_malloc(cap, "benchmark host staging buffer");
     coll_row_t *rows = tp_calloc(MAX_ROWS, sizeof *rows, "benchmark rows");
-    tp_status_t st = sendbuf && recvbuf && rows ? TP_OK : TP_ERR_NOMEM;
-    st = tp_comm_agree(c, st);
-    int n_rows = 0;
+    tp_status_t st = sendbuf && recvbuf && stage && rows ? TP_OK : TP_ERR_NOMEM;
     if (st == TP_OK) {
         /* Allocated once at the largest size and touched now: fresh pages are slow here. */
-        memset(sendbuf, 0, cap);
-        memset(recvbuf, 0, cap);
+        memset(stage, 0, cap);
+        st = tp_comm_buf_upload(c, sendbuf, stage, cap);
+        if (st == TP_OK) st = tp_comm_buf_upload(c, recvbuf, stage, cap);
+    }
+    st = tp_comm_agree(host, st);
+    int n_rows = 0;
+    if (st == TP_OK) {
         if (rank == 0) print_header(c, b, o, baseline);
         for (size_t bytes = o->min_bytes;
              st == TP_OK && bytes <= o->max_bytes &&
                      n_rows<MAX_ROWS; bytes = bytes> o->max_bytes / o->factor
                  ? o->max_bytes + 1
                  : bytes * o->factor) {
-            st = bench_row(c, b, o, sendbuf, recvbuf, bytes, &rows[n_rows]);
+            st = bench_row(c, host, b, o, sendbuf, recvbuf, stage, baseline, bytes, &rows[n_rows]);
             if (st == TP_OK && rank == 0) print_row(b, o, &rows[n_rows], baseline);
             if (st == TP_OK) n_rows++;
         }
@@ -372,19 +418,23 @@ static tp_status_t bench(tp_comm_t *c, const tp_bench_coll_t *b, const coll_opts
                 printf("# Baseline: %s\n", tp_bench_mpi_baseline_available()
                                                ? "n/a (no size >= 1 MiB)"
                                                : "- (no MPI: one rank without a launcher)");
+            else if (allreduce)
+                printf("# Baseline: skipped (device buffers: the bare MPI_Allreduce baseline "
+                       "needs host buffers)\n");
             printf("#\n");
             fflush(stdout);
             if (o->json) st = write_json(o->json, c, b, o, rows, n_rows, avg, baseline_ok);
         }
-        st = tp_comm_agree(c, st);
+        st = tp_comm_agree(host, st);
         if (st == TP_OK && wrong > 0) {
             if (rank == 0)
                 fprintf(stderr, "tulpar bench %s: %lld wrong values\n", b->name, (long long)wrong);
             st = TP_ERR_INTERNAL;
         }
     }
-    free(sendbuf);
-    free(recvbuf);
+    tp_comm_buf_free(c, sendbuf);
+    tp_comm_buf_free(c, recvbuf);
+    free(stage);
     free(rows);
     return st;
 }
@@ -397,11 +447,19 @@ int tp_bench_coll_main(int argc, char **argv)
     TP_TRY(tp_runtime_create(NULL, NULL, &rt));
     coll_opts_t o;
     tp_status_t st = parse(argc, argv, b, rt->world_size, &o);
-    if (st == TP_OK) st = bench(rt->comm, b, &o);
-    if (st == TP_ERR_MPI && rt->world_size > 1) {
-        fprintf(stderr, "tulpar: aborting all ranks after an MPI failure\n");
-        tp_comm_abort(rt->comm, 1);
+    /* --comm nccl: a NCCL communicator over the world one. Creating it agrees over the world
+     * communicator, so without a GPU (or CUDA in this build) every rank stops here, each rank that
+     * failed saying why. */
+    tp_comm_t *nccl = NULL;
+    if (st == TP_OK && o.nccl) st = tp_comm_nccl_create(rt->comm, &nccl);
+    if (st == TP_OK) st = bench(nccl ? nccl : rt->comm, rt->comm, b, &o);
+    if ((st == TP_ERR_MPI || (nccl && st == TP_ERR_CUDA)) && rt->world_size > 1) {
+        /* Collectives can no longer be trusted to finish: stop every rank. */
+        fprintf(stderr, "tulpar: aborting all ranks after %s failure\n",
+                st == TP_ERR_MPI ? "an MPI" : "a CUDA/NCCL");
+        tp_comm_abort(nccl ? nccl : rt->comm, 1);
     }
+    tp_comm_free(nccl);
     tp_runtime_free(rt);
     return st;
 }

@@ -106,7 +106,7 @@ static tp_status_t load_model(tp_runtime_t *rt, const gen_opts_t *o, tp_config_t
                       "byte-level gpt (vocab_size 256)",
                       o->checkpoint, cfg->model_type, (long long)cfg->vocab_size);
     TP_TRY(tp_comm_agree(rt->comm, tp_runtime_open_backend(rt, cfg)));
-    st = tp_model_create(cfg, rt->be, 1, 1, 1, 0, 1, m);
+    st = tp_model_create(cfg, rt->be, 1, 1, 1, 0, 1, 1, m);
     if (st == TP_OK) st = tp_train_state_create(*m, NULL, state);
     TP_TRY(tp_comm_agree(rt->comm, st));
     tp_ckpt_meta_t meta;

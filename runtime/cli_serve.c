@@ -105,7 +105,7 @@ static tp_status_t setup(tp_runtime_t *rt, const serve_opts_t *o, served_t *s, b
         w = s->task->w;
         classes = s->task->n_classes;
     }
-    tp_status_t st = tp_model_create(&s->cfg, rt->be, c, h, w, classes, B, &s->model);
+    tp_status_t st = tp_model_create(&s->cfg, rt->be, c, h, w, classes, B, 1, &s->model);
     if (st == TP_OK) st = tp_train_state_create(s->model, NULL, &s->state);
     TP_TRY(tp_comm_agree(comm, st));
     tp_ckpt_meta_t meta;

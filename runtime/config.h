@@ -56,6 +56,7 @@ typedef struct tp_config {
     double weight_decay;
     double grad_clip; /* global-norm clip; 0 disables */
     int64_t seed;
+    int64_t zero; /* ZeRO stage 0, 1 or 2 */
 
     /* eval */
     int64_t eval_batch; /* per rank */
@@ -77,6 +78,8 @@ typedef struct tp_config {
 
     /* comm */
     double comm_timeout_s; /* abort when one collective makes no progress this long */
+    double bucket_mb;      /* gradient bucket size, MiB */
+    bool overlap;          /* reduce buckets during backward */
 } tp_config_t;
 
 /* Fill every field with its schema default. */

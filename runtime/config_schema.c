@@ -106,6 +106,9 @@ const tp_config_key_t tp_config_schema[] = {
      .flags = TP_CFG_HI_OPEN, .doc = "clip the global gradient norm to this; 0 disables"},
     {"train", "seed", INT(seed), .def = "1234", .imin = 0, .imax = UNBOUNDED,
      .doc = "seed for initialization, shuffling and dropout"},
+    {"train", "zero", INT(zero), .def = "0", .imin = 0, .imax = 2,
+     .doc = "ZeRO stage: 0 = replicated optimizer; 1 = optimizer state sharded over ranks; 2 = "
+            "gradients sharded too"},
 
     /* eval */
     {"eval", "batch", INT(eval_batch), .def = "256", .imin = 1, .imax = 1048576,
@@ -145,6 +148,12 @@ const tp_config_key_t tp_config_schema[] = {
      .doc = "abort the job when one collective has waited this long (a hung rank); generous "
             "because a peer's solo work (a multi-GB checkpoint write) legitimately takes "
             "minutes; a dead rank on the node is caught within seconds regardless"},
+    {"comm", "bucket_mb", FLOAT(bucket_mb), .def = "1.0", .fmin = 0, .fmax = 4096,
+     .flags = TP_CFG_LO_OPEN,
+     .doc = "gradient bucket size in MiB: each bucket's reduction starts as soon as backward has "
+            "filled it"},
+    {"comm", "overlap", BOOL(overlap), .def = "true",
+     .doc = "reduce gradient buckets while backward runs; false reduces after backward"},
 };
 
 const int tp_config_schema_len = (int)(sizeof tp_config_schema / sizeof tp_config_schema[0]);

@@ -23,14 +23,16 @@ tp_status_t tp_model_add_param(tp_model_t *m, tp_param_t *p)
 }
 
 /* Lay parameters out in the flat buffers in registration order and group decay runs. */
-static tp_status_t allocate_params(tp_model_t *m)
+static tp_status_t allocate_params(tp_model_t *m, int64_t pad_multiple)
 {
     m->numel = 0;
     for (int i = 0; i < m->n_params; i++) {
         m->params[i]->offset = m->numel;
         m->numel += m->params[i]->numel;
     }
-    size_t bytes = (size_t)m->numel * sizeof(float);
+    if (pad_multiple < 1) pad_multiple = 1;
+    m->numel_pad = (m->numel + pad_multiple - 1) / pad_multiple * pad_multiple;
+    size_t bytes = (size_t)(m->numel_pad ? m->numel_pad : 1) * sizeof(float);
     m->param_buf = tp_backend_alloc(m->be, bytes, "parameters");
     m->grad_buf = tp_backend_alloc(m->be, bytes, "gradients");
     m->segments = tp_calloc((size_t)(m->n_params ? m->n_params : 1), sizeof *m->segments,
@@ -48,12 +50,14 @@ static tp_status_t allocate_params(tp_model_t *m)
             m->segments[m->n_segments++] =
                 (tp_param_segment_t){.offset = p->offset, .numel = p->numel, .decay = p->decay};
     }
-    tp_op_fill(m->be, m->grad_buf, 0.0f, m->numel);
+    tp_op_fill(m->be, m->grad_buf, 0.0f, m->numel_pad);
+    tp_op_fill(m->be, m->param_buf, 0.0f, m->numel_pad);
     return TP_OK;
 }
 
 tp_status_t tp_model_create(const tp_config_t *cfg, tp_backend_t *be, int64_t c, int64_t h,
-                            int64_t w, int64_t n_classes, int64_t max_batch, tp_model_t **out)
+                            int64_t w, int64_t n_classes, int64_t max_batch, int64_t pad_multiple,
+                            tp_model_t **out)
 {
     *out = NULL;
     tp_model_t *m = tp_calloc(1, sizeof *m, "model");
@@ -68,7 +72,7 @@ tp_status_t tp_model_create(const tp_config_t *cfg, tp_backend_t *be, int64_t c,
         st = tp_gpt_build(m, cfg);
     else
         st = TP_ERR(TP_ERR_CONFIG, "model.type '%s' is not one of mlp, cnn, gpt", cfg->model_type);
-    if (st == TP_OK) st = allocate_params(m);
+    if (st == TP_OK) st = allocate_params(m, pad_multiple);
     int64_t before = tp_backend_bytes_in_use(be);
     if (st == TP_OK) st = m->ops->prepare(m);
     m->activation_bytes = tp_backend_bytes_in_use(be) - before;
@@ -147,7 +151,7 @@ void tp_model_backward(tp_model_t *m, const tp_pass_ctx_t *ctx, int64_t B, float
 
 void tp_model_zero_grad(tp_model_t *m)
 {
-    tp_op_fill(m->be, m->grad_buf, 0.0f, m->numel);
+    tp_op_fill(m->be, m->grad_buf, 0.0f, m->numel_pad);
 }
 
 void tp_model_print(const tp_model_t *m)

@@ -51,9 +51,15 @@ struct tp_model {
     tp_param_t **params; /* storage owned by the family (layers, GPT tensors) */
     int n_segments;
     tp_param_segment_t *segments;
-    int64_t numel;    /* total parameter count */
-    float *param_buf; /* flat, numel */
-    float *grad_buf;  /* flat, numel */
+    int64_t numel;     /* total parameter count */
+    int64_t numel_pad; /* flat buffers' length: numel rounded up so ZeRO shards are equal */
+    float *param_buf;  /* flat, numel_pad (the padding stays zero) */
+    float *grad_buf;   /* flat, numel_pad */
+
+    /* Set by the trainer: backward calls it as gradients become final ("every gradient at flat
+     * offset >= offset is complete for this pass"), so their reduction can start early. */
+    void (*grads_ready)(void *arg, int64_t offset);
+    void *grads_ready_arg;
 
     /* image classifiers */
     int n_layers;
@@ -75,9 +81,11 @@ struct tp_model {
 
 /* Build `cfg->model_type`: mlp/cnn for inputs of shape (c, h, w) and n_classes outputs; gpt
  * from its own config keys (c, h, w and n_classes are ignored). max_batch: examples
- * (sequences for gpt) per forward. */
+ * (sequences for gpt) per forward. The flat buffers are padded to a multiple of pad_multiple
+ * elements (the number of ranks sharding them; 1 for none). */
 tp_status_t tp_model_create(const tp_config_t *cfg, tp_backend_t *be, int64_t c, int64_t h,
-                            int64_t w, int64_t n_classes, int64_t max_batch, tp_model_t **out);
+                            int64_t w, int64_t n_classes, int64_t max_batch, int64_t pad_multiple,
+                            tp_model_t **out);
 void tp_model_free(tp_model_t *m);
 
 /* Deterministic initialisation from seed, per parameter as declared (tp_init_t). */
@@ -95,6 +103,12 @@ double tp_model_forward(tp_model_t *m, const tp_pass_ctx_t *ctx, int64_t B, int6
 /* Backward of (scale * sum of losses): gradients ACCUMULATE into grad_buf. */
 void tp_model_backward(tp_model_t *m, const tp_pass_ctx_t *ctx, int64_t B, float scale);
 void tp_model_zero_grad(tp_model_t *m);
+
+/* For model families' backward: gradients at flat offsets >= offset are final. */
+static inline void tp_model_grads_ready(tp_model_t *m, int64_t offset)
+{
+    if (m->grads_ready) m->grads_ready(m->grads_ready_arg, offset);
+}
 
 /* Print the model summary (rank 0). */
 void tp_model_print(const tp_model_t *m);

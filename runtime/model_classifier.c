@@ -159,6 +159,7 @@ static void classifier_backward(tp_model_t *m, const tp_pass_ctx_t *ctx, int64_t
         tp_layer_t *l = &m->layers[i];
         float *dx = i > 0 ? m->dbuf[1 - cur] : NULL;
         l->ops->backward(l, ctx, m->act[i], m->act[i + 1], dy, dx, B);
+        if (l->n_params > 0) tp_model_grads_ready(m, l->params[0].offset);
         cur = 1 - cur;
         dy = dx;
     }

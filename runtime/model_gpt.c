@@ -310,24 +310,33 @@ static void gpt_backward(tp_model_t *m, const tp_pass_ctx_t *ctx, int64_t B, flo
     const float *top = L > 0 ? g->layer[L - 1].res3 : g->encoded;
     tp_op_layernorm_backward(be, g->dln, top, g->lnfw.data, g->lnf_mean, g->lnf_rstd, g->dres,
                              g->lnfw.grad, g->lnfb.grad, N, C);
+    tp_model_grads_ready(m, g->lnfw.offset);
     for (int64_t l = L - 1; l >= 0; l--) {
         gpt_layer_acts_t *a = &g->layer[l];
         const float *x = l > 0 ? g->layer[l - 1].res3 : g->encoded;
         /* res3 = res2 + mlp(ln2(res2)): dres flows to res2 unchanged, plus the MLP path. */
         linear_backward(be, g->dres, a->fch_gelu, bp(g, l, FCPW), bp(g, l, FCPB), g->dfch, N);
+        tp_model_grads_ready(m, bp(g, l, FCPW)->offset);
         tp_op_act_backward(be, TP_ACT_GELU, a->fch, g->dfch, g->dfch, N * 4 * C);
         linear_backward(be, g->dfch, a->ln2, bp(g, l, FCW), bp(g, l, FCB), g->dln, N);
+        tp_model_grads_ready(m, bp(g, l, FCW)->offset);
         tp_op_layernorm_backward(be, g->dln, a->res2, bp(g, l, LN2W)->data, a->ln2_mean,
                                  a->ln2_rstd, g->dres, bp(g, l, LN2W)->grad, bp(g, l, LN2B)->grad,
                                  N, C);
+        tp_model_grads_ready(m, bp(g, l, LN2W)->offset);
         /* res2 = x + proj(attention(ln1(x))) */
         linear_backward(be, g->dres, a->atty, bp(g, l, PROJW), bp(g, l, PROJB), g->dln, N);
+        tp_model_grads_ready(m, bp(g, l, PROJW)->offset);
         tp_op_attention_backward(be, g->dln, a->qkv, a->att, g->dqkv, B, T, C, NH);
         linear_backward(be, g->dqkv, a->ln1, bp(g, l, QKVW), bp(g, l, QKVB), g->dln, N);
+        tp_model_grads_ready(m, bp(g, l, QKVW)->offset);
         tp_op_layernorm_backward(be, g->dln, x, bp(g, l, LN1W)->data, a->ln1_mean, a->ln1_rstd,
                                  g->dres, bp(g, l, LN1W)->grad, bp(g, l, LN1B)->grad, N, C);
+        tp_model_grads_ready(m, bp(g, l, LN1W)->offset);
     }
+    /* wte (offset 0) also took the tied head's gradient at the start: final only now. */
     tp_op_embedding_backward(be, g->dres, g->tokens, g->wte.grad, g->wpe.grad, B, T, C);
+    tp_model_grads_ready(m, 0);
 }
 
 const float *tp_gpt_fetch_logits(tp_model_t *m, int64_t B, int64_t t)

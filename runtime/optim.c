@@ -5,7 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-tp_status_t tp_optim_create(const tp_config_t *cfg, tp_model_t *m, tp_optim_t **out)
+tp_status_t tp_optim_create(const tp_config_t *cfg, tp_model_t *m, const tp_shard_t *shard,
+                            tp_optim_t **out)
 {
     *out = NULL;
     const tp_optim_ops_t *ops = NULL;
@@ -20,6 +21,8 @@ tp_status_t tp_optim_create(const tp_config_t *cfg, tp_model_t *m, tp_optim_t **
     if (!o) return TP_ERR_NOMEM;
     o->ops = ops;
     o->model = m;
+    o->shard = shard;
+    o->state_numel = shard ? shard->numel : m->numel_pad;
     o->momentum = (float)cfg->momentum;
     o->nesterov = cfg->nesterov;
     o->beta1 = (float)cfg->beta1;
@@ -27,12 +30,14 @@ tp_status_t tp_optim_create(const tp_config_t *cfg, tp_model_t *m, tp_optim_t **
     o->eps = (float)cfg->eps;
     o->weight_decay = (float)cfg->weight_decay;
     for (int i = 0; i < ops->n_states; i++) {
-        o->state[i] = tp_backend_alloc(m->be, (size_t)m->numel * sizeof(float), "optimizer state");
+        o->state[i] =
+            tp_backend_alloc(m->be, (size_t)(o->state_numel ? o->state_numel : 1) * sizeof(float),
+                             "optimizer state");
         if (!o->state[i]) {
             tp_optim_free(o);
             return TP_ERR_NOMEM;
         }
-        tp_op_fill(m->be, o->state[i], 0.0f, m->numel);
+        tp_op_fill(m->be, o->state[i], 0.0f, o->state_numel);
     }
     *out = o;
     return TP_OK;
@@ -46,17 +51,56 @@ void tp_optim_free(tp_optim_t *o)
     free(o);
 }
 
+static void step_at(tp_optim_t *o, int64_t offset, int64_t n, int64_t state_offset, const float *g,
+                    bool decay, float lr)
+{
+    float *st[TP_OPTIM_MAX_STATES] = {0};
+    for (int i = 0; i < o->ops->n_states; i++)
+        st[i] = o->state[i] + state_offset;
+    o->ops->step_range(o, o->model->param_buf + offset, g, st, n, decay, lr);
+}
+
 void tp_optim_step(tp_optim_t *o, float lr)
 {
-    for (int i = 0; i < o->model->n_segments; i++)
-        o->ops->step_segment(o, &o->model->segments[i], lr);
+    tp_model_t *m = o->model;
+    if (!o->shard) {
+        for (int i = 0; i < m->n_segments; i++) {
+            const tp_param_segment_t *seg = &m->segments[i];
+            step_at(o, seg->offset, seg->numel, seg->offset, m->grad_buf + seg->offset, seg->decay,
+                    lr);
+        }
+        o->t++;
+        return;
+    }
+    /* Each piece, cut where the weight-decay setting changes; the padding past the last
+     * parameter belongs to no segment and is never updated. */
+    const tp_shard_t *sh = o->shard;
+    for (int p = 0; p < sh->n; p++) {
+        const tp_shard_piece_t *pc = &sh->pieces[p];
+        for (int i = 0; i < m->n_segments; i++) {
+            const tp_param_segment_t *seg = &m->segments[i];
+            int64_t lo = pc->offset > seg->offset ? pc->offset : seg->offset;
+            int64_t hi = pc->offset + pc->numel < seg->offset + seg->numel
+                             ? pc->offset + pc->numel
+                             : seg->offset + seg->numel;
+            if (lo >= hi) continue;
+            int64_t so = pc->shard_offset + (lo - pc->offset);
+            const float *g = sh->grad ? sh->grad + so : m->grad_buf + lo;
+            step_at(o, lo, hi - lo, so, g, seg->decay, lr);
+        }
+    }
     o->t++;
+}
+
+int64_t tp_optim_state_bytes(const tp_optim_t *o)
+{
+    return o->state_numel * (int64_t)sizeof(float) * o->ops->n_states;
 }
 
 double tp_clip_grad_norm(tp_model_t *m, double max_norm)
 {
-    double norm = sqrt(tp_op_sumsq(m->be, m->grad_buf, m->numel));
+    double norm = sqrt(tp_op_sumsq(m->be, m->grad_buf, m->numel_pad));
     if (max_norm > 0 && norm > max_norm)
-        tp_op_scale(m->be, m->grad_buf, (float)(max_norm / (norm + 1e-6)), m->numel);
+        tp_op_scale(m->be, m->grad_buf, (float)(max_norm / (norm + 1e-6)), m->numel_pad);
     return norm;
 }

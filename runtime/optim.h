@@ -8,6 +8,7 @@
 
 #include "config.h"
 #include "model.h"
+#include "shard.h"
 
 #define TP_OPTIM_MAX_STATES 2
 
@@ -17,22 +18,32 @@ typedef struct tp_optim_ops {
     const char *name;
     int n_states;
     const char *state_names[TP_OPTIM_MAX_STATES]; /* checkpoint groups "optim/<name>" */
-    void (*step_segment)(tp_optim_t *o, const tp_param_segment_t *seg, float lr);
+    /* Update n parameters p from gradients g with state tensors state[i] (all of length n). */
+    void (*step_range)(tp_optim_t *o, float *p, const float *g, float *const *state, int64_t n,
+                       bool decay, float lr);
 } tp_optim_ops_t;
 
 struct tp_optim {
     const tp_optim_ops_t *ops;
-    tp_model_t *model; /* not owned */
+    tp_model_t *model;       /* not owned */
+    const tp_shard_t *shard; /* ZeRO: the pieces this rank updates (not owned); NULL: all */
+    int64_t state_numel;     /* per state tensor: numel_pad, or the shard's numel */
     float *state[TP_OPTIM_MAX_STATES];
     int64_t t; /* completed steps */
     float momentum, beta1, beta2, eps, weight_decay;
     bool nesterov;
 };
 
-tp_status_t tp_optim_create(const tp_config_t *cfg, tp_model_t *m, tp_optim_t **out);
+/* shard: NULL for a replicated optimizer, else the pieces this rank owns (must outlive o); the
+ * state then holds only those, in shard order. */
+tp_status_t tp_optim_create(const tp_config_t *cfg, tp_model_t *m, const tp_shard_t *shard,
+                            tp_optim_t **out);
 void tp_optim_free(tp_optim_t *o);
-/* One update of every parameter from m->grad_buf with learning rate lr. */
+/* One update with learning rate lr: of every parameter from m->grad_buf, or with a shard of its
+ * pieces from m->grad_buf (ZeRO-1) or shard->grad (ZeRO-2). */
 void tp_optim_step(tp_optim_t *o, float lr);
+/* Bytes of optimizer state held by this rank. */
+int64_t tp_optim_state_bytes(const tp_optim_t *o);
 
 /* Learning rate at `step` (0-based) of `total`: linear warm-up from lr/warmup to lr over
  * warmup_steps, then cosine decay to min_lr at total (or constant). */

@@ -65,9 +65,10 @@ void tp_report_step(tp_report_t *r, const tp_step_log_t *s)
     tp_format_duration(s->eta_s, eta, sizeof eta);
     int width = snprintf(NULL, 0, "%lld", (long long)s->total);
     printf("%sstep %*lld/%lld | epoch %lld | loss %.4f | lr %.2e | %.0f samples/s | %.1f ms/step "
-           "| comm %.1f ms | ETA %s%s",
+           "| compute %.1f + comm %.1f ms (%.1f in flight) | ETA %s%s",
            r->tty ? "\r" : "", width, (long long)s->step, (long long)s->total, (long long)s->epoch,
-           s->loss, s->lr, s->samples_per_s, s->step_ms, s->comm_ms, eta, r->tty ? "\033[K" : "\n");
+           s->loss, s->lr, s->samples_per_s, s->step_ms, s->step_ms - s->comm_ms, s->comm_ms,
+           s->comm_total_ms, eta, r->tty ? "\033[K" : "\n");
     fflush(stdout);
     r->line_open = r->tty;
 
@@ -81,7 +82,9 @@ void tp_report_step(tp_report_t *r, const tp_step_log_t *s)
     tp_json_num(&j, "grad_norm", s->grad_norm);
     tp_json_num(&j, "samples_per_s", s->samples_per_s);
     tp_json_num(&j, "step_ms", s->step_ms);
+    tp_json_num(&j, "compute_ms", s->step_ms - s->comm_ms);
     tp_json_num(&j, "comm_ms", s->comm_ms);
+    tp_json_num(&j, "comm_total_ms", s->comm_total_ms);
     tp_json_object_end(&j);
     fputc('\n', r->metrics);
     fflush(r->metrics);
@@ -157,6 +160,13 @@ tp_status_t tp_summary_write(const char *path, const tp_summary_t *s)
     tp_json_num(&j, "achieved_gflops", s->achieved_gflops);
     tp_json_num(&j, "comm_fraction", s->comm_fraction);
     tp_json_num(&j, "comm_ms_median", s->comm_ms_median);
+    tp_json_num(&j, "comm_total_fraction", s->comm_total_fraction);
+    tp_json_num(&j, "comm_total_ms_median", s->comm_total_ms_median);
+    tp_json_num(&j, "compute_ms_median", s->compute_ms_median);
+    tp_json_int(&j, "zero", s->zero);
+    tp_json_bool(&j, "overlap", s->overlap);
+    tp_json_num(&j, "bucket_mb", s->bucket_mb);
+    tp_json_int(&j, "n_buckets", s->n_buckets);
     tp_json_num(&j, "final_train_loss", s->final_train_loss);
     tp_json_num(&j, "eval_loss", s->eval_loss);
     tp_json_num(&j, "eval_accuracy", s->eval_accuracy);
@@ -171,6 +181,8 @@ tp_status_t tp_summary_write(const char *path, const tp_summary_t *s)
     tp_json_int(&j, "activation_bytes", s->activation_bytes);
     tp_json_int(&j, "backend_peak_bytes", s->backend_peak_bytes);
     tp_json_int(&j, "peak_rss_bytes", s->peak_rss_bytes);
+    tp_json_int(&j, "optimizer_state_bytes", s->optimizer_state_bytes);
+    tp_json_int(&j, "gradient_bytes", s->gradient_bytes);
     tp_json_str(&j, "run_dir", s->run_dir);
     tp_json_str(&j, "config", s->config_path);
     tp_json_str(&j, "last_checkpoint", s->last_checkpoint);

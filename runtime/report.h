@@ -20,7 +20,9 @@ typedef struct tp_report {
 typedef struct tp_step_log {
     int64_t step, total, epoch;
     double loss, lr, grad_norm;
-    double samples_per_s, step_ms, comm_ms, eta_s;
+    double samples_per_s, step_ms, eta_s;
+    double comm_ms;       /* exposed: the training thread waited on communication */
+    double comm_total_ms; /* wall time with a collective in flight (hidden or not) */
 } tp_step_log_t;
 
 /* Rank 0 opens metrics.jsonl for appending (a resumed run continues the file). */
@@ -41,7 +43,14 @@ typedef struct tp_summary {
     int64_t steps, steps_this_run, first_step;
     double flops_per_sample; /* training: forward + backward */
     double samples_per_s, step_time_ms_median, step_time_ms_min, step_time_ms_max;
-    double achieved_gflops, comm_fraction, comm_ms_median;
+    double achieved_gflops;
+    /* per step: compute = step - exposed communication; total communication includes what
+     * backward hid. comm_fraction is the exposed share of training time. */
+    double comm_fraction, comm_ms_median, comm_total_fraction, comm_total_ms_median;
+    double compute_ms_median;
+    int64_t zero, n_buckets;
+    bool overlap;
+    double bucket_mb;
     double final_train_loss, eval_loss, eval_accuracy, eval_bits_per_token, eval_seconds;
     double eval_baseline_loss; /* unigram cross-entropy of the eval split (language models) */
     int64_t tokens_per_sample; /* targets per example: 1 (classifiers) or seq_len */
@@ -50,6 +59,8 @@ typedef struct tp_summary {
     /* memory (rank 0): parameters + gradients + optimizer state, activations (model prepare),
      * everything allocated through the backend at its peak, and the process's peak RSS */
     int64_t param_state_bytes, activation_bytes, backend_peak_bytes, peak_rss_bytes;
+    /* per rank: optimizer state (1/N of the full under ZeRO), persistent gradients */
+    int64_t optimizer_state_bytes, gradient_bytes;
 } tp_summary_t;
 
 tp_status_t tp_summary_write(const char *path, const tp_summary_t *s);

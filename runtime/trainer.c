@@ -15,6 +15,7 @@
 #include "data.h"
 #include "evaluate.h"
 #include "generate.h"
+#include "grad_sync.h"
 #include "model.h"
 #include "optim.h"
 #include "report.h"
@@ -33,11 +34,12 @@ typedef struct trainer {
     tp_model_t *model;
     tp_optim_t *optim;
     tp_train_state_t *state;
+    tp_grad_sync_t *sync;
     tp_report_t report;
     int64_t local_batch, micro_batch, steps_per_epoch, total, start_step, step;
     int64_t *idx;
-    double *step_s, *comm_s; /* per step of this run */
-    double last_loss;
+    double *step_s, *comm_s, *comm_total_s; /* per step of this run; comm_s is exposed time */
+    double last_loss, last_grad_norm;
 } trainer_t;
 
 tp_status_t tp_load_dataset(const tp_config_t *cfg, const char *split, tp_dataset_t **out)
@@ -140,24 +142,42 @@ static tp_status_t setup_data(trainer_t *t)
     t->idx = tp_malloc((size_t)t->local_batch * sizeof(int64_t), "batch indices");
     t->step_s = tp_calloc((size_t)t->total + 1, sizeof(double), "step times");
     t->comm_s = tp_calloc((size_t)t->total + 1, sizeof(double), "comm times");
-    return t->idx && t->step_s && t->comm_s ? TP_OK : TP_ERR_NOMEM;
+    t->comm_total_s = tp_calloc((size_t)t->total + 1, sizeof(double), "comm times");
+    return t->idx && t->step_s && t->comm_s && t->comm_total_s ? TP_OK : TP_ERR_NOMEM;
 }
 
 static tp_status_t setup_model(trainer_t *t)
 {
     const tp_config_t *cfg = t->cfg;
     const tp_task_t *task = t->task;
+    tp_comm_t *comm = t->rt->comm;
     tp_status_t st = tp_model_create(cfg, t->rt->be, task->c, task->h, task->w, task->n_classes,
-                                     model_batch(t), &t->model);
+                                     model_batch(t), t->rt->world_size, &t->model);
     if (st == TP_OK) st = tp_model_init_params(t->model, (uint64_t)cfg->seed);
-    if (st == TP_OK) st = tp_optim_create(cfg, t->model, &t->optim);
+    if (st == TP_OK)
+        st = tp_grad_sync_create(comm, t->model, (int)cfg->zero,
+                                 (size_t)(cfg->bucket_mb * 1048576.0), cfg->overlap, &t->sync);
+    TP_TRY(agree(t, st));
+    /* Before any collective whose size depends on the model: ranks with different models or
+     * configs stop here with a message instead of hanging in a mismatched reduction. */
+    TP_TRY(tp_grad_sync_check_layout(t->sync, "train.zero, comm.* and the model's shape"));
+    st = tp_optim_create(cfg, t->model, tp_grad_sync_shard(t->sync), &t->optim);
     if (st == TP_OK) st = tp_train_state_create(t->model, t->optim, &t->state);
     TP_TRY(agree(t, st));
     /* Every rank initialised from the same seed; the broadcast makes rank 0 authoritative
      * regardless (e.g. ranks on different CPUs with different libm). */
-    TP_TRY(
-        tp_comm_bcast(t->rt->comm, t->model->param_buf, (size_t)t->model->numel, TP_DT_FLOAT, 0));
-    if (is_root(t)) tp_model_print(t->model);
+    TP_TRY(tp_comm_bcast(comm, t->model->param_buf, (size_t)t->model->numel, TP_DT_FLOAT, 0));
+    if (is_root(t)) {
+        tp_model_print(t->model);
+        int64_t full = t->model->numel_pad * (int64_t)sizeof(float) * t->optim->ops->n_states;
+        tp_log_info(
+            "data parallel: %d gradient bucket(s) of up to %.1f MiB, overlap %s, ZeRO-%lld; "
+            "optimizer state %.2f MB per rank (%.2f MB unsharded), gradients kept %.2f MB "
+            "per rank",
+            t->sync->n_buckets, cfg->bucket_mb, cfg->overlap ? "on" : "off", (long long)cfg->zero,
+            (double)tp_optim_state_bytes(t->optim) / 1e6, (double)full / 1e6,
+            (double)tp_grad_sync_grad_bytes(t->sync) / 1e6);
+    }
     return TP_OK;
 }
 
@@ -198,6 +218,8 @@ static tp_status_t save_checkpoint(trainer_t *t)
     tp_ckpt_path_for_step(t->ckpt_dir, t->step, path, sizeof path);
     tp_status_t st = TP_OK;
     double t0 = tp_now();
+    tp_comm_set_context(t->rt->comm, t->step, "optimizer-state gather for the checkpoint");
+    TP_TRY(tp_train_state_gather(t->state, t->rt->comm));
     tp_comm_set_context(t->rt->comm, t->step, "checkpoint agreement");
     if (is_root(t)) {
         tp_ckpt_meta_t meta = {
@@ -216,6 +238,7 @@ static tp_status_t save_checkpoint(trainer_t *t)
         st = tp_train_state_save(t->state, path, &meta, t->config_text);
         if (st == TP_OK) st = tp_ckpt_rotate(t->ckpt_dir, t->cfg->ckpt_keep);
     }
+    tp_train_state_release_gathered(t->state);
     TP_TRY(agree(t, st));
     snprintf(t->last_ckpt, sizeof t->last_ckpt, "%s", path);
     tp_report_break(&t->report);
@@ -257,23 +280,28 @@ static tp_status_t train_step(trainer_t *t, double *loss_sum)
      * over the global batch. */
     float scale = 1.0f / (float)(t->local_batch * m->targets_per_example);
     *loss_sum = 0;
-    for (int64_t k = 0; k * mb < t->local_batch; k++) {
+    int64_t n_micro = t->local_batch / mb;
+    tp_comm_set_context(t->rt->comm, t->step + 1,
+                        t->cfg->zero ? "gradient reduce-scatter" : "gradient all-reduce");
+    for (int64_t k = 0; k < n_micro; k++) {
         t->task->ops->load_batch(t->task, t->idx + k * mb, mb, m);
         tp_pass_ctx_t ctx = {.train = true,
                              .seed = (uint64_t)t->cfg->seed,
                              .step = (uint64_t)t->step,
                              .first_row = first + k * mb};
         *loss_sum += tp_model_forward(m, &ctx, mb, NULL, false);
+        tp_grad_sync_begin(t->sync, k == 0, k == n_micro - 1);
         tp_model_backward(m, &ctx, mb, scale);
+        TP_TRY(tp_grad_sync_end(t->sync));
     }
-    double tc = tp_now();
-    tp_comm_set_context(t->rt->comm, t->step + 1, "gradient all-reduce");
-    TP_TRY(tp_comm_allreduce(t->rt->comm, m->grad_buf, (size_t)m->numel, TP_DT_FLOAT, TP_RED_AVG));
-    t->comm_s[i] = tp_now() - tc;
-    tp_clip_grad_norm(m, t->cfg->grad_clip);
+    tp_comm_set_context(t->rt->comm, t->step + 1, "gradient-norm reduction");
+    TP_TRY(tp_grad_sync_clip(t->sync, t->cfg->grad_clip, &t->last_grad_norm));
     tp_optim_step(t->optim, (float)tp_lr_at(t->cfg, t->step, t->total));
+    tp_comm_set_context(t->rt->comm, t->step + 1, "parameter all-gather");
+    TP_TRY(tp_grad_sync_gather_params(t->sync));
     tp_backend_synchronize(m->be);
     t->step_s[i] = tp_now() - t0;
+    tp_grad_sync_take_times(t->sync, &t->comm_s[i], &t->comm_total_s[i]);
     return TP_OK;
 }
 
@@ -328,9 +356,11 @@ static tp_status_t train_loop(trainer_t *t)
             tp_comm_set_context(t->rt->comm, t->step, "loss reduction for the progress log");
             TP_TRY(tp_comm_allreduce(t->rt->comm, interval, 2, TP_DT_DOUBLE, TP_RED_SUM));
             double dt = tp_now() - interval_t0;
-            double comm = 0;
-            for (int64_t k = t->step - interval_steps; k < t->step; k++)
+            double comm = 0, comm_total = 0;
+            for (int64_t k = t->step - interval_steps; k < t->step; k++) {
                 comm += t->comm_s[k - t->start_step];
+                comm_total += t->comm_total_s[k - t->start_step];
+            }
             t->last_loss = interval[0] / interval[1];
             tp_step_log_t log = {
                 .step = t->step,
@@ -338,10 +368,11 @@ static tp_status_t train_loop(trainer_t *t)
                 .epoch = (t->step - 1) / t->steps_per_epoch,
                 .loss = t->last_loss,
                 .lr = tp_lr_at(cfg, t->step - 1, t->total),
-                .grad_norm = sqrt(tp_op_sumsq(t->model->be, t->model->grad_buf, t->model->numel)),
+                .grad_norm = t->last_grad_norm,
                 .samples_per_s = (double)(interval_steps * cfg->batch) / dt,
                 .step_ms = 1e3 * dt / (double)interval_steps,
                 .comm_ms = 1e3 * comm / (double)interval_steps,
+                .comm_total_ms = 1e3 * comm_total / (double)interval_steps,
                 .eta_s = (double)(end - t->step) * dt / (double)interval_steps,
             };
             tp_report_step(&t->report, &log);
@@ -367,10 +398,14 @@ static tp_status_t finish(trainer_t *t)
     if (have_eval) TP_TRY(evaluate(t, &ev, cfg->eval_max_batches));
     if (!is_root(t)) return TP_OK;
     int64_t n = (t->step > t->start_step ? t->step : t->start_step) - t->start_step;
-    double train_s = 0, comm_s = 0, lo, hi, clo, chi;
+    double train_s = 0, comm_s = 0, comm_total_s = 0, lo, hi, clo, chi;
+    double *compute = tp_calloc((size_t)n + 1, sizeof(double), "compute times");
+    if (!compute) return TP_ERR_NOMEM;
     for (int64_t i = 0; i < n; i++) {
         train_s += t->step_s[i];
         comm_s += t->comm_s[i];
+        comm_total_s += t->comm_total_s[i];
+        compute[i] = t->step_s[i] - t->comm_s[i];
     }
     double samples = (double)(n * cfg->batch), wall = tp_now() - t->rt->t_start;
     double flops = 3.0 * t->model->flops_per_example;
@@ -398,6 +433,13 @@ static tp_status_t finish(trainer_t *t)
         .achieved_gflops = train_s > 0 ? flops * samples / train_s / 1e9 : 0,
         .comm_fraction = train_s > 0 ? comm_s / train_s : 0,
         .comm_ms_median = 1e3 * median(t->comm_s, n, &clo, &chi),
+        .comm_total_fraction = train_s > 0 ? comm_total_s / train_s : 0,
+        .comm_total_ms_median = 1e3 * median(t->comm_total_s, n, &clo, &chi),
+        .compute_ms_median = 1e3 * median(compute, n, &clo, &chi),
+        .zero = cfg->zero,
+        .overlap = cfg->overlap,
+        .bucket_mb = cfg->bucket_mb,
+        .n_buckets = t->sync->n_buckets,
         .final_train_loss = n > 0 ? t->last_loss : NAN,
         .eval_loss = have_eval ? ev.loss : NAN,
         .eval_accuracy = have_eval ? ev.accuracy : NAN,
@@ -410,7 +452,11 @@ static tp_status_t finish(trainer_t *t)
         .wall_s = wall,
         .core_hours = wall * (double)t->rt->world_size * threads / 3600.0,
     };
-    s.param_state_bytes = t->model->numel * (int64_t)sizeof(float) * (2 + t->optim->ops->n_states);
+    free(compute);
+    s.optimizer_state_bytes = tp_optim_state_bytes(t->optim);
+    s.gradient_bytes = tp_grad_sync_grad_bytes(t->sync);
+    s.param_state_bytes =
+        t->model->numel_pad * (int64_t)sizeof(float) + s.gradient_bytes + s.optimizer_state_bytes;
     s.activation_bytes = t->model->activation_bytes;
     s.backend_peak_bytes = tp_backend_bytes_peak(t->rt->be);
     s.peak_rss_bytes = tp_peak_rss_bytes();
@@ -419,10 +465,12 @@ static tp_status_t finish(trainer_t *t)
     char path[4096];
     snprintf(path, sizeof path, "%s/summary.json", t->opts->run_dir);
     TP_TRY(tp_summary_write(path, &s));
-    tp_log_info("summary: %.0f samples/s, %.1f GFLOP/s, step %.2f ms (median), comm %.1f%%, "
+    tp_log_info("summary: %.0f samples/s, %.1f GFLOP/s, step %.2f ms (median: compute %.2f, "
+                "exposed comm %.2f, comm in flight %.2f), exposed comm %.1f%% of training time, "
                 "wall %.1f s, %.4f core-hours -> %s",
-                s.samples_per_s, s.achieved_gflops, s.step_time_ms_median, 100 * s.comm_fraction,
-                s.wall_s, s.core_hours, path);
+                s.samples_per_s, s.achieved_gflops, s.step_time_ms_median, s.compute_ms_median,
+                s.comm_ms_median, s.comm_total_ms_median, 100 * s.comm_fraction, s.wall_s,
+                s.core_hours, path);
     tp_log_info("memory: parameters+gradients+optimizer %.1f MB, activations %.1f MB, backend "
                 "peak %.1f MB, process peak RSS %.1f MB",
                 (double)s.param_state_bytes / 1e6, (double)s.activation_bytes / 1e6,
@@ -435,6 +483,7 @@ static void trainer_release(trainer_t *t)
     tp_report_close(&t->report);
     tp_train_state_free(t->state);
     tp_optim_free(t->optim);
+    tp_grad_sync_free(t->sync);
     tp_model_free(t->model);
     tp_sampler_free(t->sampler);
     tp_task_free(t->task);
@@ -442,6 +491,7 @@ static void trainer_release(trainer_t *t)
     free(t->idx);
     free(t->step_s);
     free(t->comm_s);
+    free(t->comm_total_s);
 }
 
 tp_status_t tp_train(tp_runtime_t *rt, const tp_config_t *cfg, const tp_train_opts_t *opts)

@@ -18,7 +18,7 @@ static tp_model_t *small_gpt(tp_backend_t *be, int64_t T)
     cfg.seq_len = T;
     cfg.vocab_size = 256;
     tp_model_t *m = NULL;
-    CHECK(tp_model_create(&cfg, be, 1, 1, 1, 0, 2, &m) == TP_OK);
+    CHECK(tp_model_create(&cfg, be, 1, 1, 1, 0, 2, 1, &m) == TP_OK);
     if (!m) return NULL;
     /* GPT-2 init is too close to uniform for greedy decoding to be interesting: scale up. */
     for (int i = 0; i < m->n_params; i++)

@@ -86,7 +86,7 @@ static void check_backend(const char *backend)
     int64_t steps = attr_int("adamw_steps");
 
     tp_model_t *m = NULL;
-    CHECK(tp_model_create(&cfg, be, 1, 1, 1, 0, B, &m) == TP_OK);
+    CHECK(tp_model_create(&cfg, be, 1, 1, 1, 0, B, 1, &m) == TP_OK);
     if (!m) return;
     /* Parameters from the file, by name. */
     float *host = malloc((size_t)m->numel * sizeof(float));
@@ -148,7 +148,7 @@ static void check_backend(const char *backend)
 
     /* 5 AdamW steps with global-norm clipping on the same batch. */
     tp_optim_t *o = NULL;
-    CHECK(tp_optim_create(&cfg, m, &o) == TP_OK);
+    CHECK(tp_optim_create(&cfg, m, NULL, &o) == TP_OK);
     tp_backend_upload(be, m->param_buf, host, (size_t)m->numel * sizeof(float));
     for (int64_t s = 0; s < steps && o; s++) {
         tp_model_set_tokens(m, tokens, targets, B);

@@ -367,7 +367,7 @@ static void check_model(const tp_config_t *cfg)
 {
     const int64_t B = 3;
     tp_model_t *m = NULL;
-    CHECK(tp_model_create(cfg, g_be, 1, 4, 4, 3, B, &m) == TP_OK);
+    CHECK(tp_model_create(cfg, g_be, 1, 4, 4, 3, B, 1, &m) == TP_OK);
     if (!m) return;
     CHECK(tp_model_init_params(m, 17) == TP_OK);
     /* Non-zero biases, so that their effect on later layers is exercised too. */

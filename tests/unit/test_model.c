@@ -21,10 +21,10 @@ static void train(const tp_config_t *cfg, tp_backend_t *be, run_t *r)
     memset(r, 0, sizeof *r);
     tp_model_t *m = NULL;
     tp_optim_t *o = NULL;
-    CHECK(tp_model_create(cfg, be, 1, 4, 4, 3, B, &m) == TP_OK);
+    CHECK(tp_model_create(cfg, be, 1, 4, 4, 3, B, 1, &m) == TP_OK);
     if (!m) exit(1);
     CHECK(tp_model_init_params(m, (uint64_t)cfg->seed) == TP_OK);
-    CHECK(tp_optim_create(cfg, m, &o) == TP_OK);
+    CHECK(tp_optim_create(cfg, m, NULL, &o) == TP_OK);
     if (!o) exit(1);
     r->numel = m->numel;
     size_t bytes = (size_t)m->numel * sizeof(float);

@@ -32,7 +32,7 @@ static tp_model_t *tiny_model(void)
     cfg.hidden[0] = 2;
     cfg.dropout = 0;
     tp_model_t *m = NULL;
-    CHECK(tp_model_create(&cfg, g_be, 1, 1, 2, 2, 1, &m) == TP_OK);
+    CHECK(tp_model_create(&cfg, g_be, 1, 1, 2, 2, 1, 1, &m) == TP_OK);
     if (!m) exit(1);
     CHECKF(m->numel == NP, "tiny model has %lld parameters", (long long)m->numel);
     if (m->numel != NP) exit(1);
@@ -73,7 +73,7 @@ static void test_sgd(bool nesterov)
     cfg.nesterov = nesterov;
     tp_model_t *m = tiny_model();
     tp_optim_t *o = NULL;
-    CHECK(tp_optim_create(&cfg, m, &o) == TP_OK);
+    CHECK(tp_optim_create(&cfg, m, NULL, &o) == TP_OK);
     if (!o) exit(1);
 
     double p[NP], buf[NP];
@@ -117,7 +117,7 @@ static void test_adamw(void)
     cfg.weight_decay = wd;
     tp_model_t *m = tiny_model();
     tp_optim_t *o = NULL;
-    CHECK(tp_optim_create(&cfg, m, &o) == TP_OK);
+    CHECK(tp_optim_create(&cfg, m, NULL, &o) == TP_OK);
     if (!o) exit(1);
 
     double p[NP], mm[NP] = {0}, vv[NP] = {0};
@@ -155,7 +155,7 @@ static void test_adamw(void)
     tp_optim_t *bad = NULL;
     snprintf(cfg.optimizer, sizeof cfg.optimizer, "adam");
     m = tiny_model();
-    CHECK(tp_optim_create(&cfg, m, &bad) == TP_ERR_CONFIG && bad == NULL);
+    CHECK(tp_optim_create(&cfg, m, NULL, &bad) == TP_ERR_CONFIG && bad == NULL);
     tp_model_free(m);
 }
 
