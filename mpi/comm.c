@@ -100,6 +100,11 @@ tp_status_t tp_comm_buf_copy(tp_comm_t *c, void *dst, const void *src, size_t by
     return TP_OK;
 }
 
+void tp_comm_set_compute_stream(tp_comm_t *c, void *stream)
+{
+    if (c->iface->set_compute_stream) c->iface->set_compute_stream(c, stream);
+}
+
 const char *tp_comm_name(const tp_comm_t *c)
 {
     return c->iface->name;
@@ -280,6 +285,11 @@ void tp_comm_abort(tp_comm_t *c, int code)
 void tp_comm_set_context(tp_comm_t *c, int64_t step, const char *what)
 {
     tp_comm_watchdog_set_context(c->watchdog, step, what);
+}
+
+int tp_comm_route_sigterm(tp_comm_t *c, void (*fn)(int))
+{
+    return tp_comm_watchdog_route_sigterm(c->watchdog, fn);
 }
 
 void tp_comm_set_timeout(tp_comm_t *c, double timeout_s)

@@ -54,6 +54,11 @@ tp_status_t tp_comm_buf_download(tp_comm_t *c, void *host_dst, const void *src, 
  * overlap. */
 tp_status_t tp_comm_buf_copy(tp_comm_t *c, void *dst, const void *src, size_t bytes);
 
+/* Device communicators: collectives wait for the work queued on this stream (a cudaStream_t;
+ * the compute backend's, tp_backend_stream) before reading their buffers. NULL: the legacy
+ * default stream. No-op for host communicators. */
+void tp_comm_set_compute_stream(tp_comm_t *c, void *stream);
+
 /* In-place all-reduce of count elements; TP_RED_AVG divides the sum by the number of ranks. */
 tp_status_t tp_comm_allreduce(tp_comm_t *c, void *buf, size_t count, tp_dtype_t dt, tp_redop_t op);
 tp_status_t tp_comm_bcast(tp_comm_t *c, void *buf, size_t count, tp_dtype_t dt, int root);
@@ -109,5 +114,10 @@ void tp_comm_set_context(tp_comm_t *c, int64_t step, const char *what);
  * 300 s until set). A dead rank on this node is detected within a second regardless. No-op for
  * the one-rank communicator. */
 void tp_comm_set_timeout(tp_comm_t *c, double timeout_s);
+/* The communicator's watchdog owns SIGTERM (to report a dead peer when the launcher stops the
+ * job). With this, a first SIGTERM while every peer is alive calls fn(SIGTERM) from the signal
+ * handler instead (fn must be async-signal-safe), so training can stop cleanly. Returns 0 when
+ * the communicator has no watchdog (one rank): the caller installs its own handler. */
+int tp_comm_route_sigterm(tp_comm_t *c, void (*fn)(int));
 
 #endif

@@ -27,6 +27,8 @@ typedef struct tp_comm_iface {
     void *(*buf_alloc)(tp_comm_t *c, size_t bytes);
     void (*buf_free)(tp_comm_t *c, void *buf);
     tp_status_t (*buf_copy)(tp_comm_t *c, void *dst, const void *src, size_t bytes, int to_device);
+    /* Optional (device communicators): the stream compute work is queued on. */
+    void (*set_compute_stream)(tp_comm_t *c, void *stream);
     void (*abort)(tp_comm_t *c, int code);
     void (*free)(tp_comm_t *c);
 } tp_comm_iface_t;

@@ -14,10 +14,10 @@
  * form: NCCL calls of one communicator must run in the order issued, which a second stream would
  * not promise. Before each collective an event is recorded on the compute stream and the
  * communication stream waits on it, so the collective sees what compute wrote to its buffers. The
- * compute stream is not known yet (the CUDA backend has no ops), so it is taken to be the legacy
- * default stream, COMPUTE_STREAM: an event recorded there follows everything queued before on it
- * and on every blocking stream, and cudaMemcpy (tp_comm_buf_upload/download) runs there too. When
- * the CUDA backend gets its own stream, COMPUTE_STREAM becomes that stream.
+ * compute stream is the CUDA backend's (tp_comm_set_compute_stream, which the trainer calls with
+ * tp_backend_stream); until set it is the legacy default stream: an event recorded there follows
+ * everything queued before on it and on every blocking stream, and cudaMemcpy
+ * (tp_comm_buf_upload/download) runs there too.
  *
  * Completion. Blocking forms wait for the communication stream; non-blocking forms record an event
  * after the NCCL call, which test queries and wait polls. Waiting polls (query, then
@@ -38,16 +38,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The stream compute work is queued on (see the top of the file). */
-#define COMPUTE_STREAM cudaStreamLegacy
 /* Completion events of finished requests kept for reuse. */
 #define EVENT_POOL 32
 
 typedef struct nccl_state {
     tp_comm_t *host;
-    ncclComm_t comm;     /* NULL until initialised and after an abort */
-    cudaStream_t stream; /* the communication stream */
-    cudaEvent_t ready;   /* recorded on COMPUTE_STREAM before each collective */
+    ncclComm_t comm;      /* NULL until initialised and after an abort */
+    cudaStream_t stream;  /* the communication stream */
+    cudaStream_t compute; /* where compute work is queued (see the top of the file) */
+    cudaEvent_t ready;    /* recorded on `compute` before each collective */
     cudaEvent_t pool[EVENT_POOL];
     int npool;
     float *scratch; /* the barrier's one element */
@@ -147,7 +146,7 @@ static tp_status_t sync_stream(tp_comm_t *c)
 /* Make the communication stream wait for the work already queued on the compute stream. */
 static tp_status_t after_compute(nccl_state_t *s)
 {
-    TP_CUDA_CHECK(cudaEventRecord(s->ready, COMPUTE_STREAM));
+    TP_CUDA_CHECK(cudaEventRecord(s->ready, s->compute));
     TP_CUDA_CHECK(cudaStreamWaitEvent(s->stream, s->ready, 0));
     return TP_OK;
 }
@@ -298,7 +297,7 @@ static void nccl_buf_free(tp_comm_t *c, void *buf)
 }
 
 /* dir (comm_impl.h): 1 host -> device, 0 device -> host, 2 device -> device. All run on
- * COMPUTE_STREAM, so the next collective waits for them (after_compute). */
+ * the legacy default stream and complete before returning. */
 static tp_status_t nccl_buf_copy(tp_comm_t *c, void *dst, const void *src, size_t bytes, int dir)
 {
     enum cudaMemcpyKind kind = dir == 2 ? cudaMemcpyDeviceToDevice
@@ -349,6 +348,12 @@ static void nccl_free(tp_comm_t *c)
     free(c);
 }
 
+static void nccl_set_compute_stream(tp_comm_t *c, void *stream)
+{
+    nccl_state_t *s = c->impl;
+    s->compute = stream ? (cudaStream_t)stream : cudaStreamLegacy;
+}
+
 static const tp_comm_iface_t nccl_iface = {
     .name = "nccl",
     .allreduce = nccl_allreduce,
@@ -365,6 +370,7 @@ static const tp_comm_iface_t nccl_iface = {
     .buf_alloc = nccl_buf_alloc,
     .buf_free = nccl_buf_free,
     .buf_copy = nccl_buf_copy,
+    .set_compute_stream = nccl_set_compute_stream,
     .abort = nccl_abort,
     .free = nccl_free,
 };
@@ -429,6 +435,7 @@ static tp_status_t nccl_setup(tp_comm_t *c, nccl_state_t *s, ncclUniqueId id)
     int least = 0, greatest = 0;
     TP_CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&least, &greatest));
     TP_CUDA_CHECK(cudaStreamCreateWithPriority(&s->stream, cudaStreamNonBlocking, greatest));
+    s->compute = cudaStreamLegacy;
     TP_CUDA_CHECK(cudaEventCreateWithFlags(&s->ready, cudaEventDisableTiming));
     TP_CUDA_CHECK(cudaMalloc((void **)&s->scratch, sizeof *s->scratch));
     TP_CUDA_CHECK(cudaMemset(s->scratch, 0, sizeof *s->scratch));

@@ -87,6 +87,8 @@ struct tp_comm_watchdog {
     pthread_cond_t cv;
     int stop;
     struct sigaction old_term;
+    void (*graceful)(int); /* tp_comm_route_sigterm: a stop request instead of dying */
+    volatile sig_atomic_t graceful_used;
 };
 
 static tp_comm_watchdog_t *g_wd; /* for the SIGTERM handler: one communicator per process */
@@ -324,6 +326,14 @@ static void *watchdog_main(void *arg)
 static void on_sigterm(int sig)
 {
     tp_comm_watchdog_t *w = g_wd;
+    /* A first SIGTERM with every peer alive is a request to stop (Slurm's time limit or
+     * preemption, Ctrl-C on mpirun): hand it to the training loop. After a peer died, or on a
+     * second SIGTERM, the launcher is tearing the job down: report and die as before. */
+    if (w && w->graceful && !w->graceful_used && !aborting_peer(w) && !dead_peer(w)) {
+        w->graceful_used = 1;
+        w->graceful(sig);
+        return;
+    }
     if (w && !aborting_peer(w) && !atomic_exchange(&w->reported, 1)) {
         const wd_peer_t *dead = dead_peer(w);
         if (dead) {
@@ -494,6 +504,13 @@ void tp_comm_watchdog_stop(tp_comm_t *c)
     pthread_mutex_destroy(&w->mu);
     c->watchdog = NULL;
     release(w);
+}
+
+int tp_comm_watchdog_route_sigterm(tp_comm_watchdog_t *w, void (*fn)(int))
+{
+    if (!w) return 0;
+    w->graceful = fn;
+    return 1;
 }
 
 void tp_comm_watchdog_enter(tp_comm_watchdog_t *w)

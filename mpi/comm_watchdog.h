@@ -22,6 +22,9 @@ void tp_comm_watchdog_leave(tp_comm_watchdog_t *w);
 /* This rank is about to abort the job deliberately (tp_comm_abort). */
 void tp_comm_watchdog_mark_aborting(tp_comm_watchdog_t *w);
 
+/* Route a first SIGTERM with all peers alive to fn (see tp_comm_route_sigterm); 0 if w is NULL. */
+int tp_comm_watchdog_route_sigterm(tp_comm_watchdog_t *w, void (*fn)(int));
+
 void tp_comm_watchdog_set_context(tp_comm_watchdog_t *w, int64_t step, const char *what);
 void tp_comm_watchdog_set_timeout(tp_comm_watchdog_t *w, double timeout_s);
 

@@ -65,6 +65,27 @@ void tp_backend_release(tp_backend_t *be, void *ptr)
     be->iface->release(be, ptr);
 }
 
+tp_status_t tp_backend_set_precision(tp_backend_t *be, tp_precision_t p)
+{
+    if (be->iface->set_precision) return be->iface->set_precision(be, p);
+    if (p == TP_PREC_FP32) return TP_OK;
+    return TP_ERR(TP_ERR_UNSUPPORTED,
+                  "runtime.precision = \"bf16\" needs the cuda backend; backend '%s' computes in "
+                  "fp32",
+                  be->iface->name);
+}
+
+int64_t tp_op_attention_att_numel(tp_backend_t *be, int64_t B, int64_t T, int64_t NH)
+{
+    if (be->iface->attention_att_numel) return be->iface->attention_att_numel(be, B, T, NH);
+    return B * NH * T * T;
+}
+
+void *tp_backend_stream(tp_backend_t *be)
+{
+    return be->iface->stream ? be->iface->stream(be) : NULL;
+}
+
 bool tp_backend_host_memory(const tp_backend_t *be)
 {
     return be->iface->host_memory;

@@ -23,6 +23,11 @@ typedef struct tp_backend tp_backend_t;
 
 typedef enum { TP_ACT_RELU = 0, TP_ACT_GELU = 1 } tp_act_t;
 
+/* Arithmetic of matrix products: fp32 everywhere (CPU; TF32 tensor cores on GPUs), or bf16
+ * inputs with fp32 accumulation (GPUs). Tensors stay float32 in memory either way: parameters,
+ * optimizer moments, the loss and norms are fp32 (master weights). */
+typedef enum { TP_PREC_FP32 = 0, TP_PREC_BF16 = 1 } tp_precision_t;
+
 /* Create backend `name` ("ref", "cpu", "cuda"). threads > 0 sets the OpenMP/BLAS thread count
  * (cpu); 0 leaves it as the environment says. TP_ERR_UNSUPPORTED when the backend is not built
  * in or cannot run here (with the reason). */
@@ -35,12 +40,18 @@ int tp_backend_threads(const tp_backend_t *be);
 /* Names compiled into this binary, comma-separated. */
 const char *tp_backend_available(void);
 
+/* runtime.precision: TP_ERR_UNSUPPORTED when the backend cannot compute in p. */
+tp_status_t tp_backend_set_precision(tp_backend_t *be, tp_precision_t p);
+
 /* ---- memory ---- */
 void *tp_backend_alloc(tp_backend_t *be, size_t bytes, const char *what); /* NULL on failure */
 void tp_backend_release(tp_backend_t *be, void *ptr);
 void tp_backend_upload(tp_backend_t *be, void *dst, const void *host_src, size_t bytes);
 void tp_backend_download(tp_backend_t *be, void *host_dst, const void *src, size_t bytes);
 void tp_backend_synchronize(tp_backend_t *be);
+/* The device stream ops are queued on (a cudaStream_t), or NULL for host backends: device
+ * communicators order their collectives after it (tp_comm_set_compute_stream). */
+void *tp_backend_stream(tp_backend_t *be);
 /* True when backend memory is host memory that can be read and written directly. */
 bool tp_backend_host_memory(const tp_backend_t *be);
 /* Bytes currently allocated through tp_backend_alloc, and the most ever at once. */
@@ -126,6 +137,9 @@ void tp_op_layernorm_backward(tp_backend_t *be, const float *dy, const float *x,
  * backward. Scores are scaled by 1/sqrt(hs). */
 void tp_op_attention_forward(tp_backend_t *be, const float *qkv, float *out, float *att, int64_t B,
                              int64_t T, int64_t C, int64_t NH);
+/* Elements the `att` buffer of attention forward/backward needs: B x NH x T x T on the CPU
+ * backends; backends with fused (flash-style) attention keep only per-row statistics. */
+int64_t tp_op_attention_att_numel(tp_backend_t *be, int64_t B, int64_t T, int64_t NH);
 /* dqkv [B, T, 3C] (OVERWRITTEN) from dout [B, T, C] and the forward's qkv and att. */
 void tp_op_attention_backward(tp_backend_t *be, const float *dout, const float *qkv,
                               const float *att, float *dqkv, int64_t B, int64_t T, int64_t C,

@@ -15,6 +15,10 @@ typedef struct tp_backend_iface {
     tp_status_t (*init)(tp_backend_t *be, int threads);
     void (*shutdown)(tp_backend_t *be);
     void (*synchronize)(tp_backend_t *be);
+    /* Optional: the device stream ops run on (NULL for host backends). */
+    void *(*stream)(tp_backend_t *be);
+    /* Optional: NULL means fp32 only. */
+    tp_status_t (*set_precision)(tp_backend_t *be, tp_precision_t p);
 
     void *(*alloc)(tp_backend_t *be, size_t bytes);
     void (*release)(tp_backend_t *be, void *ptr);
@@ -70,6 +74,8 @@ typedef struct tp_backend_iface {
                                float *db, int64_t N, int64_t C);
     void (*attention_forward)(tp_backend_t *be, const float *qkv, float *out, float *att, int64_t B,
                               int64_t T, int64_t C, int64_t NH);
+    /* Optional: NULL means B * NH * T * T. */
+    int64_t (*attention_att_numel)(tp_backend_t *be, int64_t B, int64_t T, int64_t NH);
     void (*attention_backward)(tp_backend_t *be, const float *dout, const float *qkv,
                                const float *att, float *dqkv, int64_t B, int64_t T, int64_t C,
                                int64_t NH);

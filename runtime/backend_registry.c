@@ -6,7 +6,7 @@
 #include <string.h>
 
 #ifdef TULPAR_HAVE_CUDA
-#include "cuda_probe.h"
+#include "backend_cuda.h"
 #endif
 
 const char *tp_backend_available(void)
@@ -18,22 +18,14 @@ const char *tp_backend_available(void)
 #endif
 }
 
+#ifndef TULPAR_HAVE_CUDA
 static tp_status_t cuda_unavailable(void)
 {
-#ifdef TULPAR_HAVE_CUDA
-    char why[256];
-    int n = tp_cuda_device_count(why, sizeof why);
-    if (n <= 0) return TP_ERR(TP_ERR_UNSUPPORTED, "backend 'cuda': no usable GPU here (%s)", why);
-    return TP_ERR(TP_ERR_UNSUPPORTED,
-                  "backend 'cuda': %d GPU(s) found, but this build's CUDA backend has no compute "
-                  "ops yet; use runtime.backend = \"cpu\"",
-                  n);
-#else
     return TP_ERR(TP_ERR_UNSUPPORTED,
                   "backend 'cuda': this binary was built without CUDA (configure with "
                   "-DTULPAR_CUDA=ON where nvcc is installed)");
-#endif
 }
+#endif
 
 tp_status_t tp_backend_create(const char *name, int threads, tp_backend_t **out)
 {
@@ -43,8 +35,13 @@ tp_status_t tp_backend_create(const char *name, int threads, tp_backend_t **out)
         iface = &tp_backend_cpu_iface;
     else if (strcmp(name, "ref") == 0)
         iface = &tp_backend_ref_iface;
+#ifdef TULPAR_HAVE_CUDA
+    else if (strcmp(name, "cuda") == 0)
+        iface = &tp_backend_cuda_iface; /* its init says when there is no usable GPU, and why */
+#else
     else if (strcmp(name, "cuda") == 0)
         return cuda_unavailable();
+#endif
     else
         return TP_ERR(TP_ERR_CONFIG, "unknown backend '%s' (this build has: %s)", name,
                       tp_backend_available());

@@ -22,6 +22,7 @@ extern const tp_cli_cmd_t tp_cmd_train, tp_cmd_eval, tp_cmd_infer, tp_cmd_ckpt, 
     tp_cmd_bench;
 extern const tp_cli_cmd_t tp_cmd_data;
 extern const tp_cli_cmd_t tp_cmd_generate;
+extern const tp_cli_cmd_t tp_cmd_report;
 
 /* Parsed common options. */
 typedef struct tp_cli_args {

@@ -1,5 +1,7 @@
 /* `tulpar bench gemm`: the sgemm peak of this machine through the compute backend, the
- * baseline that training GFLOP/s are compared with (benchmarks/train_throughput.py). */
+ * baseline that training GFLOP/s are compared with (benchmarks/train_throughput.py); and the
+ * dispatch of the other benchmarks: the collectives (cli_bench_coll.c), checkpoint bandwidth
+ * (cli_bench_ckpt.c) and the whole suite (cli_suite.c, benchmarks/suite.py). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +11,10 @@
 #include "cli.h"
 #include "json_writer.h"
 #include "rng.h"
+
+/* Defined in cli_bench_ckpt.c and cli_suite.c; argv[0] is the benchmark's name. */
+int tp_bench_ckpt_main(int argc, char **argv);
+int tp_bench_suite_main(int argc, char **argv);
 
 typedef struct gemm_row {
     int64_t n;
@@ -54,9 +60,11 @@ static tp_status_t bench_one(tp_backend_t *be, int64_t n, int iters, gemm_row_t 
 static int run_bench(tp_runtime_t *rt, int argc, char **argv)
 {
     if (argc >= 1 && tp_bench_coll_find(argv[0])) return tp_bench_coll_main(argc, argv);
+    if (argc >= 1 && strcmp(argv[0], "ckpt") == 0) return tp_bench_ckpt_main(argc, argv);
+    if (argc >= 1 && strcmp(argv[0], "suite") == 0) return tp_bench_suite_main(argc, argv);
     if (argc < 1 || strcmp(argv[0], "gemm") != 0)
         return tp_cli_usage_error("bench", "missing or unknown benchmark (gemm, allreduce, "
-                                           "reducescatter, allgather, broadcast)");
+                                           "reducescatter, allgather, broadcast, ckpt, suite)");
     const char *json = NULL, *backend = "cpu";
     int threads = 0, iters = 5;
     int64_t sizes[16] = {256, 512, 1024, 2048};
@@ -134,33 +142,60 @@ static int run_bench(tp_runtime_t *rt, int argc, char **argv)
 
 const tp_cli_cmd_t tp_cmd_bench = {
     .name = "bench",
-    .summary = "micro-benchmarks (gemm peak; allreduce, reducescatter, allgather, broadcast)",
-    .usage = "usage: tulpar bench gemm [--sizes 256,512,1024,2048] [--threads N] [--iters N]\n"
-             "                         [--backend cpu] [--json FILE]\n"
-             "\n"
-             "Square sgemm through the compute backend: best time of --iters runs per size and\n"
-             "GFLOP/s; the peak is the baseline for training GFLOP/s.\n"
-             "\n"
-             "usage: [mpirun -np N] tulpar bench allreduce|reducescatter|allgather|broadcast\n"
-             "           [-b 8] [-e 64M] [-f 2] [-n 20] [-w 5] [-c 1] [-r 0] [-o sum]\n"
-             "           [-d float] [--comm host|nccl] [--json FILE]\n"
-             "\n"
-             "The communicator's collectives with nccl-tests' flags and columns:\n"
-             "  -b, -e  smallest and largest size in bytes (K, M, G suffixes: powers of 1024);\n"
-             "          the size is the whole buffer (reducescatter: send, allgather: receive)\n"
-             "  -f      size factor from one row to the next     -n  timed iterations\n"
-             "  -w      warm-up iterations                        -c  check every element (0/1)\n"
-             "  -r      broadcast root                            -o  sum|avg|max|min\n"
-             "  -d      float|double                              --json FILE  rows as JSON\n"
-             "  --comm  host: the world communicator, host buffers (self/mpi; default)\n"
-             "          nccl: a NCCL communicator over it, device buffers (one GPU per rank)\n"
-             "Time is the average per call, the maximum over ranks; busbw = algbw x 2(n-1)/n\n"
-             "(allreduce), (n-1)/n (reducescatter, allgather), 1 (broadcast). Out of place\n"
-             "costs a copy for allreduce and broadcast (the communicator works in place).\n"
-             "allreduce under MPI on host buffers adds bare MPI_Allreduce loops in the same run\n"
-             "(mpi columns: in place; ratio = in-place busbw / bare in-place busbw; --json also\n"
-             "has the bare out-of-place loop); skipped with --comm nccl. A wrong value makes the\n"
-             "exit status 1.\n",
+    .summary = "benchmarks (gemm peak; collectives; checkpoint bandwidth; the whole suite)",
+    .usage =
+        "usage: tulpar bench gemm [--sizes 256,512,1024,2048] [--threads N] [--iters N]\n"
+        "                         [--backend cpu] [--json FILE]\n"
+        "\n"
+        "Square sgemm through the compute backend: best time of --iters runs per size and\n"
+        "GFLOP/s; the peak is the baseline for training GFLOP/s.\n"
+        "\n"
+        "usage: [mpirun -np N] tulpar bench allreduce|reducescatter|allgather|broadcast\n"
+        "           [-b 8] [-e 64M] [-f 2] [-n 20] [-w 5] [-c 1] [-r 0] [-o sum]\n"
+        "           [-d float] [--comm host|nccl] [--json FILE]\n"
+        "\n"
+        "The communicator's collectives with nccl-tests' flags and columns:\n"
+        "  -b, -e  smallest and largest size in bytes (K, M, G suffixes: powers of 1024);\n"
+        "          the size is the whole buffer (reducescatter: send, allgather: receive)\n"
+        "  -f      size factor from one row to the next     -n  timed iterations\n"
+        "  -w      warm-up iterations                        -c  check every element (0/1)\n"
+        "  -r      broadcast root                            -o  sum|avg|max|min\n"
+        "  -d      float|double                              --json FILE  rows as JSON\n"
+        "  --comm  host: the world communicator, host buffers (self/mpi; default)\n"
+        "          nccl: a NCCL communicator over it, device buffers (one GPU per rank)\n"
+        "Time is the average per call, the maximum over ranks; busbw = algbw x 2(n-1)/n\n"
+        "(allreduce), (n-1)/n (reducescatter, allgather), 1 (broadcast). Out of place\n"
+        "costs a copy for allreduce and broadcast (the communicator works in place).\n"
+        "allreduce under MPI on host buffers adds bare MPI_Allreduce loops in the same run\n"
+        "(mpi columns: in place; ratio = in-place busbw / bare in-place busbw; --json also\n"
+        "has the bare out-of-place loop); skipped with --comm nccl. A wrong value makes the\n"
+        "exit status 1.\n"
+        "\n"
+        "usage: tulpar bench ckpt [--bytes 256M] [--dir .] [--repeat 5] [--json FILE] [--keep]\n"
+        "\n"
+        "Checkpoint bandwidth of --dir's disk: a synthetic checkpoint of --bytes float32\n"
+        "(16 MiB tensors) written with the trainer's writer (tmp file, fsync, rename,\n"
+        "directory fsync) and read back with crc32 checks, against write(2) + fsync and\n"
+        "read(2) of the same bytes, alternating, --repeat times. Pages are dropped from the\n"
+        "page cache (posix_fadvise) before each read; the share still resident is printed.\n"
+        "GB/s = bytes / 1e9 / seconds; the files are removed unless --keep.\n"
+        "\n"
+        "usage: tulpar bench suite [--quick] [--out DIR] [--ranks 1,2,4] [--repeats N]\n"
+        "           [--launcher auto|mpirun|srun] [--backend auto|cpu|cuda]\n"
+        "           [--threads-per-rank N] [--models mlp,cnn,gpt_small,gpt2_124m]\n"
+        "           [--sections collectives,training,checkpoint,inference] [--ckpt-dir DIR]\n"
+        "           [--ckpt-bytes N] [--data-dir DIR]\n"
+        "\n"
+        "The benchmark suite (benchmarks/suite.py, /usr/bin/python3): collective sweeps\n"
+        "(allreduce, reducescatter, allgather), training throughput of the reference models\n"
+        "at each rank count with strong and weak scaling efficiency, checkpoint write/read\n"
+        "bandwidth against plain write+fsync, inference images/s and generated tokens/s;\n"
+        "each repeated (default 5, --quick 2, small sizes) and reported as median, min and\n"
+        "max, with cost figures and an alpha-beta prediction of data-parallel efficiency at\n"
+        "8, 64 and 512 devices. Writes DIR/report.json, report.csv and report.html\n"
+        "(self-contained, with plots; default DIR runs/bench-suite-<time>). Ranks default\n"
+        "to 1 and 2, or under Slurm 1..SLURM_NTASKS in powers of two; --launcher auto uses\n"
+        "srun inside a Slurm job, else mpirun. See benchmarks/README.md.\n",
     .needs_runtime = false,
     .run = run_bench,
 };

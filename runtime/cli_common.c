@@ -1,5 +1,6 @@
 /* Helpers shared by the subcommands. */
 #include "cli.h"
+#include "stop_request.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -63,6 +64,8 @@ int tp_cli_exit_code(tp_status_t st)
         return 4;
     case TP_ERR_CKPT:
         return 5;
+    case TP_STOPPED:
+        return TP_EXIT_STOPPED;
     default:
         return 1;
     }

@@ -41,7 +41,7 @@ static tp_status_t parse(int argc, char **argv, gen_opts_t *o)
     o->seed = 1;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *v;
-        double x;
+        double x = 0;
         if (tp_cli_is(a, "--checkpoint")) {
             if (!(o->checkpoint = tp_cli_value(argc, argv, &i, "--checkpoint")))
                 return TP_ERR_USAGE;

@@ -73,8 +73,9 @@ typedef struct tp_config {
     int64_t log_every; /* steps between progress lines and metrics.jsonl rows */
 
     /* runtime */
-    char backend[TP_CFG_STR]; /* "cpu" | "ref" | "cuda" */
-    int64_t threads;          /* OpenMP threads per rank; 0 = cores / ranks on the node */
+    char backend[TP_CFG_STR];   /* "cpu" | "ref" | "cuda" */
+    int64_t threads;            /* OpenMP threads per rank; 0 = cores / ranks on the node */
+    char precision[TP_CFG_STR]; /* "fp32" or "bf16" */
 
     /* comm */
     double comm_timeout_s; /* abort when one collective makes no progress this long */

@@ -141,6 +141,9 @@ const tp_config_key_t tp_config_schema[] = {
      .doc = "compute backend: cpu (OpenBLAS+OpenMP), ref (naive loops) or cuda"},
     {"runtime", "threads", INT(threads), .def = "0", .imin = 0, .imax = 1024,
      .doc = "OpenMP threads per rank; 0 = cores / ranks on the node"},
+    {"runtime", "precision", STRING(precision), .def = "fp32", .choices = {"fp32", "bf16"},
+     .doc = "matrix products in fp32 (TF32 on GPUs) or bf16 with fp32 accumulation (cuda); "
+            "weights, optimizer state, loss and norms stay fp32"},
 
     /* comm */
     {"comm", "timeout_s", FLOAT(comm_timeout_s), .def = "300.0", .fmin = 0, .fmax = 86400,

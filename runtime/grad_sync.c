@@ -14,8 +14,8 @@
 
 static void hook(void *arg, int64_t offset);
 
-tp_status_t tp_grad_sync_create(tp_comm_t *comm, tp_model_t *m, int zero, size_t bucket_bytes,
-                                bool overlap, tp_grad_sync_t **out)
+tp_status_t tp_grad_sync_create(tp_comm_t *comm, tp_comm_t *host, tp_model_t *m, int zero,
+                                size_t bucket_bytes, bool overlap, tp_grad_sync_t **out)
 {
     *out = NULL;
     int R = tp_comm_size(comm), r = tp_comm_rank(comm);
@@ -25,6 +25,7 @@ tp_status_t tp_grad_sync_create(tp_comm_t *comm, tp_model_t *m, int zero, size_t
     tp_grad_sync_t *gs = tp_calloc(1, sizeof *gs, "gradient synchronisation");
     if (!gs) return TP_ERR_NOMEM;
     gs->comm = comm;
+    gs->host = host;
     gs->m = m;
     gs->zero = zero;
     gs->overlap = overlap;
@@ -124,15 +125,15 @@ tp_status_t tp_grad_sync_check_layout(tp_grad_sync_t *gs, const char *what)
     int64_t sig[N_SIG] = {
         m->numel, m->n_params, (int64_t)(shapes >> 1), gs->n_buckets, (int64_t)(buckets >> 1),
         gs->zero, gs->overlap};
-    int R = tp_comm_size(gs->comm);
+    int R = tp_comm_size(gs->host);
     int64_t *all = tp_malloc((size_t)R * N_SIG * sizeof(int64_t), "layout check");
-    tp_status_t st = tp_comm_agree(gs->comm, all ? TP_OK : TP_ERR_NOMEM);
+    tp_status_t st = tp_comm_agree(gs->host, all ? TP_OK : TP_ERR_NOMEM);
     if (st != TP_OK) {
         free(all);
         return st;
     }
-    tp_comm_set_context(gs->comm, 0, "start-up layout check");
-    st = tp_comm_allgather(gs->comm, sig, all, N_SIG, TP_DT_INT64);
+    tp_comm_set_context(gs->host, 0, "start-up layout check");
+    st = tp_comm_allgather(gs->host, sig, all, N_SIG, TP_DT_INT64);
     int bad_rank = -1, bad_field = -1;
     for (int r = 1; st == TP_OK && r < R && bad_rank < 0; r++)
         for (int f = 0; f < N_SIG && bad_rank < 0; f++)
@@ -141,7 +142,7 @@ tp_status_t tp_grad_sync_check_layout(tp_grad_sync_t *gs, const char *what)
                 bad_field = f;
             }
     if (st == TP_OK && bad_rank >= 0) {
-        if (tp_comm_rank(gs->comm) == 0)
+        if (tp_comm_rank(gs->host) == 0)
             st = TP_ERR(TP_ERR_CONFIG,
                         "ranks disagree on what they reduce (%s): rank %d has %s = %lld, rank 0 "
                         "has %lld; every rank must run the same model and config",
@@ -277,7 +278,7 @@ tp_status_t tp_grad_sync_clip(tp_grad_sync_t *gs, double max_norm, double *norm)
         else
             for (int b = 0; b < gs->n_buckets; b++)
                 sq += tp_op_sumsq(m->be, m->grad_buf + gs->pieces[b].offset, gs->pieces[b].numel);
-        TP_TRY(tp_comm_allreduce(gs->comm, &sq, 1, TP_DT_DOUBLE, TP_RED_SUM));
+        TP_TRY(tp_comm_allreduce(gs->host, &sq, 1, TP_DT_DOUBLE, TP_RED_SUM));
         double dt = tp_now() - t0;
         gs->exposed_s += dt;
         gs->total_s += dt;

@@ -26,7 +26,8 @@ typedef struct tp_bucket {
 } tp_bucket_t;
 
 typedef struct tp_grad_sync {
-    tp_comm_t *comm; /* not owned */
+    tp_comm_t *comm; /* not owned: reduces the model's buffers (host or device memory) */
+    tp_comm_t *host; /* not owned: host scalars (norms, the layout check); may equal comm */
     tp_model_t *m;   /* not owned; its grads_ready hook points here while this exists */
     int zero;
     bool overlap;
@@ -45,11 +46,12 @@ typedef struct tp_grad_sync {
     double exposed_s, total_s; /* since the last tp_grad_sync_take_times */
 } tp_grad_sync_t;
 
-/* zero: 0, 1 or 2; bucket_bytes: target bucket size (rounded to whole multiples of the number
- * of ranks); overlap: reduce during backward. m->numel_pad must be a multiple of the number of
- * ranks. Installs the hook on m. */
-tp_status_t tp_grad_sync_create(tp_comm_t *comm, tp_model_t *m, int zero, size_t bucket_bytes,
-                                bool overlap, tp_grad_sync_t **out);
+/* comm works on the model's memory (e.g. NCCL for a GPU backend), host on host memory (MPI; the
+ * same as comm for CPU backends); both over the same ranks. zero: 0, 1 or 2; bucket_bytes:
+ * target bucket size (rounded to whole multiples of the number of ranks); overlap: reduce during
+ * backward. m->numel_pad must be a multiple of the number of ranks. Installs the hook on m. */
+tp_status_t tp_grad_sync_create(tp_comm_t *comm, tp_comm_t *host, tp_model_t *m, int zero,
+                                size_t bucket_bytes, bool overlap, tp_grad_sync_t **out);
 void tp_grad_sync_free(tp_grad_sync_t *gs);
 
 /* Collective, at start-up before the first collective that depends on the model: every rank

@@ -171,7 +171,7 @@ static tp_status_t gpt_prepare(tp_model_t *m)
         ALLOC(a->ln1_rstd, BT, "ln_1 rstd");
         ALLOC(a->qkv, BT * 3 * C, "qkv");
         ALLOC(a->atty, BT * C, "attention output");
-        ALLOC(a->att, B * d.n_head * d.T * d.T, "attention probabilities");
+        ALLOC(a->att, tp_op_attention_att_numel(be, B, d.T, d.n_head), "attention statistics");
         ALLOC(a->res2, BT * C, "residual");
         ALLOC(a->ln2, BT * C, "ln_2");
         ALLOC(a->ln2_mean, BT, "ln_2 mean");

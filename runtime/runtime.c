@@ -71,7 +71,9 @@ int tp_runtime_default_threads(const tp_runtime_t *rt)
 tp_status_t tp_runtime_open_backend(tp_runtime_t *rt, const tp_config_t *cfg)
 {
     int threads = cfg->threads > 0 ? (int)cfg->threads : tp_runtime_default_threads(rt);
-    return tp_backend_create(cfg->backend, threads, &rt->be);
+    TP_TRY(tp_backend_create(cfg->backend, threads, &rt->be));
+    return tp_backend_set_precision(rt->be, strcmp(cfg->precision, "bf16") == 0 ? TP_PREC_BF16
+                                                                                : TP_PREC_FP32);
 }
 
 tp_status_t tp_mkdir_p(const char *path)

@@ -26,6 +26,7 @@ static const char *const status_names[TP_STATUS_COUNT] = {
     [TP_ERR_UNSUPPORTED] = "unsupported",
     [TP_ERR_REMOTE] = "failure on another rank",
     [TP_ERR_INTERNAL] = "internal error",
+    [TP_STOPPED] = "stopped on request",
 };
 
 const char *tp_status_str(tp_status_t st)

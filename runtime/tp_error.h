@@ -22,6 +22,7 @@ typedef enum {
     TP_ERR_UNSUPPORTED, /* feature not available in this build or on this machine */
     TP_ERR_REMOTE,      /* another rank failed; it printed the reason */
     TP_ERR_INTERNAL,    /* a bug */
+    TP_STOPPED,         /* not an error: training stopped on request after a checkpoint */
     TP_STATUS_COUNT
 } tp_status_t;
 

@@ -6,6 +6,7 @@
 #include "trainer.h"
 
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,7 @@
 #include "model.h"
 #include "optim.h"
 #include "report.h"
+#include "stop_request.h"
 #include "task.h"
 #include "train_state.h"
 
@@ -35,11 +37,14 @@ typedef struct trainer {
     tp_optim_t *optim;
     tp_train_state_t *state;
     tp_grad_sync_t *sync;
+    tp_comm_t *dcomm;     /* reduces the model's buffers: rt->comm, or NCCL for device memory */
+    tp_comm_t *dcomm_own; /* the NCCL communicator when this trainer created one */
     tp_report_t report;
     int64_t local_batch, micro_batch, steps_per_epoch, total, start_step, step;
     int64_t *idx;
     double *step_s, *comm_s, *comm_total_s; /* per step of this run; comm_s is exposed time */
     double last_loss, last_grad_norm;
+    bool stopped; /* on request (SIGUSR1): checkpoint written, no final evaluation */
 } trainer_t;
 
 tp_status_t tp_load_dataset(const tp_config_t *cfg, const char *split, tp_dataset_t **out)
@@ -151,11 +156,19 @@ static tp_status_t setup_model(trainer_t *t)
     const tp_config_t *cfg = t->cfg;
     const tp_task_t *task = t->task;
     tp_comm_t *comm = t->rt->comm;
+    /* Device memory cannot go through the host MPI communicator: a NCCL one over the same ranks
+     * reduces it (one rank needs none: "self" never touches the buffers). */
+    t->dcomm = comm;
+    if (!tp_backend_host_memory(t->rt->be) && t->rt->world_size > 1) {
+        TP_TRY(tp_comm_nccl_create(comm, &t->dcomm_own));
+        tp_comm_set_compute_stream(t->dcomm_own, tp_backend_stream(t->rt->be));
+        t->dcomm = t->dcomm_own;
+    }
     tp_status_t st = tp_model_create(cfg, t->rt->be, task->c, task->h, task->w, task->n_classes,
                                      model_batch(t), t->rt->world_size, &t->model);
     if (st == TP_OK) st = tp_model_init_params(t->model, (uint64_t)cfg->seed);
     if (st == TP_OK)
-        st = tp_grad_sync_create(comm, t->model, (int)cfg->zero,
+        st = tp_grad_sync_create(t->dcomm, comm, t->model, (int)cfg->zero,
                                  (size_t)(cfg->bucket_mb * 1048576.0), cfg->overlap, &t->sync);
     TP_TRY(agree(t, st));
     /* Before any collective whose size depends on the model: ranks with different models or
@@ -166,7 +179,7 @@ static tp_status_t setup_model(trainer_t *t)
     TP_TRY(agree(t, st));
     /* Every rank initialised from the same seed; the broadcast makes rank 0 authoritative
      * regardless (e.g. ranks on different CPUs with different libm). */
-    TP_TRY(tp_comm_bcast(comm, t->model->param_buf, (size_t)t->model->numel, TP_DT_FLOAT, 0));
+    TP_TRY(tp_comm_bcast(t->dcomm, t->model->param_buf, (size_t)t->model->numel, TP_DT_FLOAT, 0));
     if (is_root(t)) {
         tp_model_print(t->model);
         int64_t full = t->model->numel_pad * (int64_t)sizeof(float) * t->optim->ops->n_states;
@@ -380,6 +393,23 @@ static tp_status_t train_loop(trainer_t *t)
             interval_steps = 0;
             interval_t0 = tp_now();
         }
+        /* Every rank learns of a stop request at the same step, whichever rank got the signal */
+        int64_t stop = tp_stop_requested();
+        if (t->rt->world_size > 1) {
+            tp_comm_set_context(t->rt->comm, t->step, "stop-request agreement");
+            TP_TRY(tp_comm_allreduce(t->rt->comm, &stop, 1, TP_DT_INT64, TP_RED_MAX));
+        }
+        if (stop && !last) {
+            tp_report_break(&t->report);
+            tp_log_info("stop requested (%s): writing a checkpoint at step %lld and exiting with "
+                        "status %d; continue with --resume auto",
+                        stop == SIGUSR1   ? "SIGUSR1"
+                        : stop == SIGTERM ? "SIGTERM"
+                                          : "signal",
+                        (long long)t->step, TP_EXIT_STOPPED);
+            t->stopped = true;
+            return save_checkpoint(t);
+        }
         if (cfg->ckpt_every > 0 && t->step % cfg->ckpt_every == 0 && !last)
             TP_TRY(save_checkpoint(t));
         if (cfg->eval_every > 0 && t->step % cfg->eval_every == 0 && !last) {
@@ -394,7 +424,7 @@ static tp_status_t finish(trainer_t *t)
 {
     const tp_config_t *cfg = t->cfg;
     tp_eval_result_t ev = {.loss = NAN, .accuracy = NAN, .bits_per_token = NAN};
-    bool have_eval = cfg->eval_at_end;
+    bool have_eval = cfg->eval_at_end && !t->stopped;
     if (have_eval) TP_TRY(evaluate(t, &ev, cfg->eval_max_batches));
     if (!is_root(t)) return TP_OK;
     int64_t n = (t->step > t->start_step ? t->step : t->start_step) - t->start_step;
@@ -484,6 +514,7 @@ static void trainer_release(trainer_t *t)
     tp_train_state_free(t->state);
     tp_optim_free(t->optim);
     tp_grad_sync_free(t->sync);
+    tp_comm_free(t->dcomm_own);
     tp_model_free(t->model);
     tp_sampler_free(t->sampler);
     tp_task_free(t->task);
@@ -499,6 +530,7 @@ tp_status_t tp_train(tp_runtime_t *rt, const tp_config_t *cfg, const tp_train_op
     trainer_t t = {.rt = rt, .cfg = cfg, .opts = opts};
     tp_status_t st;
     tp_comm_set_timeout(rt->comm, cfg->comm_timeout_s);
+    tp_stop_request_install(rt->comm);
     TP_TRY(check_batch(&t));
     TP_TRYGOTO(setup_run_dir(&t), st, done);
     TP_TRYGOTO(agree(&t, tp_runtime_open_backend(rt, cfg)), st, done);
@@ -511,6 +543,7 @@ tp_status_t tp_train(tp_runtime_t *rt, const tp_config_t *cfg, const tp_train_op
     t.step = t.start_step;
     TP_TRYGOTO(train_loop(&t), st, done);
     TP_TRYGOTO(finish(&t), st, done);
+    if (t.stopped) st = TP_STOPPED;
 done:
     trainer_release(&t);
     return st;

@@ -7,8 +7,8 @@
 #include "cli.h"
 
 static const tp_cli_cmd_t *const commands[] = {
-    &tp_cmd_train,  &tp_cmd_eval,  &tp_cmd_infer, &tp_cmd_ckpt,
-    &tp_cmd_config, &tp_cmd_bench, &tp_cmd_data,  &tp_cmd_generate,
+    &tp_cmd_train, &tp_cmd_eval, &tp_cmd_infer,    &tp_cmd_ckpt,   &tp_cmd_config,
+    &tp_cmd_bench, &tp_cmd_data, &tp_cmd_generate, &tp_cmd_report,
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

@@ -12,7 +12,10 @@ PACKAGES=(
     zlib1g-dev                            # gzip'd IDX data
     dataset-fashion-mnist                 # the default data set
     python3 python3-numpy python3-h5py    # test helpers
+    python3-matplotlib                    # plots of the benchmark suite's report.html
+    chromium                              # headless check of report.html (test_bench_suite)
     bible-kjv bible-kjv-text              # the default language-model corpus (tools/corpus.sh)
+    slurmctld slurmd slurm-client munge   # the Slurm tests start a one-node cluster
 )
 
 missing=()

@@ -1,0 +1,388 @@
+// The CUDA backend object: device choice, stream, cuBLAS handle, precision, device memory, gemm
+// and scratch buffers, and the interface struct that points at the kernels (kernels_*.cu). It
+// does not hold kernels other than gemm's K == 0 case; ops are in kernels_basic.cu,
+// kernels_conv.cu and kernels_transformer.cu.
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+// The runtime's headers are C: give their functions (TP_ERR's tp_err_at, tp_calloc, logging)
+// C linkage here, before cuda_ops.h includes them again without it.
+extern "C" {
+#include "backend_impl.h"
+}
+#include "backend_cuda.h"
+#include "cuda_common.h"
+#include "cuda_ops.h"
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#define TP_CUDA_SCRATCH_SLOTS 4
+
+typedef struct cuda_state {
+    int device;
+    cudaStream_t stream;
+    cublasHandle_t cublas;
+    tp_precision_t precision;
+    void *scratch[TP_CUDA_SCRATCH_SLOTS];
+    size_t scratch_cap[TP_CUDA_SCRATCH_SLOTS];
+} cuda_state_t;
+
+static cuda_state_t *state_of(const tp_backend_t *be)
+{
+    return (cuda_state_t *)be->impl;
+}
+
+// Set-up checks: report with the library's message and return (init returns a status).
+#define INIT_CUDA(call)                                                                            \
+    do {                                                                                           \
+        cudaError_t init_err_ = (call);                                                            \
+        if (init_err_ != cudaSuccess)                                                              \
+            return TP_ERR(TP_ERR_CUDA, "backend 'cuda': %s failed: %s", #call,                     \
+                          cudaGetErrorString(init_err_));                                          \
+    } while (0)
+
+#define INIT_CUBLAS(call)                                                                          \
+    do {                                                                                           \
+        cublasStatus_t init_st_ = (call);                                                          \
+        if (init_st_ != CUBLAS_STATUS_SUCCESS)                                                     \
+            return TP_ERR(TP_ERR_CUDA, "backend 'cuda': %s failed: %s", #call,                     \
+                          cublasGetStatusString(init_st_));                                        \
+    } while (0)
+
+// Inside ops (void, like TP_CUDA_FATAL): print file:line and cuBLAS's message, then exit.
+#define CUBLAS_FATAL(call)                                                                         \
+    do {                                                                                           \
+        cublasStatus_t fatal_st_ = (call);                                                         \
+        if (fatal_st_ != CUBLAS_STATUS_SUCCESS) {                                                  \
+            fprintf(stderr, "%s:%d: %s failed: %s\n", __FILE__, __LINE__, #call,                   \
+                    cublasGetStatusString(fatal_st_));                                             \
+            exit(1);                                                                               \
+        }                                                                                          \
+    } while (0)
+
+// ---- gemm with K == 0: C = beta * C (cuBLAS is not asked about an empty product) -------------
+
+static __global__ void gemm_scale_c_kernel(float *C, int64_t M, int64_t N, int64_t ldc, float beta)
+{
+    int64_t n = M * N;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (int64_t)gridDim.x * blockDim.x) {
+        float *c = C + (i / N) * ldc + i % N;
+        *c = beta == 0.0f ? 0.0f : beta * *c;
+    }
+}
+
+// ---- device choice ----------------------------------------------------------------------------
+
+// The node-local rank from the launcher's environment (Open MPI, Slurm, MPICH/Intel MPI), else 0.
+static int node_local_rank(const char **from)
+{
+    static const char *const vars[] = {"OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID",
+                                       "MPI_LOCALRANKID"};
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+        const char *v = getenv(vars[i]);
+        if (!v || !*v) continue;
+        char *end = NULL;
+        long r = strtol(v, &end, 10);
+        if (*end == '\0' && r >= 0 && r <= INT_MAX) {
+            *from = vars[i];
+            return (int)r;
+        }
+        tp_log_warn("backend 'cuda': ignoring %s=\"%s\" (not a rank number)", vars[i], v);
+    }
+    *from = "default";
+    return 0;
+}
+
+// Everything init sets up; on failure the caller frees what was created (state_free).
+static tp_status_t cuda_setup(tp_backend_t *be, cuda_state_t *s)
+{
+    int n = 0;
+    cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess || n <= 0) {
+        (void)cudaGetLastError();
+        return TP_ERR(TP_ERR_UNSUPPORTED,
+                      "backend 'cuda': no usable GPU here (cudaGetDeviceCount: %s). HINT: check "
+                      "nvidia-smi and CUDA_VISIBLE_DEVICES, or use runtime.backend = \"cpu\"",
+                      e != cudaSuccess ? cudaGetErrorString(e) : "no devices");
+    }
+    const char *from = "";
+    int lr = node_local_rank(&from);
+    s->device = lr % n;
+    e = cudaSetDevice(s->device);
+    if (e != cudaSuccess)
+        return TP_ERR(TP_ERR_CUDA,
+                      "backend 'cuda': cudaSetDevice(%d) failed: %s (node-local rank %d from %s, "
+                      "%d GPU(s) visible)",
+                      s->device, cudaGetErrorString(e), lr, from, n);
+    cudaDeviceProp prop;
+    INIT_CUDA(cudaGetDeviceProperties(&prop, s->device));
+    // The kernels are compiled for CMAKE_CUDA_ARCHITECTURES: fail here, not at the first op.
+    cudaFuncAttributes attr;
+    e = cudaFuncGetAttributes(&attr, gemm_scale_c_kernel);
+    if (e != cudaSuccess)
+        return TP_ERR(TP_ERR_UNSUPPORTED,
+                      "backend 'cuda': GPU %d (%s, sm_%d%d) cannot run this build's kernels: %s. "
+                      "HINT: rebuild with -DCMAKE_CUDA_ARCHITECTURES=%d%d",
+                      s->device, prop.name, prop.major, prop.minor, cudaGetErrorString(e),
+                      prop.major, prop.minor);
+
+    cudaStream_t stream = NULL;
+    INIT_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+    s->stream = stream;
+    cublasHandle_t h = NULL;
+    INIT_CUBLAS(cublasCreate(&h));
+    s->cublas = h;
+    INIT_CUBLAS(cublasSetStream(s->cublas, s->stream));
+    // gemm names its compute type per call (TF32 or bf16 tensor cores, cuda_gemm); the handle's
+    // default math mode matches runtime.precision = "fp32" for anything else.
+    INIT_CUBLAS(cublasSetMathMode(s->cublas, CUBLAS_TF32_TENSOR_OP_MATH));
+
+    int rt = 0, drv = 0, cbv = 0;
+    INIT_CUDA(cudaRuntimeGetVersion(&rt));
+    INIT_CUDA(cudaDriverGetVersion(&drv));
+    INIT_CUBLAS(cublasGetVersion(s->cublas, &cbv));
+    int len = snprintf(be->describe, sizeof be->describe,
+                       "cuda: GPU %d of %d (%.80s, sm_%d%d, %.1f GiB, %d SMs), CUDA runtime %d.%d, "
+                       "driver %d.%d, cuBLAS %d.%d.%d",
+                       s->device, n, prop.name, prop.major, prop.minor,
+                       (double)prop.totalGlobalMem / (1024.0 * 1024.0 * 1024.0),
+                       prop.multiProcessorCount, rt / 1000, (rt % 1000) / 10, drv / 1000,
+                       (drv % 1000) / 10, cbv / 10000, (cbv / 100) % 100, cbv % 100);
+    (void)len; // a long device name is cut at the buffer's end
+    return TP_OK;
+}
+
+// Frees whatever part of the state exists (after a failed set-up too).
+static void state_free(cuda_state_t *s)
+{
+    if (!s) return;
+    if (s->stream) {
+        cudaError_t e = cudaStreamSynchronize(s->stream);
+        if (e != cudaSuccess)
+            tp_log_warn("backend 'cuda': at shutdown, cudaStreamSynchronize: %s",
+                        cudaGetErrorString(e));
+    }
+    for (int i = 0; i < TP_CUDA_SCRATCH_SLOTS; i++)
+        if (s->scratch[i]) (void)cudaFree(s->scratch[i]);
+    if (s->cublas) (void)cublasDestroy(s->cublas);
+    if (s->stream) (void)cudaStreamDestroy(s->stream);
+    free(s);
+}
+
+static tp_status_t cuda_init(tp_backend_t *be, int threads)
+{
+    (void)threads; // one host thread drives the GPU
+    cuda_state_t *s = (cuda_state_t *)tp_calloc(1, sizeof *s, "cuda backend state");
+    if (!s) return TP_ERR_NOMEM;
+    s->precision = TP_PREC_FP32;
+    tp_status_t st = cuda_setup(be, s);
+    if (st != TP_OK) {
+        state_free(s);
+        return st;
+    }
+    be->impl = s;
+    be->threads = 1;
+    return TP_OK;
+}
+
+static void cuda_shutdown(tp_backend_t *be)
+{
+    state_free(state_of(be));
+    be->impl = NULL;
+}
+
+static void cuda_synchronize(tp_backend_t *be)
+{
+    TP_CUDA_FATAL(cudaStreamSynchronize(state_of(be)->stream));
+}
+
+static tp_status_t cuda_set_precision(tp_backend_t *be, tp_precision_t p)
+{
+    if (p != TP_PREC_FP32 && p != TP_PREC_BF16)
+        return TP_ERR(TP_ERR_UNSUPPORTED, "backend 'cuda': unknown precision %d", (int)p);
+    state_of(be)->precision = p;
+    return TP_OK;
+}
+
+// ---- accessors (cuda_common.h) --------------------------------------------------------------
+
+cudaStream_t tp_cuda_stream(tp_backend_t *be)
+{
+    return state_of(be)->stream;
+}
+
+static void *cuda_stream_ptr(tp_backend_t *be)
+{
+    return (void *)state_of(be)->stream;
+}
+
+tp_precision_t tp_cuda_precision(const tp_backend_t *be)
+{
+    return state_of(be)->precision;
+}
+
+void *tp_cuda_scratch(tp_backend_t *be, int slot, size_t bytes)
+{
+    cuda_state_t *s = state_of(be);
+    if (slot < 0 || slot >= TP_CUDA_SCRATCH_SLOTS) {
+        fprintf(stderr, "%s:%d: tp_cuda_scratch: slot %d out of range 0..%d\n", __FILE__, __LINE__,
+                slot, TP_CUDA_SCRATCH_SLOTS - 1);
+        exit(1);
+    }
+    if (s->scratch[slot] && bytes <= s->scratch_cap[slot]) return s->scratch[slot];
+    // Grow (never shrink) by at least half, so slowly growing requests reallocate rarely.
+    size_t cap = s->scratch_cap[slot] + s->scratch_cap[slot] / 2;
+    if (cap < bytes) cap = bytes;
+    cap = (cap + 255) / 256 * 256;
+    if (cap == 0) cap = 256;
+    if (s->scratch[slot]) {
+        // Work already queued may still read the old buffer.
+        TP_CUDA_FATAL(cudaStreamSynchronize(s->stream));
+        TP_CUDA_FATAL(cudaFree(s->scratch[slot]));
+        s->scratch[slot] = NULL;
+        s->scratch_cap[slot] = 0;
+    }
+    void *p = NULL;
+    TP_CUDA_FATAL(cudaMalloc(&p, cap));
+    s->scratch[slot] = p;
+    s->scratch_cap[slot] = cap;
+    return p;
+}
+
+// ---- memory ---------------------------------------------------------------------------------
+
+static void *cuda_alloc(tp_backend_t *be, size_t bytes)
+{
+    void *p = NULL;
+    cudaError_t e = cudaMalloc(&p, bytes ? bytes : 1);
+    if (e != cudaSuccess) {
+        size_t free_b = 0, total_b = 0;
+        if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess)
+            tp_log_warn("backend 'cuda': cudaMalloc(%zu bytes) failed: %s (%.2f GiB free of %.2f "
+                        "GiB on GPU %d)",
+                        bytes, cudaGetErrorString(e), (double)free_b / (1024.0 * 1024.0 * 1024.0),
+                        (double)total_b / (1024.0 * 1024.0 * 1024.0), state_of(be)->device);
+        else
+            tp_log_warn("backend 'cuda': cudaMalloc(%zu bytes) failed: %s", bytes,
+                        cudaGetErrorString(e));
+        // Clear it, or the next op's launch check would report this failure.
+        (void)cudaGetLastError();
+        return NULL;
+    }
+    return p;
+}
+
+static void cuda_release(tp_backend_t *be, void *ptr)
+{
+    if (!ptr) return;
+    TP_CUDA_FATAL(cudaStreamSynchronize(state_of(be)->stream));
+    TP_CUDA_FATAL(cudaFree(ptr));
+}
+
+// Synchronous: the host buffer may be reused as soon as this returns.
+static void cuda_upload(tp_backend_t *be, void *dst, const void *src, size_t bytes)
+{
+    if (bytes == 0) return;
+    cudaStream_t st = state_of(be)->stream;
+    TP_CUDA_FATAL(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, st));
+    TP_CUDA_FATAL(cudaStreamSynchronize(st));
+}
+
+static void cuda_download(tp_backend_t *be, void *dst, const void *src, size_t bytes)
+{
+    if (bytes == 0) return;
+    cudaStream_t st = state_of(be)->stream;
+    TP_CUDA_FATAL(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, st));
+    TP_CUDA_FATAL(cudaStreamSynchronize(st));
+}
+
+// ---- gemm -----------------------------------------------------------------------------------
+
+static int gemm_int(int64_t v, const char *what)
+{
+    if (v < 0 || v > INT_MAX) {
+        fprintf(stderr, "%s:%d: gemm: %s = %lld is outside cuBLAS's int range\n", __FILE__,
+                __LINE__, what, (long long)v);
+        exit(1);
+    }
+    return (int)v;
+}
+
+// Row-major C[M,N] = alpha op(A) op(B) + beta C (backend.h). A row-major matrix with leading
+// dimension ld is the column-major transpose with the same ld, so cuBLAS computes
+// C^T[N,M] = op(B)^T op(A)^T: B first, A second, M and N swapped, each transpose flag kept
+// (row-major A untransposed is A^T column-major, which is what op(A)^T needs: CUBLAS_OP_N).
+static void cuda_gemm(tp_backend_t *be, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
+                      float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
+                      float beta, float *C, int64_t ldc)
+{
+    if (M <= 0 || N <= 0) return;
+    cuda_state_t *s = state_of(be);
+    if (K <= 0) {
+        int64_t n = M * N, g = (n + 255) / 256;
+        gemm_scale_c_kernel<<<(unsigned)(g < 32768 ? g : 32768), 256, 0, s->stream>>>(C, M, N, ldc,
+                                                                                      beta);
+        TP_CUDA_LAUNCHED();
+        return;
+    }
+    cublasComputeType_t compute =
+        s->precision == TP_PREC_BF16 ? CUBLAS_COMPUTE_32F_FAST_16BF : CUBLAS_COMPUTE_32F_FAST_TF32;
+    CUBLAS_FATAL(cublasGemmEx(s->cublas, tb ? CUBLAS_OP_T : CUBLAS_OP_N,
+                              ta ? CUBLAS_OP_T : CUBLAS_OP_N, gemm_int(N, "N"), gemm_int(M, "M"),
+                              gemm_int(K, "K"), &alpha, B, CUDA_R_32F, gemm_int(ldb, "ldb"), A,
+                              CUDA_R_32F, gemm_int(lda, "lda"), &beta, C, CUDA_R_32F,
+                              gemm_int(ldc, "ldc"), compute, CUBLAS_GEMM_DEFAULT));
+}
+
+// ---- the interface ----------------------------------------------------------------------------
+
+extern "C" const tp_backend_iface_t tp_backend_cuda_iface = {
+    .name = "cuda",
+    .host_memory = false,
+    .init = cuda_init,
+    .shutdown = cuda_shutdown,
+    .synchronize = cuda_synchronize,
+    .stream = cuda_stream_ptr,
+    .set_precision = cuda_set_precision,
+    .alloc = cuda_alloc,
+    .release = cuda_release,
+    .upload = cuda_upload,
+    .download = cuda_download,
+    .gemm = cuda_gemm,
+    .bias_add = tp_cuda_bias_add,
+    .bias_grad = tp_cuda_bias_grad,
+    .act_forward = tp_cuda_act_forward,
+    .act_backward = tp_cuda_act_backward,
+    .dropout_forward = tp_cuda_dropout_forward,
+    .dropout_backward = tp_cuda_dropout_backward,
+    .im2col = tp_cuda_im2col,
+    .col2im = tp_cuda_col2im,
+    .swap01 = tp_cuda_swap01,
+    .maxpool_forward = tp_cuda_maxpool_forward,
+    .maxpool_backward = tp_cuda_maxpool_backward,
+    .softmax_xent_forward = tp_cuda_softmax_xent_forward,
+    .softmax_xent_backward = tp_cuda_softmax_xent_backward,
+    .sumsq = tp_cuda_sumsq,
+    .scale = tp_cuda_scale,
+    .fill = tp_cuda_fill,
+    .copy = tp_cuda_copy,
+    .adamw = tp_cuda_adamw,
+    .sgd = tp_cuda_sgd,
+    .embedding_forward = tp_cuda_embedding_forward,
+    .embedding_backward = tp_cuda_embedding_backward,
+    .layernorm_forward = tp_cuda_layernorm_forward,
+    .layernorm_backward = tp_cuda_layernorm_backward,
+    .attention_forward = tp_cuda_attention_forward,
+    .attention_att_numel = tp_cuda_attention_att_numel,
+    .attention_backward = tp_cuda_attention_backward,
+    .attention_decode = tp_cuda_attention_decode,
+    .axpy = tp_cuda_axpy,
+    .add = tp_cuda_add,
+};

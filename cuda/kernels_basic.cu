@@ -1,0 +1,501 @@
+// Elementwise ops, reductions (bias gradients, softmax cross-entropy, sum of squares) and the
+// optimizer updates of the CUDA backend. Each computes what runtime/backend_ref.c computes (the
+// scalar formulas of runtime/ops_math.h are ported below); reductions use a fixed order (fixed
+// block sizes and chunking, no atomics), so results are the same on every run.
+#include <float.h>
+#include <stdint.h>
+
+#include "cuda_common.h"
+#include "cuda_ops.h"
+
+// Threads per block for elementwise kernels and reductions (multiples of 32; reductions depend
+// on them for their summation order, so they are constants, not tuned per device).
+#define EW_THREADS  256
+#define RED_THREADS 256
+#define MAX_BLOCKS  32768 // grid-stride loops cover the rest
+// Rows per partial sum in the column-wise bias gradient.
+#define BIAS_GRAD_ROWS 128
+// Elements per partial sum of tp_cuda_sumsq (runtime's TP_SUMSQ_CHUNK).
+#define SUMSQ_CHUNK TP_SUMSQ_CHUNK
+
+static unsigned blocks_for(int64_t n, int threads)
+{
+    int64_t b = (n + threads - 1) / threads;
+    return (unsigned)(b < MAX_BLOCKS ? b : MAX_BLOCKS);
+}
+
+#define GRID_STRIDE(i, n)                                                                          \
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n);                      \
+         i += (int64_t)gridDim.x * blockDim.x)
+
+// ---- block reductions: fixed shape, so a fixed order ------------------------------------------
+
+template <typename T> static __device__ T warp_sum(T v)
+{
+    // xor butterfly: every lane ends with the same value (addition is commutative).
+    for (int o = 16; o > 0; o >>= 1)
+        v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+static __device__ float warp_max(float v)
+{
+    for (int o = 16; o > 0; o >>= 1)
+        v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+// Sum over the block; every thread gets the result. sh holds 32 values; callable repeatedly.
+template <typename T> static __device__ T block_sum(T v, T *sh)
+{
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = (blockDim.x + 31) >> 5;
+    v = warp_sum(v);
+    __syncthreads(); // sh may still be read by a previous call
+    if (lane == 0) sh[warp] = v;
+    __syncthreads();
+    return warp_sum(lane < nw ? sh[lane] : (T)0);
+}
+
+static __device__ float block_max(float v, float *sh)
+{
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = (blockDim.x + 31) >> 5;
+    v = warp_max(v);
+    __syncthreads();
+    if (lane == 0) sh[warp] = v;
+    __syncthreads();
+    return warp_max(lane < nw ? sh[lane] : -FLT_MAX);
+}
+
+// ---- scalar formulas (runtime/ops_math.h, runtime/rng.c) -------------------------------------
+
+#define GELU_C 0.7978845608028654f // sqrt(2/pi)
+
+static __device__ float act_f(int act, float x)
+{
+    if (act == TP_ACT_RELU) return x > 0.0f ? x : 0.0f;
+    float u = GELU_C * (x + 0.044715f * x * x * x);
+    return 0.5f * x * (1.0f + tanhf(u));
+}
+
+static __device__ float act_df(int act, float x)
+{
+    if (act == TP_ACT_RELU) return x > 0.0f ? 1.0f : 0.0f;
+    float u = GELU_C * (x + 0.044715f * x * x * x);
+    float t = tanhf(u);
+    float du = GELU_C * (1.0f + 3.0f * 0.044715f * x * x);
+    return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * du;
+}
+
+static __device__ uint64_t mix64(uint64_t z)
+{
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+// tp_rng_hash: integer arithmetic, so the same bits as on the host.
+static __device__ uint64_t rng_hash(uint64_t seed, uint64_t stream, uint64_t counter)
+{
+    uint64_t h = mix64(seed + 0x9e3779b97f4a7c15ULL);
+    h = mix64(h ^ (stream + 0x632be59bd9b4e019ULL));
+    return mix64(h ^ (counter * 0x9e3779b97f4a7c15ULL + 0x1d8e4e27c47d124fULL));
+}
+
+// tp_rng_to_unit: 24 bits to float and a power-of-two scale, both exact.
+static __device__ float rng_to_unit(uint64_t h)
+{
+    return (float)(h >> 40) * (1.0f / 16777216.0f);
+}
+
+// ---- bias ---------------------------------------------------------------------------------------
+
+static __global__ void bias_add_kernel(float *y, const float *b, int64_t rows, int64_t cols,
+                                       bool per_row)
+{
+    GRID_STRIDE(i, rows * cols)
+    {
+        y[i] += per_row ? b[i / cols] : b[i % cols];
+    }
+}
+
+void tp_cuda_bias_add(tp_backend_t *be, float *y, const float *b, int64_t rows, int64_t cols,
+                      bool per_row)
+{
+    int64_t n = rows * cols;
+    if (n <= 0) return;
+    bias_add_kernel<<<blocks_for(n, EW_THREADS), EW_THREADS, 0, tp_cuda_stream(be)>>>(
+        y, b, rows, cols, per_row);
+    TP_CUDA_LAUNCHED();
+}
+
+// per_row: one block per row, double partial sums reduced in a fixed tree.
+static __global__ void bias_grad_rows_kernel(const float *dy, float *db, int64_t rows, int64_t cols)
+{
+    __shared__ double sh[32];
+    for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+        const float *d = dy + r * cols;
+        double s = 0.0;
+        for (int64_t c = threadIdx.x; c < cols; c += blockDim.x)
+            s += (double)d[c];
+        s = block_sum(s, sh);
+        if (threadIdx.x == 0) db[r] += (float)s;
+    }
+}
+
+// Per column: partial[chunk, c] = sum of dy[r, c] over the chunk's BIAS_GRAD_ROWS rows, in order.
+static __global__ void bias_grad_cols_partial_kernel(const float *dy, double *partial, int64_t rows,
+                                                     int64_t cols, int64_t nchunks)
+{
+    for (int64_t k = blockIdx.y; k < nchunks; k += gridDim.y) {
+        int64_t r0 = k * BIAS_GRAD_ROWS;
+        int64_t r1 = r0 + BIAS_GRAD_ROWS < rows ? r0 + BIAS_GRAD_ROWS : rows;
+        for (int64_t c = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; c < cols;
+             c += (int64_t)gridDim.x * blockDim.x) {
+            double s = 0.0;
+            for (int64_t r = r0; r < r1; r++)
+                s += (double)dy[r * cols + c];
+            partial[k * cols + c] = s;
+        }
+    }
+}
+
+// db[c] += the chunks' partial sums, in chunk order.
+static __global__ void bias_grad_cols_final_kernel(const double *partial, float *db, int64_t cols,
+                                                   int64_t nchunks)
+{
+    GRID_STRIDE(c, cols)
+    {
+        double s = 0.0;
+        for (int64_t k = 0; k < nchunks; k++)
+            s += partial[k * cols + c];
+        db[c] += (float)s;
+    }
+}
+
+void tp_cuda_bias_grad(tp_backend_t *be, const float *dy, float *db, int64_t rows, int64_t cols,
+                       bool per_row)
+{
+    if (rows <= 0 || cols <= 0) return; // nothing to add (db += 0)
+    cudaStream_t st = tp_cuda_stream(be);
+    if (per_row) {
+        unsigned g = (unsigned)(rows < MAX_BLOCKS ? rows : MAX_BLOCKS);
+        bias_grad_rows_kernel<<<g, RED_THREADS, 0, st>>>(dy, db, rows, cols);
+        TP_CUDA_LAUNCHED();
+        return;
+    }
+    int64_t nchunks = (rows + BIAS_GRAD_ROWS - 1) / BIAS_GRAD_ROWS;
+    double *partial =
+        (double *)tp_cuda_scratch(be, 1, (size_t)nchunks * (size_t)cols * sizeof(double));
+    dim3 grid(blocks_for(cols, EW_THREADS), (unsigned)(nchunks < 65535 ? nchunks : 65535));
+    bias_grad_cols_partial_kernel<<<grid, EW_THREADS, 0, st>>>(dy, partial, rows, cols, nchunks);
+    TP_CUDA_LAUNCHED();
+    bias_grad_cols_final_kernel<<<blocks_for(cols, EW_THREADS), EW_THREADS, 0, st>>>(partial, db,
+                                                                                     cols, nchunks);
+    TP_CUDA_LAUNCHED();
+}
+
+// ---- activations --------------------------------------------------------------------------------
+
+static __global__ void act_forward_kernel(int act, const float *x, float *y, int64_t n)
+{
+    GRID_STRIDE(i, n)
+    {
+        y[i] = act_f(act, x[i]);
+    }
+}
+
+static __global__ void act_backward_kernel(int act, const float *x, const float *dy, float *dx,
+                                           int64_t n)
+{
+    GRID_STRIDE(i, n)
+    {
+        dx[i] = dy[i] * act_df(act, x[i]);
+    }
+}
+
+void tp_cuda_act_forward(tp_backend_t *be, tp_act_t act, const float *x, float *y, int64_t n)
+{
+    if (n <= 0) return;
+    act_forward_kernel<<<blocks_for(n, EW_THREADS), EW_THREADS, 0, tp_cuda_stream(be)>>>((int)act,
+                                                                                         x, y, n);
+    TP_CUDA_LAUNCHED();
+}
+
+void tp_cuda_act_backward(tp_backend_t *be, tp_act_t act, const float *x, const float *dy,
+                          float *dx, int64_t n)
+{
+    if (n <= 0) return;
+    act_backward_kernel<<<blocks_for(n, EW_THREADS), EW_THREADS, 0, tp_cuda_stream(be)>>>(
+        (int)act, x, dy, dx, n);
+    TP_CUDA_LAUNCHED();
+}
+
+// ---- dropout: the same mask and values as the host backends, bit for bit ---------------------
+
+static __global__ void dropout_forward_kernel(const float *x, float *y, uint8_t *mask, int64_t rows,
+                                              int64_t cols, float p, float s, uint64_t seed,
+                                              uint64_t stream, int64_t row0)
+{
+    GRID_STRIDE(i, rows * cols)
+    {
+        int64_t r = i / cols, c = i % cols;
+        uint64_t counter = (uint64_t)((row0 + r) * cols + c);
+        uint8_t keep = rng_to_unit(rng_hash(seed, stream, counter)) >= p;
+        mask[i] = keep;
+        y[i] = keep ? x[i] * s : 0.0f;
+    }
+}
+
+static __global__ void dropout_backward_kernel(const float *dy, const uint8_t *mask, float *dx,
+                                               int64_t n, float s)
+{
+    GRID_STRIDE(i, n)
+    {
+        dx[i] = mask[i] ? dy[i] * s : 0.0f;
+    }
+}
+
+void tp_cuda_dropout_forward(tp_backend_t *be, const float *x, float *y, uint8_t *mask,
+                             int64_t rows, int64_t cols, float p, uint64_t seed, uint64_t stream,
+                             int64_t row0)
+{
+    int64_t n = rows * cols;
+    if (n <= 0) return;
+    float s = 1.0f / (1.0f - p); // on the host, exactly as backend_ref.c
+    dropout_forward_kernel<<<blocks_for(n, EW_THREADS), EW_THREADS, 0, tp_cuda_stream(be)>>>(
+        x, y, mask, rows, cols, p, s, seed, stream, row0);
+    TP_CUDA_LAUNCHED();
+}
+
+void tp_cuda_dropout_backward(tp_backend_t *be, const float *dy, const uint8_t *mask, float *dx,
+                              int64_t n, float p)
+{
+    if (n <= 0) return;
+    float s = 1.0f / (1.0f - p);
+    dropout_backward_kernel<<<blocks_for(n, EW_THREADS), EW_THREADS, 0, tp_cuda_stream(be)>>>(
+        dy, mask, dx, n, s);
+    TP_CUDA_LAUNCHED();
+}
+
+// ---- softmax cross-entropy: one block per row (vocabularies of 50k and more) -----------------
+
+static __global__ void softmax_xent_forward_kernel(const float *logits, const int32_t *labels,
+                                                   float *probs, float *loss, int64_t B, int64_t C)
+{
+    __shared__ float sh[32];
+    for (int64_t b = blockIdx.x; b < B; b += gridDim.x) {
+        const float *z = logits + b * C;
+        float *pr = probs + b * C;
+        float mx = -FLT_MAX;
+        for (int64_t c = threadIdx.x; c < C; c += blockDim.x)
+            mx = fmaxf(mx, z[c]);
+        mx = block_max(mx, sh);
+        float sum = 0.0f;
+        for (int64_t c = threadIdx.x; c < C; c += blockDim.x)
+            sum += expf(z[c] - mx);
+        sum = block_sum(sum, sh);
+        for (int64_t c = threadIdx.x; c < C; c += blockDim.x)
+            pr[c] = expf(z[c] - mx) / sum;
+        if (threadIdx.x == 0) {
+            int32_t y = labels[b];
+            // An out-of-range label has no probability: NaN rather than a stray read.
+            loss[b] = y >= 0 && y < C ? logf(sum) + mx - z[y] : __int_as_float(0x7fc00000);
+        }
+    }
+}
+
+static __global__ void softmax_xent_backward_kernel(const float *probs, const int32_t *labels,
+                                                    float *dlogits, int64_t B, int64_t C,
+                                                    float scale)
+{
+    GRID_STRIDE(i, B * C)
+    {
+        int64_t b = i / C, c = i % C;
+        dlogits[i] = scale * (probs[i] - (c == labels[b] ? 1.0f : 0.0f));
+    }
+}
+
+void tp_cuda_softmax_xent_forward(tp_backend_t *be, const float *logits, const int32_t *labels,
+                                  float *probs, float *loss, int64_t B, int64_t C)
+{
+    if (B <= 0 || C <= 0) return;
+    unsigned g = (unsigned)(B < MAX_BLOCKS ? B : MAX_BLOCKS);
+    softmax_xent_forward_kernel<<<g, RED_THREADS, 0, tp_cuda_stream(be)>>>(logits, labels, probs,
+                                                                           loss, B, C);
+    TP_CUDA_LAUNCHED();
+}
+
+void tp_cuda_softmax_xent_backward(tp_backend_t *be, const float *probs, const int32_t *labels,
+                                   float *dlogits, int64_t B, int64_t C, float scale)
+{
+    int64_t n = B * C;
+    if (n <= 0) return;
+    softmax_xent_backward_kernel<<<blocks_for(n, EW_THREADS), EW_THREADS, 0, tp_cuda_stream(be)>>>(
+        probs, labels, dlogits, B, C, scale);
+    TP_CUDA_LAUNCHED();
+}
+
+// ---- sum of squares: fixed chunks summed in double, then the chunks in a fixed tree ----------
+
+static __global__ void sumsq_chunks_kernel(const float *x, int64_t n, double *partial,
+                                           int64_t nchunks)
+{
+    __shared__ double sh[32];
+    for (int64_t k = blockIdx.x; k < nchunks; k += gridDim.x) {
+        int64_t start = k * SUMSQ_CHUNK;
+        int64_t end = start + SUMSQ_CHUNK < n ? start + SUMSQ_CHUNK : n;
+        double s = 0.0;
+        for (int64_t i = start + threadIdx.x; i < end; i += blockDim.x)
+            s += (double)x[i] * (double)x[i];
+        s = block_sum(s, sh);
+        if (threadIdx.x == 0) partial[k] = s;
+    }
+}
+
+// One block: thread t sums chunks t, t + blockDim, ... in order, then the block's tree.
+static __global__ void sumsq_final_kernel(const double *partial, int64_t nchunks, double *out)
+{
+    __shared__ double sh[32];
+    double s = 0.0;
+    for (int64_t k = threadIdx.x; k < nchunks; k += blockDim.x)
+        s += partial[k];
+    s = block_sum(s, sh);
+    if (threadIdx.x == 0) *out = s;
+}
+
+double tp_cuda_sumsq(tp_backend_t *be, const float *x, int64_t n)
+{
+    if (n <= 0) return 0.0;
+    cudaStream_t st = tp_cuda_stream(be);
+    int64_t nchunks = (n + SUMSQ_CHUNK - 1) / SUMSQ_CHUNK;
+    double *buf = (double *)tp_cuda_scratch(be, 0, (size_t)(nchunks + 1) * sizeof(double));
+    double *partial = buf + 1; // buf[0] receives the total
+    unsigned g = (unsigned)(nchunks < MAX_BLOCKS ? nchunks : MAX_BLOCKS);
+    sumsq_chunks_kernel<<<g, RED_THREADS, 0, st>>>(x, n, partial, nchunks);
+    TP_CUDA_LAUNCHED();
+    sumsq_final_kernel<<<1, 1024, 0, st>>>(partial, nchunks, buf);
+    TP_CUDA_LAUNCHED();
+    double total = 0.0;
+    TP_CUDA_FATAL(cudaMemcpyAsync(&total, buf, sizeof total, cudaMemcpyDeviceToHost, st));
+    TP_CUDA_FATAL(cudaStreamSynchronize(st));
+    return total;
+}
+
+// ---- elementwise --------------------------------------------------------------------------------
+
+static __global__ void scale_kernel(float *x, float alpha, int64_t n)
+{
+    GRID_STRIDE(i, n)
+    {
+        x[i] *= alpha;
+    }
+}
+
+static __global__ void fill_kernel(float *x, float value, int64_t n)
+{
+    GRID_STRIDE(i, n)
+    {
+        x[i] = value;
+    }
+}
+
+static __global__ void axpy_kernel(float *y, const float *x, float alpha, int64_t n)
+{
+    GRID_STRIDE(i, n)
+    {
+        y[i] += alpha * x[i];
+    }
+}
+
+static __global__ void add_kernel(const float *a, const float *b, float *out, int64_t n)
+{
+    GRID_STRIDE(i, n)
+    {
+        out[i] = a[i] + b[i];
+    }
+}
+
+void tp_cuda_scale(tp_backend_t *be, float *x, float alpha, int64_t n)
+{
+    if (n <= 0) return;
+    scale_kernel<<<blocks_for(n, EW_THREADS), EW_THREADS, 0, tp_cuda_stream(be)>>>(x, alpha, n);
+    TP_CUDA_LAUNCHED();
+}
+
+void tp_cuda_fill(tp_backend_t *be, float *x, float value, int64_t n)
+{
+    if (n <= 0) return;
+    fill_kernel<<<blocks_for(n, EW_THREADS), EW_THREADS, 0, tp_cuda_stream(be)>>>(x, value, n);
+    TP_CUDA_LAUNCHED();
+}
+
+void tp_cuda_copy(tp_backend_t *be, float *dst, const float *src, int64_t n)
+{
+    if (n <= 0 || dst == src) return;
+    TP_CUDA_FATAL(cudaMemcpyAsync(dst, src, (size_t)n * sizeof(float), cudaMemcpyDeviceToDevice,
+                                  tp_cuda_stream(be)));
+}
+
+void tp_cuda_axpy(tp_backend_t *be, float *y, const float *x, float alpha, int64_t n)
+{
+    if (n <= 0) return;
+    axpy_kernel<<<blocks_for(n, EW_THREADS), EW_THREADS, 0, tp_cuda_stream(be)>>>(y, x, alpha, n);
+    TP_CUDA_LAUNCHED();
+}
+
+void tp_cuda_add(tp_backend_t *be, const float *a, const float *b, float *out, int64_t n)
+{
+    if (n <= 0) return;
+    add_kernel<<<blocks_for(n, EW_THREADS), EW_THREADS, 0, tp_cuda_stream(be)>>>(a, b, out, n);
+    TP_CUDA_LAUNCHED();
+}
+
+// ---- optimizers (tp_adamw_elem, tp_sgd_elem) -------------------------------------------------
+
+static __global__ void adamw_kernel(float *p, const float *g, float *m, float *v, int64_t n,
+                                    float lr, float b1, float b2, float eps, float wd, float bc1,
+                                    float bc2)
+{
+    GRID_STRIDE(i, n)
+    {
+        float gi = g[i];
+        float mi = b1 * m[i] + (1.0f - b1) * gi;
+        float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
+        m[i] = mi;
+        v[i] = vi;
+        float mhat = mi / bc1, vhat = vi / bc2;
+        float pi = p[i];
+        p[i] = pi - lr * (mhat / (sqrtf(vhat) + eps) + wd * pi);
+    }
+}
+
+static __global__ void sgd_kernel(float *p, const float *g, float *buf, int64_t n, float lr,
+                                  float mu, float wd, bool nesterov, bool first)
+{
+    GRID_STRIDE(i, n)
+    {
+        float pi = p[i];
+        float gi = g[i] + wd * pi;
+        float b = first ? gi : mu * buf[i] + gi;
+        buf[i] = b;
+        p[i] = pi - lr * (nesterov ? gi + mu * b : b);
+    }
+}
+
+void tp_cuda_adamw(tp_backend_t *be, float *p, const float *g, float *m, float *v, int64_t n,
+                   float lr, float beta1, float beta2, float eps, float wd, float bc1, float bc2)
+{
+    if (n <= 0) return;
+    adamw_kernel<<<blocks_for(n, EW_THREADS), EW_THREADS, 0, tp_cuda_stream(be)>>>(
+        p, g, m, v, n, lr, beta1, beta2, eps, wd, bc1, bc2);
+    TP_CUDA_LAUNCHED();
+}
+
+void tp_cuda_sgd(tp_backend_t *be, float *p, const float *g, float *buf, int64_t n, float lr,
+                 float momentum, float wd, bool nesterov, bool first)
+{
+    if (n <= 0) return;
+    sgd_kernel<<<blocks_for(n, EW_THREADS), EW_THREADS, 0, tp_cuda_stream(be)>>>(
+        p, g, buf, n, lr, momentum, wd, nesterov, first);
+    TP_CUDA_LAUNCHED();
+}

@@ -1,0 +1,766 @@
+/* CUDA kernels of the GPT ops declared in cuda_ops.h: token + position embedding, layernorm and
+ * fused causal self-attention (forward, backward, KV-cache decode), with the semantics of
+ * runtime/backend_ref_transformer.c. Every result is reproducible run to run: reductions have a
+ * fixed order and there are no floating-point atomics. Attention is flash-style: it keeps one
+ * float per query row (the softmax log-sum-exp) for backward instead of the T x T matrix.
+ * Math is fp32 on CUDA cores; the backend's bf16 precision concerns matrix products only. */
+#include "cuda_common.h"
+#include "cuda_ops.h"
+
+#include <cub/device/device_radix_sort.cuh>
+
+#include <limits.h>
+#include <math.h>
+#include <stdint.h>
+
+namespace
+{
+
+constexpr int kThreads = 256;
+/* Grid-stride loops cover any size with at most this many blocks per grid dimension. */
+constexpr int64_t kMaxBlocks = 65535;
+/* Layernorm backward: rows per partial sum of dw and db (fixed, so the sum order is too). */
+constexpr int64_t kLnChunk = 128;
+constexpr float kLnEps = 1e-5f; /* TP_LN_EPS of runtime/ops_math.h */
+
+unsigned blocks_for(int64_t n, int64_t per_block)
+{
+    int64_t b = (n + per_block - 1) / per_block;
+    return (unsigned)(b < kMaxBlocks ? b : kMaxBlocks);
+}
+
+/* A shape these kernels cannot run: like TP_CUDA_FATAL, an op has no status to return. */
+void fatal(const char *what)
+{
+    fprintf(stderr, "%s: %s\n", __FILE__, what);
+    exit(1);
+}
+
+/* Butterfly reductions: every lane ends with the same bits (each step adds the same two values,
+ * only in swapped order), so all lanes agree on a row's statistics. */
+__device__ __forceinline__ float warp_sum(float v)
+{
+    for (int o = 16; o > 0; o >>= 1)
+        v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+/* Over the 16-lane half-warp that shares one attention row (offsets < 16 stay inside it). */
+__device__ __forceinline__ float group16_sum(float v)
+{
+    for (int o = 8; o > 0; o >>= 1)
+        v = __fadd_rn(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+__device__ __forceinline__ float group16_max(float v)
+{
+    for (int o = 8; o > 0; o >>= 1)
+        v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+/* ---- embedding ------------------------------------------------------------------------------ */
+
+__global__ void __launch_bounds__(kThreads)
+    embedding_forward_kernel(const int32_t *tokens, const float *wte, const float *wpe, float *out,
+                             int64_t N, int64_t T, int64_t C)
+{
+    for (int64_t r = blockIdx.x; r < N; r += gridDim.x) {
+        const float *e = wte + (int64_t)tokens[r] * C, *p = wpe + (r % T) * C;
+        for (int64_t c = threadIdx.x; c < C; c += blockDim.x)
+            out[r * C + c] = e[c] + p[c];
+    }
+}
+
+/* dwpe[t, c] += dout[b, t, c] for b in order: the same fp32 additions as the reference. */
+__global__ void __launch_bounds__(kThreads)
+    embedding_dwpe_kernel(const float *dout, float *dwpe, int64_t B, int64_t T, int64_t C)
+{
+    int64_t c = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= C) return;
+    for (int64_t t = blockIdx.y; t < T; t += gridDim.y) {
+        float acc = dwpe[t * C + c];
+        for (int64_t b = 0; b < B; b++)
+            acc += dout[(b * T + t) * C + c];
+        dwpe[t * C + c] = acc;
+    }
+}
+
+__global__ void __launch_bounds__(kThreads) iota_kernel(int32_t *v, int64_t n)
+{
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (int64_t)gridDim.x * blockDim.x)
+        v[i] = (int32_t)i;
+}
+
+/* After a stable sort of (token, row) by token, the block at the first entry of each run of
+ * equal tokens adds that token's rows into its dwte row in ascending row order, which is the
+ * reference's order: bit-identical, and no two blocks touch the same dwte row. */
+__global__ void __launch_bounds__(kThreads)
+    embedding_dwte_kernel(const float *dout, const int32_t *tok_sorted, const int32_t *row_sorted,
+                          float *dwte, int64_t N, int64_t C)
+{
+    for (int64_t i = blockIdx.x; i < N; i += gridDim.x) {
+        int32_t tok = tok_sorted[i];
+        if (i > 0 && tok_sorted[i - 1] == tok) continue; /* not the head of its run */
+        float *e = dwte + (int64_t)tok * C;
+        for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
+            float acc = e[c];
+            for (int64_t u = i; u < N && tok_sorted[u] == tok; u++)
+                acc += dout[(int64_t)row_sorted[u] * C + c];
+            e[c] = acc;
+        }
+    }
+}
+
+/* ---- layernorm: one warp per row ------------------------------------------------------------ */
+
+__global__ void __launch_bounds__(kThreads)
+    layernorm_forward_kernel(const float *x, const float *w, const float *b, float *y, float *mean,
+                             float *rstd, int64_t N, int64_t C)
+{
+    const int lane = threadIdx.x & 31, wpb = blockDim.x / 32;
+    for (int64_t r = (int64_t)blockIdx.x * wpb + threadIdx.x / 32; r < N;
+         r += (int64_t)gridDim.x * wpb) {
+        const float *xr = x + r * C;
+        float s = 0.0f;
+        for (int64_t c = lane; c < C; c += 32)
+            s += xr[c];
+        const float m = warp_sum(s) / (float)C;
+        /* Two passes (mean, then squared deviations): no cancellation when |mean| >> std. */
+        float v = 0.0f;
+        for (int64_t c = lane; c < C; c += 32) {
+            float d = xr[c] - m;
+            v += d * d;
+        }
+        const float rs = 1.0f / sqrtf(warp_sum(v) / (float)C + kLnEps);
+        for (int64_t c = lane; c < C; c += 32)
+            y[r * C + c] = (xr[c] - m) * rs * w[c] + b[c];
+        if (lane == 0) {
+            mean[r] = m;
+            rstd[r] = rs;
+        }
+    }
+}
+
+/* dx += rstd (g - mean_c(g) - xhat mean_c(g xhat)), g = dy w (see the reference). */
+__global__ void __launch_bounds__(kThreads)
+    layernorm_dx_kernel(const float *dy, const float *x, const float *w, const float *mean,
+                        const float *rstd, float *dx, int64_t N, int64_t C)
+{
+    const int lane = threadIdx.x & 31, wpb = blockDim.x / 32;
+    for (int64_t r = (int64_t)blockIdx.x * wpb + threadIdx.x / 32; r < N;
+         r += (int64_t)gridDim.x * wpb) {
+        const float *xr = x + r * C, *d = dy + r * C;
+        const float m = mean[r], rs = rstd[r];
+        float sg = 0.0f, sgx = 0.0f;
+        for (int64_t c = lane; c < C; c += 32) {
+            float g = d[c] * w[c];
+            sg += g;
+            sgx += g * ((xr[c] - m) * rs);
+        }
+        sg = warp_sum(sg) / (float)C;
+        sgx = warp_sum(sgx) / (float)C;
+        for (int64_t c = lane; c < C; c += 32) {
+            float g = d[c] * w[c], xhat = (xr[c] - m) * rs;
+            dx[r * C + c] += rs * (g - sg - xhat * sgx);
+        }
+    }
+}
+
+/* part[k] = (sum of dy xhat, sum of dy) over the rows of chunk k, one thread per column (reads
+ * coalesced along the row). */
+__global__ void __launch_bounds__(kThreads)
+    layernorm_dwdb_partial_kernel(const float *dy, const float *x, const float *mean,
+                                  const float *rstd, float *part, int64_t N, int64_t C,
+                                  int64_t nchunk)
+{
+    int64_t c = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= C) return;
+    for (int64_t k = blockIdx.y; k < nchunk; k += gridDim.y) {
+        int64_t r1 = (k + 1) * kLnChunk < N ? (k + 1) * kLnChunk : N;
+        float sw = 0.0f, sb = 0.0f;
+        for (int64_t r = k * kLnChunk; r < r1; r++) {
+            float d = dy[r * C + c];
+            sw += d * ((x[r * C + c] - mean[r]) * rstd[r]);
+            sb += d;
+        }
+        part[k * 2 * C + c] = sw;
+        part[k * 2 * C + C + c] = sb;
+    }
+}
+
+/* The chunks' partials in chunk order (double: cheap here, and closer to the reference). */
+__global__ void __launch_bounds__(kThreads)
+    layernorm_dwdb_final_kernel(const float *part, float *dw, float *db, int64_t C, int64_t nchunk)
+{
+    int64_t c = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= C) return;
+    double sw = 0.0, sb = 0.0;
+    for (int64_t k = 0; k < nchunk; k++) {
+        sw += part[k * 2 * C + c];
+        sb += part[k * 2 * C + C + c];
+    }
+    dw[c] += (float)sw;
+    db[c] += (float)sb;
+}
+
+/* ---- attention --------------------------------------------------------------------------------
+ * All three kernels use 256 threads as a 16 x 16 grid: ty (tid / 16) owns RM consecutive rows of
+ * the block's own tile (BM = 16 RM query rows, or key rows in the dK/dV kernel), tx (tid % 16)
+ * owns columns tx + 16 c of the streamed tile (BN rows) and head channels tx + 16 k. A row's 16
+ * threads are one half-warp, so row maxima and sums are shuffles. Tiles live in shared memory
+ * with rows of D + 1 floats (D: the head size hs rounded up to 32, 64 or 128, zero-padded) so
+ * that 16 threads reading 16 different rows at one channel hit 16 different banks.
+ *
+ * Forward (one block per (b, h, query tile)): FlashAttention-2's online softmax over key tiles;
+ * stores out and lse = max + log(sum) per row. Decode runs the same kernel with one query (RM =
+ * 1) and the same key tiling, and the per-row arithmetic uses explicitly rounded intrinsics
+ * (__fmaf_rn etc., which the compiler never contracts differently), so decode reproduces the
+ * forward's row `pos` bit for bit, as the ref and cpu backends do.
+ *
+ * Backward: P = exp(S scale - lse) is recomputed from q, k and the saved lse. Kernel 1 (per query
+ * tile, looping over keys) computes, in one pass, D_i = sum_j P_ij dP_ij with dP = dO V^T, and
+ * dQ_i = scale sum_j P_ij (dP_ij - D_i) K_j as scale (sum_j P_ij dP_ij K_j - D_i sum_j P_ij K_j);
+ * it saves D. Kernel 2 (per key tile, looping over queries) computes dV_j = sum_i P_ij dO_i and
+ * dK_j = scale sum_i P_ij (dP_ij - D_i) Q_i. Each gradient element is written by one thread
+ * exactly once: no atomics, no zeroing. */
+
+constexpr int kAttThreads = 256;
+
+/* Forward and decode: q, k, v, out point at head 0 of batch 0; row r of batch b at
+ * base + b * bstride + r * rstride. Query rows are 0..nq-1 at positions qpos0 + row; keys
+ * 0..nkv-1; key j is visible to position t when j <= t. */
+struct AttFwdArgs {
+    const float *q, *k, *v;
+    float *out, *lse; /* lse [B, NH, nq], or NULL */
+    int64_t q_bstride, q_rstride, kv_bstride, kv_rstride, o_bstride, o_rstride;
+    int NH, hs, nq, nkv, qpos0;
+    float scale;
+};
+
+struct AttBwdArgs {
+    const float *qkv, *dout, *lse;
+    float *dqkv, *dsum; /* dsum: D_i [B, NH, T], written by kernel 1, read by kernel 2 */
+    int T, C, NH, hs;
+    float scale;
+};
+
+/* rows x D tile from global (row r at src + r * rstride, rows >= nrows and channels >= hs are
+ * zero) into shared memory with rows of D + 1. */
+template <int D>
+__device__ __forceinline__ void load_tile(float *dst, int rows, const float *src, int64_t rstride,
+                                          int nrows, int hs)
+{
+    for (int e = threadIdx.x; e < rows * D; e += kAttThreads) {
+        int r = e / D, d = e % D;
+        dst[r * (D + 1) + d] = (r < nrows && d < hs) ? src[(int64_t)r * rstride + d] : 0.0f;
+    }
+}
+
+template <int D, int RM, int BN> constexpr size_t att_fwd_smem()
+{
+    return sizeof(float) * ((16 * RM + 2 * BN) * (D + 1) + 16 * RM * (BN + 1));
+}
+
+template <int D, int RM, int BN>
+__global__ void __launch_bounds__(kAttThreads) attention_forward_kernel(AttFwdArgs a)
+{
+    constexpr int BM = 16 * RM, LD = D + 1, LDP = BN + 1, CN = BN / 16, DN = D / 16;
+    extern __shared__ float smem[];
+    float *sQ = smem, *sK = sQ + BM * LD, *sV = sK + BN * LD, *sP = sV + BN * LD;
+    const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
+    const int bh = blockIdx.x, b = bh / a.NH, h = bh % a.NH;
+    /* Later query tiles see more keys: start them first so the short ones fill in at the end. */
+    const int l0 = (gridDim.y - 1 - blockIdx.y) * BM;
+    const float *qb = a.q + b * a.q_bstride + (int64_t)h * a.hs;
+    const float *kb = a.k + b * a.kv_bstride + (int64_t)h * a.hs;
+    const float *vb = a.v + b * a.kv_bstride + (int64_t)h * a.hs;
+    load_tile<D>(sQ, BM, qb + l0 * a.q_rstride, a.q_rstride, a.nq - l0, a.hs);
+
+    float m[RM], l[RM], acc[RM][DN];
+    int tpos[RM];
+    for (int i = 0; i < RM; i++) {
+        m[i] = -INFINITY;
+        l[i] = 0.0f;
+        tpos[i] = a.qpos0 + l0 + ty * RM + i;
+        for (int k = 0; k < DN; k++)
+            acc[i][k] = 0.0f;
+    }
+    /* Keys past the tile's last position are masked for every row; past kv_end they are
+     * loaded as zeros (decode's cache holds garbage after pos). */
+    const int kv_end = min(a.qpos0 + l0 + BM, a.nkv);
+    for (int k0 = 0; k0 < kv_end; k0 += BN) {
+        __syncthreads(); /* the previous tile's sK, sV, sP are no longer read */
+        load_tile<D>(sK, BN, kb + (int64_t)k0 * a.kv_rstride, a.kv_rstride, kv_end - k0, a.hs);
+        load_tile<D>(sV, BN, vb + (int64_t)k0 * a.kv_rstride, a.kv_rstride, kv_end - k0, a.hs);
+        __syncthreads();
+        float s[RM][CN];
+        for (int i = 0; i < RM; i++)
+            for (int c = 0; c < CN; c++)
+                s[i][c] = 0.0f;
+        for (int d = 0; d < D; d++) {
+            float qv[RM], kv[CN];
+            for (int i = 0; i < RM; i++)
+                qv[i] = sQ[(ty * RM + i) * LD + d];
+            for (int c = 0; c < CN; c++)
+                kv[c] = sK[(tx + 16 * c) * LD + d];
+            for (int i = 0; i < RM; i++)
+                for (int c = 0; c < CN; c++)
+                    s[i][c] = __fmaf_rn(qv[i], kv[c], s[i][c]);
+        }
+        for (int i = 0; i < RM; i++) {
+            float mx = -INFINITY;
+            for (int c = 0; c < CN; c++) {
+                int j = k0 + tx + 16 * c;
+                s[i][c] = j > tpos[i] ? -INFINITY : __fmul_rn(s[i][c], a.scale);
+                mx = fmaxf(mx, s[i][c]);
+            }
+            const float mnew = fmaxf(m[i], group16_max(mx));
+            /* Key 0 is in the first tile and visible to every row, so mnew is finite from
+             * then on; the guards only keep a fully masked row free of inf - inf. */
+            const float alpha = mnew == -INFINITY ? 1.0f : expf(__fsub_rn(m[i], mnew));
+            float rs = 0.0f;
+            for (int c = 0; c < CN; c++) {
+                float p = s[i][c] == -INFINITY ? 0.0f : expf(__fsub_rn(s[i][c], mnew));
+                sP[(ty * RM + i) * LDP + tx + 16 * c] = p;
+                rs = __fadd_rn(rs, p);
+            }
+            l[i] = __fmaf_rn(l[i], alpha, group16_sum(rs));
+            m[i] = mnew;
+            for (int k = 0; k < DN; k++)
+                acc[i][k] = __fmul_rn(acc[i][k], alpha);
+        }
+        __syncthreads();
+        for (int j = 0; j < BN; j++) {
+            float pv[RM], vv[DN];
+            for (int i = 0; i < RM; i++)
+                pv[i] = sP[(ty * RM + i) * LDP + j];
+            for (int k = 0; k < DN; k++)
+                vv[k] = sV[j * LD + tx + 16 * k];
+            for (int i = 0; i < RM; i++)
+                for (int k = 0; k < DN; k++)
+                    acc[i][k] = __fmaf_rn(pv[i], vv[k], acc[i][k]);
+        }
+    }
+    for (int i = 0; i < RM; i++) {
+        int row = l0 + ty * RM + i;
+        if (row >= a.nq) continue;
+        float *o = a.out + b * a.o_bstride + row * a.o_rstride + (int64_t)h * a.hs;
+        for (int k = 0; k < DN; k++) {
+            int d = tx + 16 * k;
+            if (d < a.hs) o[d] = __fdiv_rn(acc[i][k], l[i]);
+        }
+        if (a.lse && tx == 0) a.lse[(int64_t)bh * a.nq + row] = m[i] + logf(l[i]);
+    }
+}
+
+template <int D, int RM, int BN> constexpr size_t att_bwd_smem()
+{
+    return sizeof(float) * (2 * (16 * RM + BN) * (D + 1) + 2 * 16 * RM * (BN + 1) + 2 * BN);
+}
+
+/* Kernel 1: one block per (b, h, query tile): D_i and dQ (see the comment above). */
+template <int D, int RM, int BN>
+__global__ void __launch_bounds__(kAttThreads) attention_backward_dq_kernel(AttBwdArgs a)
+{
+    constexpr int BM = 16 * RM, LD = D + 1, LDP = BN + 1, CN = BN / 16, DN = D / 16;
+    extern __shared__ float smem[];
+    float *sQ = smem, *sO = sQ + BM * LD, *sK = sO + BM * LD, *sV = sK + BN * LD;
+    float *sP = sV + BN * LD, *sPdP = sP + BM * LDP;
+    const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
+    const int bh = blockIdx.x, b = bh / a.NH, h = bh % a.NH;
+    const int q0 = (gridDim.y - 1 - blockIdx.y) * BM, T = a.T;
+    const int64_t C3 = 3 * (int64_t)a.C;
+    const float *qb = a.qkv + (int64_t)b * T * C3 + (int64_t)h * a.hs;
+    const float *ob = a.dout + (int64_t)b * T * a.C + (int64_t)h * a.hs;
+    load_tile<D>(sQ, BM, qb + q0 * C3, C3, T - q0, a.hs);
+    load_tile<D>(sO, BM, ob + (int64_t)q0 * a.C, a.C, T - q0, a.hs);
+
+    float lse[RM], dpart[RM], accA[RM][DN], accB[RM][DN];
+    int tpos[RM];
+    for (int i = 0; i < RM; i++) {
+        tpos[i] = q0 + ty * RM + i;
+        lse[i] = tpos[i] < T ? a.lse[(int64_t)bh * T + tpos[i]] : 0.0f;
+        dpart[i] = 0.0f;
+        for (int k = 0; k < DN; k++)
+            accA[i][k] = accB[i][k] = 0.0f;
+    }
+    const int kv_end = min(q0 + BM, T);
+    for (int k0 = 0; k0 < kv_end; k0 += BN) {
+        __syncthreads();
+        load_tile<D>(sK, BN, qb + a.C + k0 * C3, C3, kv_end - k0, a.hs);
+        load_tile<D>(sV, BN, qb + 2 * a.C + k0 * C3, C3, kv_end - k0, a.hs);
+        __syncthreads();
+        float s[RM][CN], dp[RM][CN];
+        for (int i = 0; i < RM; i++)
+            for (int c = 0; c < CN; c++)
+                s[i][c] = dp[i][c] = 0.0f;
+        for (int d = 0; d < D; d++) {
+            float qv[RM], ov[RM], kv[CN], vv[CN];
+            for (int i = 0; i < RM; i++) {
+                qv[i] = sQ[(ty * RM + i) * LD + d];
+                ov[i] = sO[(ty * RM + i) * LD + d];
+            }
+            for (int c = 0; c < CN; c++) {
+                kv[c] = sK[(tx + 16 * c) * LD + d];
+                vv[c] = sV[(tx + 16 * c) * LD + d];
+            }
+            for (int i = 0; i < RM; i++)
+                for (int c = 0; c < CN; c++) {
+                    s[i][c] = __fmaf_rn(qv[i], kv[c], s[i][c]);
+                    dp[i][c] = __fmaf_rn(ov[i], vv[c], dp[i][c]);
+                }
+        }
+        for (int i = 0; i < RM; i++)
+            for (int c = 0; c < CN; c++) {
+                int j = k0 + tx + 16 * c;
+                float p = j > tpos[i] ? 0.0f : expf(__fmul_rn(s[i][c], a.scale) - lse[i]);
+                float pdp = p * dp[i][c];
+                dpart[i] += pdp;
+                sP[(ty * RM + i) * LDP + tx + 16 * c] = p;
+                sPdP[(ty * RM + i) * LDP + tx + 16 * c] = pdp;
+            }
+        __syncthreads();
+        for (int j = 0; j < BN; j++) {
+            float pv[RM], pd[RM], kv[DN];
+            for (int i = 0; i < RM; i++) {
+                pv[i] = sP[(ty * RM + i) * LDP + j];
+                pd[i] = sPdP[(ty * RM + i) * LDP + j];
+            }
+            for (int k = 0; k < DN; k++)
+                kv[k] = sK[j * LD + tx + 16 * k];
+            for (int i = 0; i < RM; i++)
+                for (int k = 0; k < DN; k++) {
+                    accA[i][k] = fmaf(pd[i], kv[k], accA[i][k]);
+                    accB[i][k] = fmaf(pv[i], kv[k], accB[i][k]);
+                }
+        }
+    }
+    for (int i = 0; i < RM; i++) {
+        const float Di = group16_sum(dpart[i]); /* all lanes, before any lane leaves */
+        if (tpos[i] >= T) continue;
+        float *dq = a.dqkv + ((int64_t)b * T + tpos[i]) * C3 + (int64_t)h * a.hs;
+        for (int k = 0; k < DN; k++) {
+            int d = tx + 16 * k;
+            if (d < a.hs) dq[d] = a.scale * (accA[i][k] - Di * accB[i][k]);
+        }
+        if (tx == 0) a.dsum[(int64_t)bh * T + tpos[i]] = Di;
+    }
+}
+
+/* Kernel 2: one block per (b, h, key tile), looping over the query tiles that can see it. */
+template <int D, int RM, int BN>
+__global__ void __launch_bounds__(kAttThreads) attention_backward_dkv_kernel(AttBwdArgs a)
+{
+    constexpr int BM = 16 * RM, LD = D + 1, LDP = BN + 1, CN = BN / 16, DN = D / 16;
+    extern __shared__ float smem[];
+    float *sK = smem, *sV = sK + BM * LD, *sQ = sV + BM * LD, *sO = sQ + BN * LD;
+    float *sP = sO + BN * LD, *sdS = sP + BM * LDP, *sL = sdS + BM * LDP, *sD = sL + BN;
+    const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
+    const int bh = blockIdx.x, b = bh / a.NH, h = bh % a.NH;
+    const int k0 = blockIdx.y * BM, T = a.T; /* early key tiles have the most work: first */
+    const int64_t C3 = 3 * (int64_t)a.C;
+    const float *qb = a.qkv + (int64_t)b * T * C3 + (int64_t)h * a.hs;
+    const float *ob = a.dout + (int64_t)b * T * a.C + (int64_t)h * a.hs;
+    load_tile<D>(sK, BM, qb + a.C + k0 * C3, C3, T - k0, a.hs);
+    load_tile<D>(sV, BM, qb + 2 * a.C + k0 * C3, C3, T - k0, a.hs);
+
+    float accK[RM][DN], accV[RM][DN];
+    int kpos[RM];
+    for (int i = 0; i < RM; i++) {
+        kpos[i] = k0 + ty * RM + i;
+        for (int k = 0; k < DN; k++)
+            accK[i][k] = accV[i][k] = 0.0f;
+    }
+    /* Queries before k0 see none of these keys. */
+    for (int q0 = k0; q0 < T; q0 += BN) {
+        __syncthreads();
+        load_tile<D>(sQ, BN, qb + q0 * C3, C3, T - q0, a.hs);
+        load_tile<D>(sO, BN, ob + (int64_t)q0 * a.C, a.C, T - q0, a.hs);
+        for (int r = threadIdx.x; r < BN; r += kAttThreads) {
+            bool ok = q0 + r < T;
+            sL[r] = ok ? a.lse[(int64_t)bh * T + q0 + r] : 0.0f;
+            sD[r] = ok ? a.dsum[(int64_t)bh * T + q0 + r] : 0.0f;
+        }
+        __syncthreads();
+        float s[RM][CN], dp[RM][CN];
+        for (int i = 0; i < RM; i++)
+            for (int c = 0; c < CN; c++)
+                s[i][c] = dp[i][c] = 0.0f;
+        for (int d = 0; d < D; d++) {
+            float kv[RM], vv[RM], qv[CN], ov[CN];
+            for (int i = 0; i < RM; i++) {
+                kv[i] = sK[(ty * RM + i) * LD + d];
+                vv[i] = sV[(ty * RM + i) * LD + d];
+            }
+            for (int c = 0; c < CN; c++) {
+                qv[c] = sQ[(tx + 16 * c) * LD + d];
+                ov[c] = sO[(tx + 16 * c) * LD + d];
+            }
+            /* q.k in the same operand order and rounding as the forward and kernel 1 */
+            for (int i = 0; i < RM; i++)
+                for (int c = 0; c < CN; c++) {
+                    s[i][c] = __fmaf_rn(qv[c], kv[i], s[i][c]);
+                    dp[i][c] = __fmaf_rn(ov[c], vv[i], dp[i][c]);
+                }
+        }
+        for (int i = 0; i < RM; i++)
+            for (int c = 0; c < CN; c++) {
+                int u = tx + 16 * c, t = q0 + u;
+                float p =
+                    (t < kpos[i] || t >= T) ? 0.0f : expf(__fmul_rn(s[i][c], a.scale) - sL[u]);
+                sP[(ty * RM + i) * LDP + u] = p;
+                sdS[(ty * RM + i) * LDP + u] = p * (dp[i][c] - sD[u]);
+            }
+        __syncthreads();
+        for (int u = 0; u < BN; u++) {
+            float pv[RM], dsv[RM], qv[DN], ov[DN];
+            for (int i = 0; i < RM; i++) {
+                pv[i] = sP[(ty * RM + i) * LDP + u];
+                dsv[i] = sdS[(ty * RM + i) * LDP + u];
+            }
+            for (int k = 0; k < DN; k++) {
+                qv[k] = sQ[u * LD + tx + 16 * k];
+                ov[k] = sO[u * LD + tx + 16 * k];
+            }
+            for (int i = 0; i < RM; i++)
+                for (int k = 0; k < DN; k++) {
+                    accV[i][k] = fmaf(pv[i], ov[k], accV[i][k]);
+                    accK[i][k] = fmaf(dsv[i], qv[k], accK[i][k]);
+                }
+        }
+    }
+    for (int i = 0; i < RM; i++) {
+        if (kpos[i] >= T) continue;
+        float *dk = a.dqkv + ((int64_t)b * T + kpos[i]) * C3 + a.C + (int64_t)h * a.hs;
+        for (int k = 0; k < DN; k++) {
+            int d = tx + 16 * k;
+            if (d < a.hs) {
+                dk[d] = a.scale * accK[i][k];
+                dk[a.C + d] = accV[i][k];
+            }
+        }
+    }
+}
+
+/* Tile shapes per padded head size: shared memory stays under 99 KiB (the most sm_86/89 allow;
+ * A100/H100 have more), 64-row query tiles where that fits. Decode must use the forward's BN. */
+constexpr int kFwdRM = 4, kFwdBM = 16 * kFwdRM;
+constexpr int kFwdBN32 = 64, kFwdBN64 = 64, kFwdBN128 = 32;
+
+template <typename Kernel, typename Args>
+void launch_att(Kernel kernel, dim3 grid, size_t smem, cudaStream_t st, const Args &args)
+{
+    /* Above 48 KiB of dynamic shared memory a kernel must opt in (cheap; per call keeps it
+     * correct on whichever device is current). */
+    TP_CUDA_FATAL(
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    kernel<<<grid, kAttThreads, smem, st>>>(args);
+    TP_CUDA_LAUNCHED();
+}
+
+void att_forward_dispatch(int hs, dim3 grid, bool decode, cudaStream_t st, const AttFwdArgs &a)
+{
+    if (hs <= 32) {
+        if (decode)
+            launch_att(attention_forward_kernel<32, 1, kFwdBN32>, grid,
+                       att_fwd_smem<32, 1, kFwdBN32>(), st, a);
+        else
+            launch_att(attention_forward_kernel<32, kFwdRM, kFwdBN32>, grid,
+                       att_fwd_smem<32, kFwdRM, kFwdBN32>(), st, a);
+    } else if (hs <= 64) {
+        if (decode)
+            launch_att(attention_forward_kernel<64, 1, kFwdBN64>, grid,
+                       att_fwd_smem<64, 1, kFwdBN64>(), st, a);
+        else
+            launch_att(attention_forward_kernel<64, kFwdRM, kFwdBN64>, grid,
+                       att_fwd_smem<64, kFwdRM, kFwdBN64>(), st, a);
+    } else {
+        if (decode)
+            launch_att(attention_forward_kernel<128, 1, kFwdBN128>, grid,
+                       att_fwd_smem<128, 1, kFwdBN128>(), st, a);
+        else
+            launch_att(attention_forward_kernel<128, kFwdRM, kFwdBN128>, grid,
+                       att_fwd_smem<128, kFwdRM, kFwdBN128>(), st, a);
+    }
+}
+
+template <int D, int RM, int BN>
+void att_backward_launch(int B_NH, int T, cudaStream_t st, const AttBwdArgs &a)
+{
+    constexpr int BM = 16 * RM;
+    dim3 grid((unsigned)B_NH, (unsigned)((T + BM - 1) / BM));
+    launch_att(attention_backward_dq_kernel<D, RM, BN>, grid, att_bwd_smem<D, RM, BN>(), st, a);
+    launch_att(attention_backward_dkv_kernel<D, RM, BN>, grid, att_bwd_smem<D, RM, BN>(), st, a);
+}
+
+/* Shapes the attention kernels index with int, and the head sizes they support. */
+void att_check(int64_t B, int64_t T, int64_t C, int64_t NH)
+{
+    if (C / NH > 128) fatal("CUDA attention supports head sizes up to 128");
+    if (B * NH > INT_MAX || 3 * C > INT_MAX || T > INT_MAX - 128 || (T + 31) / 32 > kMaxBlocks)
+        fatal("CUDA attention: shape too large");
+}
+
+} // namespace
+
+/* ---- entry points --------------------------------------------------------------------------- */
+
+extern "C" void tp_cuda_embedding_forward(tp_backend_t *be, const int32_t *tokens, const float *wte,
+                                          const float *wpe, float *out, int64_t B, int64_t T,
+                                          int64_t C)
+{
+    int64_t N = B * T;
+    if (N <= 0 || C <= 0) return;
+    embedding_forward_kernel<<<blocks_for(N, 1), kThreads, 0, tp_cuda_stream(be)>>>(
+        tokens, wte, wpe, out, N, T, C);
+    TP_CUDA_LAUNCHED();
+}
+
+extern "C" void tp_cuda_embedding_backward(tp_backend_t *be, const float *dout,
+                                           const int32_t *tokens, float *dwte, float *dwpe,
+                                           int64_t B, int64_t T, int64_t C)
+{
+    int64_t N = B * T;
+    if (N <= 0 || C <= 0) return;
+    if (N > INT_MAX) fatal("CUDA embedding backward: more than 2^31 tokens");
+    cudaStream_t st = tp_cuda_stream(be);
+    dim3 gpe(blocks_for(C, kThreads), blocks_for(T, 1));
+    embedding_dwpe_kernel<<<gpe, kThreads, 0, st>>>(dout, dwpe, B, T, C);
+    TP_CUDA_LAUNCHED();
+
+    /* dwte: the vocabulary size is not known here, so bucket rows by token with a stable radix
+     * sort of (token, row) instead of a count over V. */
+    size_t temp_bytes = 0;
+    TP_CUDA_FATAL(cub::DeviceRadixSort::SortPairs(nullptr, temp_bytes, (const int32_t *)nullptr,
+                                                  (int32_t *)nullptr, (const int32_t *)nullptr,
+                                                  (int32_t *)nullptr, (int)N, 0, 32, st));
+    int32_t *ibuf = (int32_t *)tp_cuda_scratch(be, 0, 3 * (size_t)N * sizeof(int32_t));
+    void *temp = tp_cuda_scratch(be, 1, temp_bytes > 0 ? temp_bytes : 1);
+    int32_t *tok_sorted = ibuf, *rows = ibuf + N, *row_sorted = ibuf + 2 * N;
+    iota_kernel<<<blocks_for(N, kThreads), kThreads, 0, st>>>(rows, N);
+    TP_CUDA_LAUNCHED();
+    TP_CUDA_FATAL(cub::DeviceRadixSort::SortPairs(temp, temp_bytes, tokens, tok_sorted, rows,
+                                                  row_sorted, (int)N, 0, 32, st));
+    embedding_dwte_kernel<<<blocks_for(N, 1), kThreads, 0, st>>>(dout, tok_sorted, row_sorted, dwte,
+                                                                 N, C);
+    TP_CUDA_LAUNCHED();
+}
+
+extern "C" void tp_cuda_layernorm_forward(tp_backend_t *be, const float *x, const float *w,
+                                          const float *b, float *y, float *mean, float *rstd,
+                                          int64_t N, int64_t C)
+{
+    if (N <= 0 || C <= 0) return;
+    layernorm_forward_kernel<<<blocks_for(N, kThreads / 32), kThreads, 0, tp_cuda_stream(be)>>>(
+        x, w, b, y, mean, rstd, N, C);
+    TP_CUDA_LAUNCHED();
+}
+
+extern "C" void tp_cuda_layernorm_backward(tp_backend_t *be, const float *dy, const float *x,
+                                           const float *w, const float *mean, const float *rstd,
+                                           float *dx, float *dw, float *db, int64_t N, int64_t C)
+{
+    if (N <= 0 || C <= 0) return;
+    cudaStream_t st = tp_cuda_stream(be);
+    layernorm_dx_kernel<<<blocks_for(N, kThreads / 32), kThreads, 0, st>>>(dy, x, w, mean, rstd, dx,
+                                                                           N, C);
+    TP_CUDA_LAUNCHED();
+    int64_t nchunk = (N + kLnChunk - 1) / kLnChunk;
+    float *part = (float *)tp_cuda_scratch(be, 0, (size_t)(nchunk * 2 * C) * sizeof(float));
+    dim3 grid(blocks_for(C, kThreads), blocks_for(nchunk, 1));
+    layernorm_dwdb_partial_kernel<<<grid, kThreads, 0, st>>>(dy, x, mean, rstd, part, N, C, nchunk);
+    TP_CUDA_LAUNCHED();
+    layernorm_dwdb_final_kernel<<<blocks_for(C, kThreads), kThreads, 0, st>>>(part, dw, db, C,
+                                                                              nchunk);
+    TP_CUDA_LAUNCHED();
+}
+
+extern "C" int64_t tp_cuda_attention_att_numel(tp_backend_t *be, int64_t B, int64_t T, int64_t NH)
+{
+    (void)be;
+    return B * NH * T; /* the log-sum-exp of each query row */
+}
+
+extern "C" void tp_cuda_attention_forward(tp_backend_t *be, const float *qkv, float *out,
+                                          float *att, int64_t B, int64_t T, int64_t C, int64_t NH)
+{
+    if (B <= 0 || T <= 0 || NH <= 0 || C / NH <= 0) return;
+    att_check(B, T, C, NH);
+    int hs = (int)(C / NH);
+    AttFwdArgs a;
+    a.q = qkv;
+    a.k = qkv + C;
+    a.v = qkv + 2 * C;
+    a.out = out;
+    a.lse = att;
+    a.q_bstride = a.kv_bstride = T * 3 * C;
+    a.q_rstride = a.kv_rstride = 3 * C;
+    a.o_bstride = T * C;
+    a.o_rstride = C;
+    a.NH = (int)NH;
+    a.hs = hs;
+    a.nq = a.nkv = (int)T;
+    a.qpos0 = 0;
+    a.scale = 1.0f / sqrtf((float)hs);
+    dim3 grid((unsigned)(B * NH), (unsigned)((T + kFwdBM - 1) / kFwdBM));
+    att_forward_dispatch(hs, grid, false, tp_cuda_stream(be), a);
+}
+
+extern "C" void tp_cuda_attention_backward(tp_backend_t *be, const float *dout, const float *qkv,
+                                           const float *att, float *dqkv, int64_t B, int64_t T,
+                                           int64_t C, int64_t NH)
+{
+    if (B <= 0 || T <= 0 || NH <= 0 || C / NH <= 0) return;
+    att_check(B, T, C, NH);
+    int hs = (int)(C / NH);
+    AttBwdArgs a;
+    a.qkv = qkv;
+    a.dout = dout;
+    a.lse = att;
+    a.dqkv = dqkv;
+    a.dsum = (float *)tp_cuda_scratch(be, 0, (size_t)(B * NH * T) * sizeof(float));
+    a.T = (int)T;
+    a.C = (int)C;
+    a.NH = (int)NH;
+    a.hs = hs;
+    a.scale = 1.0f / sqrtf((float)hs);
+    cudaStream_t st = tp_cuda_stream(be);
+    int bnh = (int)(B * NH);
+    if (hs <= 32)
+        att_backward_launch<32, 4, 32>(bnh, (int)T, st, a);
+    else if (hs <= 64)
+        att_backward_launch<64, 4, 32>(bnh, (int)T, st, a);
+    else
+        att_backward_launch<128, 2, 32>(bnh, (int)T, st, a);
+}
+
+extern "C" void tp_cuda_attention_decode(tp_backend_t *be, const float *q, const float *kcache,
+                                         const float *vcache, float *out, int64_t B, int64_t pos,
+                                         int64_t Tmax, int64_t C, int64_t NH)
+{
+    if (B <= 0 || NH <= 0 || C / NH <= 0 || pos < 0) return;
+    att_check(B, pos + 1, C, NH);
+    int hs = (int)(C / NH);
+    AttFwdArgs a;
+    a.q = q;
+    a.k = kcache;
+    a.v = vcache;
+    a.out = out;
+    a.lse = nullptr;
+    a.q_bstride = C;
+    a.q_rstride = 0; /* one query row */
+    a.kv_bstride = Tmax * C;
+    a.kv_rstride = C;
+    a.o_bstride = C;
+    a.o_rstride = 0;
+    a.NH = (int)NH;
+    a.hs = hs;
+    a.nq = 1;
+    a.nkv = (int)(pos + 1);
+    a.qpos0 = (int)pos;
+    a.scale = 1.0f / sqrtf((float)hs);
+    att_forward_dispatch(hs, dim3((unsigned)(B * NH), 1), true, tp_cuda_stream(be), a);
+}
