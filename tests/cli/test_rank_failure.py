@@ -16,7 +16,7 @@ cfg = h.write_config("rank_failure.cfg", tiny_mlp_config(steps=10000000, batch=3
 
 MESSAGE = re.compile(r"tulpar: error \[rank \d+ on [^\]]+\]: .*(during|after) the "
                      r"(gradient all-reduce|loss reduction for the progress log|checkpoint "
-                     r"agreement|evaluation) of step \d+")
+                     r"agreement|evaluation|stop-request agreement) of step \d+")
 
 
 def env():
