@@ -56,7 +56,13 @@ tp_status_t tp_comm_create_world(int *argc, char ***argv, tp_comm_t **out)
 
 void tp_comm_free(tp_comm_t *c)
 {
-    if (c) c->iface->free(c);
+    if (!c) return;
+    while (c->spare_reqs) {
+        tp_comm_req_t *r = c->spare_reqs;
+        c->spare_reqs = r->next_spare;
+        free(r);
+    }
+    c->iface->free(c);
 }
 
 int tp_comm_device(const tp_comm_t *c)
@@ -185,15 +191,19 @@ static tp_status_t start(tp_comm_t *c, tp_comm_req_t *r, tp_comm_req_t **out)
         r->kind == TP_REQ_ALLREDUCE        ? c->iface->iallreduce
         : r->kind == TP_REQ_REDUCE_SCATTER ? c->iface->ireduce_scatter
                                            : c->iface->iallgather;
-    tp_comm_req_t *req = tp_malloc(sizeof *req, "communication request");
-    if (!req) return TP_ERR_NOMEM;
+    tp_comm_req_t *req = c->spare_reqs;
+    if (req)
+        c->spare_reqs = req->next_spare;
+    else if (!(req = tp_malloc(sizeof *req, "communication request")))
+        return TP_ERR_NOMEM;
     *req = *r;
     tp_comm_watchdog_enter(c->watchdog);
     tp_status_t st = fn(c, req);
     tp_comm_watchdog_leave(c->watchdog);
     if (st != TP_OK) {
         if (c->iface->req_free) c->iface->req_free(c, req);
-        free(req);
+        req->next_spare = c->spare_reqs;
+        c->spare_reqs = req;
         return st;
     }
     *out = req;
@@ -235,7 +245,8 @@ tp_status_t tp_comm_iallgather(tp_comm_t *c, const void *send, void *recv, size_
 static void finish(tp_comm_t *c, tp_comm_req_t **req)
 {
     if (c->iface->req_free) c->iface->req_free(c, *req);
-    free(*req);
+    (*req)->next_spare = c->spare_reqs;
+    c->spare_reqs = *req;
     *req = NULL;
 }
 

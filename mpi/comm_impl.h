@@ -41,6 +41,8 @@ struct tp_comm {
     char library[256];
     void *impl;
     struct tp_comm_watchdog *watchdog; /* dead/hung rank detection (comm_watchdog.c); or NULL */
+    /* Finished requests kept for reuse, so that a training step's buckets allocate nothing. */
+    struct tp_comm_req *spare_reqs;
 };
 
 typedef enum { TP_REQ_ALLREDUCE, TP_REQ_REDUCE_SCATTER, TP_REQ_ALLGATHER } tp_req_kind_t;
@@ -54,6 +56,7 @@ struct tp_comm_req {
     tp_dtype_t dt;
     tp_redop_t op;
     void *impl;
+    struct tp_comm_req *next_spare; /* on the communicator's list of finished requests */
 };
 
 size_t tp_dtype_size(tp_dtype_t dt);

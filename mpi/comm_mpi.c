@@ -18,6 +18,7 @@ typedef struct mpi_state {
     void *pool[16];
     size_t pool_bytes[16];
     int next_tag; /* one tag per non-blocking ring, so concurrent rings never match each other */
+    struct mpi_req *spare; /* finished request states kept for reuse (no allocation per bucket) */
 } mpi_state_t;
 
 tp_status_t tp_mpi_report(int rc, const char *stmt, const char *file, int line)
@@ -187,7 +188,19 @@ typedef struct mpi_req {
     size_t total, base, rem;
     void *arrive;
     size_t arrive_bytes;
+    struct mpi_req *next_spare;
 } mpi_req_t;
+
+/* A zeroed request state, from the spare list when there is one. */
+static mpi_req_t *req_state(tp_comm_t *c)
+{
+    mpi_state_t *s = c->impl;
+    mpi_req_t *q = s->spare;
+    if (!q) return tp_calloc(1, sizeof *q, "MPI request");
+    s->spare = q->next_spare;
+    memset(q, 0, sizeof *q);
+    return q;
+}
 
 static void *pool_take(mpi_state_t *s, size_t bytes, size_t *got)
 {
@@ -282,7 +295,7 @@ static tp_status_t ring_start(tp_comm_t *c, tp_comm_req_t *req, mpi_req_t *q, vo
 
 static tp_status_t mpi_iallreduce(tp_comm_t *c, tp_comm_req_t *req)
 {
-    mpi_req_t *q = tp_calloc(1, sizeof *q, "MPI request");
+    mpi_req_t *q = req_state(c);
     if (!q) return TP_ERR_NOMEM;
     req->impl = q;
     size_t esz = tp_dtype_size(req->dt);
@@ -307,7 +320,7 @@ static tp_status_t mpi_iallreduce(tp_comm_t *c, tp_comm_req_t *req)
 
 static tp_status_t mpi_iallgather(tp_comm_t *c, tp_comm_req_t *req)
 {
-    mpi_req_t *q = tp_calloc(1, sizeof *q, "MPI request");
+    mpi_req_t *q = req_state(c);
     if (!q) return TP_ERR_NOMEM;
     req->impl = q;
     if (req->count > TP_MPI_MAX_COUNT)
@@ -324,7 +337,7 @@ static tp_status_t mpi_iallgather(tp_comm_t *c, tp_comm_req_t *req)
 
 static tp_status_t mpi_ireduce_scatter(tp_comm_t *c, tp_comm_req_t *req)
 {
-    mpi_req_t *q = tp_calloc(1, sizeof *q, "MPI request");
+    mpi_req_t *q = req_state(c);
     if (!q) return TP_ERR_NOMEM;
     req->impl = q;
     if (c->size == 1 || req->count == 0) return TP_OK; /* nothing in flight: done at first test */
@@ -408,8 +421,10 @@ static void mpi_req_free(tp_comm_t *c, tp_comm_req_t *req)
     /* A request abandoned after an error: let MPI free what is still posted. */
     for (int i = 0; i < q->nr; i++)
         if (q->r[i] != MPI_REQUEST_NULL) MPI_Request_free(&q->r[i]);
-    pool_give(c->impl, q->arrive, q->arrive_bytes);
-    free(q);
+    mpi_state_t *s = c->impl;
+    pool_give(s, q->arrive, q->arrive_bytes);
+    q->next_spare = s->spare;
+    s->spare = q;
     req->impl = NULL;
 }
 
@@ -434,6 +449,11 @@ static void mpi_free(tp_comm_t *c)
         free(s->rs_buf[1]);
         for (int i = 0; i < 16; i++)
             free(s->pool[i]);
+        while (s->spare) {
+            mpi_req_t *q = s->spare;
+            s->spare = q->next_spare;
+            free(q);
+        }
         int finalized = 0;
         MPI_Finalized(&finalized);
         if (s->initialised_here && !finalized) MPI_Finalize();

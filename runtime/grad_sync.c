@@ -5,6 +5,7 @@
  * piece of backward); no progress thread, because on a node where every core runs a rank such a
  * thread would take cycles from the compute it is meant to hide behind. */
 #include "grad_sync.h"
+#include "optim.h"
 #include "runtime.h"
 
 #include <math.h>
@@ -269,26 +270,25 @@ tp_status_t tp_grad_sync_end(tp_grad_sync_t *gs)
 tp_status_t tp_grad_sync_clip(tp_grad_sync_t *gs, double max_norm, double *norm)
 {
     tp_model_t *m = gs->m;
-    double t0 = tp_now(), sq = 0;
-    if (gs->zero == 0) {
-        sq = tp_op_sumsq(m->be, m->grad_buf, m->numel_pad);
-    } else {
-        if (gs->zero >= 2)
-            sq = tp_op_sumsq(m->be, gs->shard_grad, gs->shard.numel);
-        else
-            for (int b = 0; b < gs->n_buckets; b++)
-                sq += tp_op_sumsq(m->be, m->grad_buf + gs->pieces[b].offset, gs->pieces[b].numel);
-        TP_TRY(tp_comm_allreduce(gs->host, &sq, 1, TP_DT_DOUBLE, TP_RED_SUM));
-        double dt = tp_now() - t0;
-        gs->exposed_s += dt;
-        gs->total_s += dt;
+    if (gs->zero == 0) { /* replicated: every rank holds the whole reduced gradient */
+        *norm = tp_clip_grad_norm(m, max_norm);
+        return TP_OK;
     }
+    /* sharded: each rank's parts, summed over the ranks */
+    double t0 = tp_now(), sq = 0;
+    if (gs->zero >= 2)
+        sq = tp_op_sumsq(m->be, gs->shard_grad, gs->shard.numel);
+    else
+        for (int b = 0; b < gs->n_buckets; b++)
+            sq += tp_op_sumsq(m->be, m->grad_buf + gs->pieces[b].offset, gs->pieces[b].numel);
+    TP_TRY(tp_comm_allreduce(gs->host, &sq, 1, TP_DT_DOUBLE, TP_RED_SUM));
+    double dt = tp_now() - t0;
+    gs->exposed_s += dt;
+    gs->total_s += dt;
     *norm = sqrt(sq);
     if (!(max_norm > 0 && *norm > max_norm)) return TP_OK;
     float s = (float)(max_norm / (*norm + 1e-6));
-    if (gs->zero == 0)
-        tp_op_scale(m->be, m->grad_buf, s, m->numel_pad);
-    else if (gs->zero >= 2)
+    if (gs->zero >= 2)
         tp_op_scale(m->be, gs->shard_grad, s, gs->shard.numel);
     else
         for (int b = 0; b < gs->n_buckets; b++)
