@@ -23,6 +23,17 @@ extern "C" {
 #include <cuda_runtime.h>
 
 #define TP_CUDA_SCRATCH_SLOTS 4
+// Uploads of at most TP_CUDA_STAGE_MAX bytes (a step's tokens, labels or images: GPT-2 at batch
+// 16 x 1024 is 64 KiB, a CNN batch of 256 images 0.8 MiB) go through TP_CUDA_STAGE_SLOTS pinned
+// buffers used in turn; larger ones (weights, optimizer state) copy synchronously.
+#define TP_CUDA_STAGE_SLOTS 4
+#define TP_CUDA_STAGE_MAX   ((size_t)8 << 20)
+
+typedef struct stage_slot {
+    void *host; // pinned (cudaHostAlloc)
+    size_t cap;
+    cudaEvent_t copied; // recorded after the copy out of `host`
+} stage_slot_t;
 
 typedef struct cuda_state {
     int device;
@@ -31,6 +42,8 @@ typedef struct cuda_state {
     tp_precision_t precision;
     void *scratch[TP_CUDA_SCRATCH_SLOTS];
     size_t scratch_cap[TP_CUDA_SCRATCH_SLOTS];
+    stage_slot_t stage[TP_CUDA_STAGE_SLOTS];
+    int stage_next;
 } cuda_state_t;
 
 static cuda_state_t *state_of(const tp_backend_t *be)
@@ -143,6 +156,8 @@ static tp_status_t cuda_setup(tp_backend_t *be, cuda_state_t *s)
     // gemm names its compute type per call (TF32 or bf16 tensor cores, cuda_gemm); the handle's
     // default math mode matches runtime.precision = "fp32" for anything else.
     INIT_CUBLAS(cublasSetMathMode(s->cublas, CUBLAS_TF32_TENSOR_OP_MATH));
+    for (int i = 0; i < TP_CUDA_STAGE_SLOTS; i++)
+        INIT_CUDA(cudaEventCreateWithFlags(&s->stage[i].copied, cudaEventDisableTiming));
 
     int rt = 0, drv = 0, cbv = 0;
     INIT_CUDA(cudaRuntimeGetVersion(&rt));
@@ -171,6 +186,10 @@ static void state_free(cuda_state_t *s)
     }
     for (int i = 0; i < TP_CUDA_SCRATCH_SLOTS; i++)
         if (s->scratch[i]) (void)cudaFree(s->scratch[i]);
+    for (int i = 0; i < TP_CUDA_STAGE_SLOTS; i++) {
+        if (s->stage[i].host) (void)cudaFreeHost(s->stage[i].host);
+        if (s->stage[i].copied) (void)cudaEventDestroy(s->stage[i].copied);
+    }
     if (s->cublas) (void)cublasDestroy(s->cublas);
     if (s->stream) (void)cudaStreamDestroy(s->stream);
     free(s);
@@ -243,7 +262,9 @@ void *tp_cuda_scratch(tp_backend_t *be, int slot, size_t bytes)
     cap = (cap + 255) / 256 * 256;
     if (cap == 0) cap = 256;
     if (s->scratch[slot]) {
-        // Work already queued may still read the old buffer.
+        // Work already queued may still read the old buffer. Growth stops after the first
+        // steps; the wait is counted (tp_backend_host_waits).
+        be->host_waits++;
         TP_CUDA_FATAL(cudaStreamSynchronize(s->stream));
         TP_CUDA_FATAL(cudaFree(s->scratch[slot]));
         s->scratch[slot] = NULL;
@@ -282,17 +303,58 @@ static void *cuda_alloc(tp_backend_t *be, size_t bytes)
 static void cuda_release(tp_backend_t *be, void *ptr)
 {
     if (!ptr) return;
+    be->host_waits++;
     TP_CUDA_FATAL(cudaStreamSynchronize(state_of(be)->stream));
     TP_CUDA_FATAL(cudaFree(ptr));
 }
 
-// Synchronous: the host buffer may be reused as soon as this returns.
+// The host buffer may be reused as soon as this returns. Small uploads (a training step's
+// batch) are copied into a pinned staging slot and queued, so the host does not wait for the
+// GPU: it waits only when it comes back to a slot whose copy, queued TP_CUDA_STAGE_SLOTS uploads
+// ago, has not run yet. cudaMemcpyAsync straight from pageable memory may synchronise with the
+// stream instead (CUDA's "API synchronization behavior").
 static void cuda_upload(tp_backend_t *be, void *dst, const void *src, size_t bytes)
 {
     if (bytes == 0) return;
-    cudaStream_t st = state_of(be)->stream;
-    TP_CUDA_FATAL(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, st));
-    TP_CUDA_FATAL(cudaStreamSynchronize(st));
+    cuda_state_t *s = state_of(be);
+    cudaStream_t st = s->stream;
+    if (bytes > TP_CUDA_STAGE_MAX) {
+        be->host_waits++;
+        TP_CUDA_FATAL(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, st));
+        TP_CUDA_FATAL(cudaStreamSynchronize(st));
+        return;
+    }
+    stage_slot_t *k = &s->stage[s->stage_next];
+    s->stage_next = (s->stage_next + 1) % TP_CUDA_STAGE_SLOTS;
+    // A slot whose copy has not run yet is a host wait (tp_backend_host_waits counts it).
+    cudaError_t q = cudaEventQuery(k->copied); // never recorded: cudaSuccess
+    if (q == cudaErrorNotReady) {
+        be->host_waits++;
+        TP_CUDA_FATAL(cudaEventSynchronize(k->copied));
+    } else {
+        TP_CUDA_FATAL(q);
+    }
+    if (k->cap < bytes) {
+        // Grown once, to the largest batch (at most TP_CUDA_STAGE_MAX). cudaFreeHost and
+        // cudaHostAlloc synchronise the device: counted as a wait.
+        be->host_waits++;
+        if (k->host) TP_CUDA_FATAL(cudaFreeHost(k->host));
+        k->host = NULL;
+        k->cap = 0;
+        size_t cap = bytes < ((size_t)1 << 20) ? (size_t)1 << 20 : bytes;
+        cudaError_t e = cudaHostAlloc(&k->host, cap, cudaHostAllocDefault);
+        if (e != cudaSuccess) { // no pinned memory to spare: copy synchronously instead
+            (void)cudaGetLastError();
+            k->host = NULL;
+            TP_CUDA_FATAL(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, st));
+            TP_CUDA_FATAL(cudaStreamSynchronize(st));
+            return;
+        }
+        k->cap = cap;
+    }
+    memcpy(k->host, src, bytes);
+    TP_CUDA_FATAL(cudaMemcpyAsync(dst, k->host, bytes, cudaMemcpyHostToDevice, st));
+    TP_CUDA_FATAL(cudaEventRecord(k->copied, st));
 }
 
 static void cuda_download(tp_backend_t *be, void *dst, const void *src, size_t bytes)
@@ -369,7 +431,9 @@ extern "C" const tp_backend_iface_t tp_backend_cuda_iface = {
     .maxpool_backward = tp_cuda_maxpool_backward,
     .softmax_xent_forward = tp_cuda_softmax_xent_forward,
     .softmax_xent_backward = tp_cuda_softmax_xent_backward,
-    .sumsq = tp_cuda_sumsq,
+    .sumsq_to = tp_cuda_sumsq_to,
+    .sum_to = tp_cuda_sum_to,
+    .clip_by_norm = tp_cuda_clip_by_norm,
     .scale = tp_cuda_scale,
     .fill = tp_cuda_fill,
     .copy = tp_cuda_copy,

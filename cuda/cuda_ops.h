@@ -1,8 +1,8 @@
 /* The CUDA backend's ops, one function per member of tp_backend_iface_t (runtime/backend_impl.h)
  * with the same signature and meaning (runtime/backend.h). backend_cuda.cu fills the interface
  * struct with them; kernels live in kernels_*.cu by family. All pointers are device memory;
- * every op is enqueued on the backend's stream (tp_cuda_stream) and returns without waiting,
- * except those that return a value to the host (sumsq). */
+ * every op is enqueued on the backend's stream (tp_cuda_stream) and returns without waiting;
+ * reductions (sumsq_to, sum_to) leave their result in device memory. */
 #ifndef TP_CUDA_OPS_H
 #define TP_CUDA_OPS_H
 
@@ -29,7 +29,10 @@ void tp_cuda_softmax_xent_forward(tp_backend_t *be, const float *logits, const i
                                   float *probs, float *loss, int64_t B, int64_t C);
 void tp_cuda_softmax_xent_backward(tp_backend_t *be, const float *probs, const int32_t *labels,
                                    float *dlogits, int64_t B, int64_t C, float scale);
-double tp_cuda_sumsq(tp_backend_t *be, const float *x, int64_t n);
+void tp_cuda_sumsq_to(tp_backend_t *be, const float *x, int64_t n, double *out, bool accumulate);
+void tp_cuda_sum_to(tp_backend_t *be, const float *x, int64_t n, double *out, bool accumulate);
+void tp_cuda_clip_by_norm(tp_backend_t *be, float *x, int64_t n, const double *sumsq,
+                          double max_norm);
 void tp_cuda_scale(tp_backend_t *be, float *x, float alpha, int64_t n);
 void tp_cuda_fill(tp_backend_t *be, float *x, float value, int64_t n);
 void tp_cuda_copy(tp_backend_t *be, float *dst, const float *src, int64_t n);

@@ -15,7 +15,7 @@
 #define MAX_BLOCKS  32768 // grid-stride loops cover the rest
 // Rows per partial sum in the column-wise bias gradient.
 #define BIAS_GRAD_ROWS 128
-// Elements per partial sum of tp_cuda_sumsq (runtime's TP_SUMSQ_CHUNK).
+// Elements per partial sum of tp_cuda_sumsq_to (runtime's TP_SUMSQ_CHUNK).
 #define SUMSQ_CHUNK TP_SUMSQ_CHUNK
 
 static unsigned blocks_for(int64_t n, int threads)
@@ -337,8 +337,10 @@ void tp_cuda_softmax_xent_backward(tp_backend_t *be, const float *probs, const i
 
 // ---- sum of squares: fixed chunks summed in double, then the chunks in a fixed tree ----------
 
-static __global__ void sumsq_chunks_kernel(const float *x, int64_t n, double *partial,
-                                           int64_t nchunks)
+// SQUARE: sum of squares (gradient norms); else the plain sum (a step's per-target losses).
+template <bool SQUARE>
+static __global__ void chunk_sums_kernel(const float *x, int64_t n, double *partial,
+                                         int64_t nchunks)
 {
     __shared__ double sh[32];
     for (int64_t k = blockIdx.x; k < nchunks; k += gridDim.x) {
@@ -346,39 +348,71 @@ static __global__ void sumsq_chunks_kernel(const float *x, int64_t n, double *pa
         int64_t end = start + SUMSQ_CHUNK < n ? start + SUMSQ_CHUNK : n;
         double s = 0.0;
         for (int64_t i = start + threadIdx.x; i < end; i += blockDim.x)
-            s += (double)x[i] * (double)x[i];
+            s += SQUARE ? (double)x[i] * (double)x[i] : (double)x[i];
         s = block_sum(s, sh);
         if (threadIdx.x == 0) partial[k] = s;
     }
 }
 
-// One block: thread t sums chunks t, t + blockDim, ... in order, then the block's tree.
-static __global__ void sumsq_final_kernel(const double *partial, int64_t nchunks, double *out)
+// One block: thread t sums chunks t, t + blockDim, ... in order, then the block's tree. Stores
+// or adds the total to *out, on the device: nobody waits for it.
+static __global__ void chunk_total_kernel(const double *partial, int64_t nchunks, double *out,
+                                          bool accumulate)
 {
     __shared__ double sh[32];
     double s = 0.0;
     for (int64_t k = threadIdx.x; k < nchunks; k += blockDim.x)
         s += partial[k];
     s = block_sum(s, sh);
-    if (threadIdx.x == 0) *out = s;
+    if (threadIdx.x == 0) *out = accumulate ? *out + s : s;
 }
 
-double tp_cuda_sumsq(tp_backend_t *be, const float *x, int64_t n)
+template <bool SQUARE>
+static void chunked_sum(tp_backend_t *be, const float *x, int64_t n, double *out, bool accumulate)
 {
-    if (n <= 0) return 0.0;
     cudaStream_t st = tp_cuda_stream(be);
-    int64_t nchunks = (n + SUMSQ_CHUNK - 1) / SUMSQ_CHUNK;
-    double *buf = (double *)tp_cuda_scratch(be, 0, (size_t)(nchunks + 1) * sizeof(double));
-    double *partial = buf + 1; // buf[0] receives the total
-    unsigned g = (unsigned)(nchunks < MAX_BLOCKS ? nchunks : MAX_BLOCKS);
-    sumsq_chunks_kernel<<<g, RED_THREADS, 0, st>>>(x, n, partial, nchunks);
+    int64_t nchunks = n > 0 ? (n + SUMSQ_CHUNK - 1) / SUMSQ_CHUNK : 0;
+    // Stream-ordered scratch: a later op reusing slot 0 runs after these kernels.
+    double *partial = (double *)tp_cuda_scratch(be, 0, (size_t)(nchunks + 1) * sizeof(double));
+    if (nchunks > 0) {
+        unsigned g = (unsigned)(nchunks < MAX_BLOCKS ? nchunks : MAX_BLOCKS);
+        chunk_sums_kernel<SQUARE><<<g, RED_THREADS, 0, st>>>(x, n, partial, nchunks);
+        TP_CUDA_LAUNCHED();
+    }
+    chunk_total_kernel<<<1, 1024, 0, st>>>(partial, nchunks, out, accumulate);
     TP_CUDA_LAUNCHED();
-    sumsq_final_kernel<<<1, 1024, 0, st>>>(partial, nchunks, buf);
+}
+
+void tp_cuda_sumsq_to(tp_backend_t *be, const float *x, int64_t n, double *out, bool accumulate)
+{
+    chunked_sum<true>(be, x, n, out, accumulate);
+}
+
+void tp_cuda_sum_to(tp_backend_t *be, const float *x, int64_t n, double *out, bool accumulate)
+{
+    chunked_sum<false>(be, x, n, out, accumulate);
+}
+
+// Every thread derives the factor from the device-side sum of squares: no host round trip. The
+// arithmetic is tp_clip_factor's (double sqrt and division, then one rounding to float).
+static __global__ void clip_by_norm_kernel(float *x, int64_t n, const double *sumsq,
+                                           double max_norm)
+{
+    double norm = sqrt(*sumsq);
+    if (!(norm > max_norm)) return;
+    float s = (float)(max_norm / (norm + 1e-6));
+    GRID_STRIDE(i, n)
+    {
+        x[i] *= s;
+    }
+}
+
+void tp_cuda_clip_by_norm(tp_backend_t *be, float *x, int64_t n, const double *sumsq,
+                          double max_norm)
+{
+    clip_by_norm_kernel<<<blocks_for(n, EW_THREADS), EW_THREADS, 0, tp_cuda_stream(be)>>>(
+        x, n, sumsq, max_norm);
     TP_CUDA_LAUNCHED();
-    double total = 0.0;
-    TP_CUDA_FATAL(cudaMemcpyAsync(&total, buf, sizeof total, cudaMemcpyDeviceToHost, st));
-    TP_CUDA_FATAL(cudaStreamSynchronize(st));
-    return total;
 }
 
 // ---- elementwise --------------------------------------------------------------------------------

@@ -278,6 +278,24 @@ tp_status_t tp_comm_wait(tp_comm_t *c, tp_comm_req_t **req)
     return st;
 }
 
+tp_status_t tp_comm_wait_ordered(tp_comm_t *c, tp_comm_req_t **req)
+{
+    if (!*req) return TP_OK;
+    if (!c->iface->wait_ordered) return tp_comm_wait(c, req);
+    tp_status_t st = c->iface->wait_ordered(c, *req);
+    finish(c, req);
+    return st;
+}
+
+tp_status_t tp_comm_sync(tp_comm_t *c)
+{
+    if (!c->iface->sync) return TP_OK;
+    tp_comm_watchdog_enter(c->watchdog);
+    tp_status_t st = c->iface->sync(c);
+    tp_comm_watchdog_leave(c->watchdog);
+    return st;
+}
+
 tp_status_t tp_comm_agree(tp_comm_t *c, tp_status_t local)
 {
     int64_t failed = local != TP_OK;

@@ -96,6 +96,16 @@ tp_status_t tp_comm_iallgather(tp_comm_t *c, const void *send, void *recv, size_
 tp_status_t tp_comm_test(tp_comm_t *c, tp_comm_req_t **req);
 /* Block until *req completes (the watchdog covers the wait), free it, set *req = NULL. */
 tp_status_t tp_comm_wait(tp_comm_t *c, tp_comm_req_t **req);
+/* Complete *req for the compute stream (tp_comm_set_compute_stream), then free it and set
+ * *req = NULL. Host communicators wait, exactly as tp_comm_wait. Device communicators (NCCL) do
+ * not block the host: work queued on the compute stream after this call runs after the
+ * collective, and the host may read its buffers only after tp_comm_sync. This is how a training
+ * step hands reduced gradients to the optimizer without a host synchronisation. */
+tp_status_t tp_comm_wait_ordered(tp_comm_t *c, tp_comm_req_t **req);
+/* Wait on the host until the compute stream and this communicator's own work have finished,
+ * watching the communicator for failures meanwhile (NCCL's asynchronous errors), so a failed
+ * peer is reported instead of waited on forever. No-op for host communicators. */
+tp_status_t tp_comm_sync(tp_comm_t *c);
 
 /* Collective error agreement: every rank passes its local status; returns TP_OK when all
  * succeeded, the local status when this rank failed, TP_ERR_REMOTE when only others did. Used

@@ -20,6 +20,11 @@ typedef struct tp_comm_iface {
     /* Progress req; set *done when complete. wait blocks (NULL: test in a loop). */
     tp_status_t (*test)(tp_comm_t *c, tp_comm_req_t *req, int *done);
     tp_status_t (*wait)(tp_comm_t *c, tp_comm_req_t *req);
+    /* Optional (device communicators): order the compute stream after req without blocking;
+     * NULL: wait. */
+    tp_status_t (*wait_ordered)(tp_comm_t *c, tp_comm_req_t *req);
+    /* Optional (device communicators): tp_comm_sync; NULL: nothing to wait for. */
+    tp_status_t (*sync)(tp_comm_t *c);
     void (*req_free)(tp_comm_t *c, tp_comm_req_t *req); /* release req->impl */
     /* Buffers the collectives work on; NULL: host memory (malloc, memcpy). buf_copy's last
      * argument is the direction: 1 host -> buffer (upload), 0 buffer -> host (download), 2 buffer

@@ -23,8 +23,11 @@
  * after the NCCL call, which test queries and wait polls. Waiting polls (query, then
  * ncclCommGetAsyncError, then sched_yield) instead of cudaStreamSynchronize, so a NCCL failure (a
  * peer gone, a network error) is reported instead of waited on forever; after one the NCCL
- * communicator is aborted (ncclCommAbort) at free, never destroyed. The wait spins one core, as
- * cudaStreamSynchronize does by default.
+ * communicator is aborted (ncclCommAbort) at once, never destroyed. The wait spins one core, as
+ * cudaStreamSynchronize does by default. wait_ordered does not wait at all: the compute stream
+ * waits for the collective's event (cudaStreamWaitEvent), so a training step queues reduction,
+ * clipping and the optimizer without the host stopping; sync is where the host then waits, at
+ * the step's end, polling the compute stream with the same error checks.
  *
  * Watchdog: c->watchdog is NULL. The host communicator's watchdog thread still reports a dead
  * peer on this node, but its hang timeout (comm.timeout_s) does not cover NCCL waits. */
@@ -91,26 +94,45 @@ static ncclRedOp_t nccl_op(tp_redop_t op)
 
 /* ---- completion ------------------------------------------------------------------------ */
 
-/* TP_OK while NCCL has seen no asynchronous error; otherwise report it and mark the
- * communicator failed. */
+/* After an asynchronous failure: abort the NCCL communicator now, not at free. Its kernels
+ * still waiting for peers then end, so host waits on the streams that follow (the backend's
+ * synchronize and cudaFree while the trainer tears down) return instead of hanging. */
+static void abort_failed(nccl_state_t *s)
+{
+    s->failed = 1;
+    if (!s->comm) return;
+    ncclResult_t r = ncclCommAbort(s->comm);
+    if (r != ncclSuccess) tp_log_warn("ncclCommAbort failed: %s", ncclGetErrorString(r));
+    s->comm = NULL;
+}
+
+/* TP_OK while NCCL has seen no asynchronous error; otherwise report it and abort the
+ * communicator. */
 static tp_status_t check_async(tp_comm_t *c)
 {
     nccl_state_t *s = c->impl;
+    if (!s->comm)
+        return TP_ERR(TP_ERR_CUDA,
+                      "communicator 'nccl' (rank %d of %d) was aborted after an "
+                      "earlier failure",
+                      c->rank, c->size);
     ncclResult_t async = ncclSuccess;
     ncclResult_t r = ncclCommGetAsyncError(s->comm, &async);
     if (r != ncclSuccess) {
-        s->failed = 1;
-        return tp_nccl_report(r, s->comm, "ncclCommGetAsyncError", __FILE__, __LINE__);
+        tp_status_t st = tp_nccl_report(r, s->comm, "ncclCommGetAsyncError", __FILE__, __LINE__);
+        abort_failed(s);
+        return st;
     }
     if (async == ncclSuccess || async == ncclInProgress) return TP_OK;
-    s->failed = 1;
     const char *last = ncclGetLastError(s->comm);
-    return TP_ERR(
-        TP_ERR_CUDA,
-        "NCCL failed during a collective (rank %d of %d, GPU %d): %s%s%s; a peer rank may "
-        "have stopped, see its log (NCCL_DEBUG=WARN shows NCCL's side)",
-        c->rank, c->size, c->device, ncclGetErrorString(async), last && *last ? ": " : "",
-        last && *last ? last : "");
+    tp_status_t st =
+        TP_ERR(TP_ERR_CUDA,
+               "NCCL failed during a collective (rank %d of %d, GPU %d): %s%s%s; a peer rank may "
+               "have stopped, see its log (NCCL_DEBUG=WARN shows NCCL's side)",
+               c->rank, c->size, c->device, ncclGetErrorString(async), last && *last ? ": " : "",
+               last && *last ? last : "");
+    abort_failed(s);
+    return st;
 }
 
 /* Has `ev` (NULL: all work queued on the communication stream) completed? With block, poll until
@@ -266,6 +288,37 @@ static tp_status_t nccl_wait(tp_comm_t *c, tp_comm_req_t *req)
     return poll_done(c, q->done, 1, &done);
 }
 
+/* The compute stream waits for the collective's event; the host goes on. cudaStreamWaitEvent
+ * takes the event's current record, so giving the event back to the pool afterwards (req_free)
+ * and recording it again for a later collective does not change what this wait waits for.
+ * Failures already known are reported now; later ones at the next test, wait or sync. */
+static tp_status_t nccl_wait_ordered(tp_comm_t *c, tp_comm_req_t *req)
+{
+    nccl_state_t *s = c->impl;
+    nccl_req_t *q = req->impl;
+    TP_TRY(check_async(c));
+    TP_CUDA_CHECK(cudaStreamWaitEvent(s->compute, q->done, 0));
+    return TP_OK;
+}
+
+/* Poll the compute stream (it waits for every collective handed over with wait_ordered), then
+ * the communication stream, checking NCCL's asynchronous errors between polls. */
+static tp_status_t nccl_sync(tp_comm_t *c)
+{
+    nccl_state_t *s = c->impl;
+    for (;;) {
+        cudaError_t e = cudaStreamQuery(s->compute);
+        if (e == cudaSuccess) break;
+        if (e != cudaErrorNotReady) {
+            s->failed = 1;
+            return tp_cuda_report(e, "cudaStreamQuery(compute)", __FILE__, __LINE__);
+        }
+        TP_TRY(check_async(c));
+        sched_yield();
+    }
+    return sync_stream(c);
+}
+
 static void nccl_req_free(tp_comm_t *c, tp_comm_req_t *req)
 {
     nccl_req_t *q = req->impl;
@@ -366,6 +419,8 @@ static const tp_comm_iface_t nccl_iface = {
     .iallgather = nccl_istart,
     .test = nccl_test,
     .wait = nccl_wait,
+    .wait_ordered = nccl_wait_ordered,
+    .sync = nccl_sync,
     .req_free = nccl_req_free,
     .buf_alloc = nccl_buf_alloc,
     .buf_free = nccl_buf_free,

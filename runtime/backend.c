@@ -1,12 +1,14 @@
 /* Backend dispatch: the public tp_op_* functions forward to the backend's interface struct. */
 #include "backend_impl.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 void tp_backend_free(tp_backend_t *be)
 {
     if (!be) return;
+    if (be->scalar) be->iface->release(be, be->scalar);
     if (be->iface->shutdown) be->iface->shutdown(be);
     free(be->blocks);
     free(be);
@@ -108,12 +110,19 @@ void tp_backend_upload(tp_backend_t *be, void *dst, const void *src, size_t byte
 
 void tp_backend_download(tp_backend_t *be, void *dst, const void *src, size_t bytes)
 {
+    be->host_waits++;
     be->iface->download(be, dst, src, bytes);
 }
 
 void tp_backend_synchronize(tp_backend_t *be)
 {
+    be->host_waits++;
     if (be->iface->synchronize) be->iface->synchronize(be);
+}
+
+int64_t tp_backend_host_waits(const tp_backend_t *be)
+{
+    return be->host_waits;
 }
 
 void tp_op_gemm(tp_backend_t *be, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
@@ -199,9 +208,37 @@ void tp_op_softmax_xent_backward(tp_backend_t *be, const float *probs, const int
     be->iface->softmax_xent_backward(be, probs, labels, dlogits, B, C, scale);
 }
 
+void tp_op_sumsq_to(tp_backend_t *be, const float *x, int64_t n, double *out, bool accumulate)
+{
+    be->iface->sumsq_to(be, x, n, out, accumulate);
+}
+
+void tp_op_sum_to(tp_backend_t *be, const float *x, int64_t n, double *out, bool accumulate)
+{
+    be->iface->sum_to(be, x, n, out, accumulate);
+}
+
+void tp_op_clip_by_norm(tp_backend_t *be, float *x, int64_t n, const double *sumsq, double max_norm)
+{
+    if (max_norm > 0 && n > 0) be->iface->clip_by_norm(be, x, n, sumsq, max_norm);
+}
+
 double tp_op_sumsq(tp_backend_t *be, const float *x, int64_t n)
 {
-    return be->iface->sumsq(be, x, n);
+    double host = 0;
+    be->host_waits++;
+    if (be->iface->host_memory) {
+        be->iface->sumsq_to(be, x, n, &host, false);
+        return host;
+    }
+    if (!be->scalar) be->scalar = be->iface->alloc(be, sizeof(double));
+    if (!be->scalar) {
+        TP_ERR(TP_ERR_NOMEM, "backend %s: cannot allocate the sumsq result", be->iface->name);
+        return NAN;
+    }
+    be->iface->sumsq_to(be, x, n, be->scalar, false);
+    be->iface->download(be, &host, be->scalar, sizeof host);
+    return host;
 }
 
 void tp_op_scale(tp_backend_t *be, float *x, float alpha, int64_t n)

@@ -46,9 +46,15 @@ tp_status_t tp_backend_set_precision(tp_backend_t *be, tp_precision_t p);
 /* ---- memory ---- */
 void *tp_backend_alloc(tp_backend_t *be, size_t bytes, const char *what); /* NULL on failure */
 void tp_backend_release(tp_backend_t *be, void *ptr);
+/* Queued after the ops before it; host_src may be reused as soon as this returns. */
 void tp_backend_upload(tp_backend_t *be, void *dst, const void *host_src, size_t bytes);
+/* Waits for the ops before it: the one way (with synchronize) the host waits for a device. */
 void tp_backend_download(tp_backend_t *be, void *host_dst, const void *src, size_t bytes);
 void tp_backend_synchronize(tp_backend_t *be);
+/* How often the host has waited for the backend so far (downloads, synchronizes, tp_op_sumsq),
+ * counted on every backend alike: the trainer reports the most in one step, which is 1 (the
+ * step's end) when nothing inside the step makes the host wait for a GPU. */
+int64_t tp_backend_host_waits(const tp_backend_t *be);
 /* The device stream ops are queued on (a cudaStream_t), or NULL for host backends: device
  * communicators order their collectives after it (tp_comm_set_compute_stream). */
 void *tp_backend_stream(tp_backend_t *be);
@@ -101,7 +107,18 @@ void tp_op_softmax_xent_forward(tp_backend_t *be, const float *logits, const int
 void tp_op_softmax_xent_backward(tp_backend_t *be, const float *probs, const int32_t *labels,
                                  float *dlogits, int64_t B, int64_t C, float scale);
 /* Sum of squares, accumulated in double in fixed-size chunks combined in order, so the result
- * is the same for any thread count. */
+ * is the same for any thread count. *out is ONE double in backend memory; accumulate adds to it,
+ * else it is overwritten (n == 0 then stores 0). Queued like every op: the host does not wait,
+ * which is how a training step computes its gradient norm without a host synchronisation. */
+void tp_op_sumsq_to(tp_backend_t *be, const float *x, int64_t n, double *out, bool accumulate);
+/* Sum of x in double, in index order on ref (chunked like sumsq elsewhere); *out as above. */
+void tp_op_sum_to(tp_backend_t *be, const float *x, int64_t n, double *out, bool accumulate);
+/* Gradient clipping from a sum of squares in backend memory, without reading it on the host:
+ * with norm = sqrt(*sumsq), when max_norm > 0 and norm > max_norm, x *= (float)(max_norm /
+ * (norm + 1e-6)); otherwise x is left alone. */
+void tp_op_clip_by_norm(tp_backend_t *be, float *x, int64_t n, const double *sumsq,
+                        double max_norm);
+/* tp_op_sumsq_to, read back to the host (waits for the backend). */
 double tp_op_sumsq(tp_backend_t *be, const float *x, int64_t n);
 void tp_op_scale(tp_backend_t *be, float *x, float alpha, int64_t n);
 void tp_op_fill(tp_backend_t *be, float *x, float value, int64_t n);

@@ -323,14 +323,17 @@ static void cpu_softmax_xent_backward(tp_backend_t *be, const float *probs, cons
             dlogits[b * C + c] = scale * (probs[b * C + c] - (c == labels[b] ? 1.0f : 0.0f));
 }
 
-static double cpu_sumsq(tp_backend_t *be, const float *x, int64_t n)
+static void cpu_sumsq_to(tp_backend_t *be, const float *x, int64_t n, double *out, bool accumulate)
 {
     cpu_state_t *s = be->impl;
     int64_t nchunk = (n + TP_SUMSQ_CHUNK - 1) / TP_SUMSQ_CHUNK;
     if (nchunk > s->chunk_cap) {
         double *p = realloc(s->chunk_sums, (size_t)nchunk * sizeof(double));
         /* Out of memory: the reference's sequential chunk order gives the same result. */
-        if (!p) return tp_backend_ref_iface.sumsq(be, x, n);
+        if (!p) {
+            tp_backend_ref_iface.sumsq_to(be, x, n, out, accumulate);
+            return;
+        }
         s->chunk_sums = p;
         s->chunk_cap = nchunk;
     }
@@ -346,7 +349,23 @@ static double cpu_sumsq(tp_backend_t *be, const float *x, int64_t n)
     double total = 0;
     for (int64_t i = 0; i < nchunk; i++)
         total += sums[i];
-    return total;
+    *out = accumulate ? *out + total : total;
+}
+
+/* Sequential, as the reference: it sums a step's per-target losses, a few thousand numbers. */
+static void cpu_sum_to(tp_backend_t *be, const float *x, int64_t n, double *out, bool accumulate)
+{
+    tp_backend_ref_iface.sum_to(be, x, n, out, accumulate);
+}
+
+static void cpu_clip_by_norm(tp_backend_t *be, float *x, int64_t n, const double *sumsq,
+                             double max_norm)
+{
+    float s = tp_clip_factor(*sumsq, max_norm);
+    if (s == 1.0f) return;
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i++)
+        x[i] *= s;
 }
 
 static void cpu_scale(tp_backend_t *be, float *x, float alpha, int64_t n)
@@ -422,7 +441,9 @@ const tp_backend_iface_t tp_backend_cpu_iface = {
     .maxpool_backward = cpu_maxpool_backward,
     .softmax_xent_forward = cpu_softmax_xent_forward,
     .softmax_xent_backward = cpu_softmax_xent_backward,
-    .sumsq = cpu_sumsq,
+    .sumsq_to = cpu_sumsq_to,
+    .sum_to = cpu_sum_to,
+    .clip_by_norm = cpu_clip_by_norm,
     .scale = cpu_scale,
     .fill = cpu_fill,
     .copy = cpu_copy,

@@ -6,6 +6,8 @@
 
 #include "backend.h"
 
+#include <math.h>
+
 typedef struct tp_backend_iface {
     const char *name;
     /* Backend memory is ordinary host memory (ref, cpu): callers may read and write it
@@ -53,7 +55,10 @@ typedef struct tp_backend_iface {
                                  float *probs, float *loss, int64_t B, int64_t C);
     void (*softmax_xent_backward)(tp_backend_t *be, const float *probs, const int32_t *labels,
                                   float *dlogits, int64_t B, int64_t C, float scale);
-    double (*sumsq)(tp_backend_t *be, const float *x, int64_t n);
+    void (*sumsq_to)(tp_backend_t *be, const float *x, int64_t n, double *out, bool accumulate);
+    void (*sum_to)(tp_backend_t *be, const float *x, int64_t n, double *out, bool accumulate);
+    void (*clip_by_norm)(tp_backend_t *be, float *x, int64_t n, const double *sumsq,
+                         double max_norm);
     void (*scale)(tp_backend_t *be, float *x, float alpha, int64_t n);
     void (*fill)(tp_backend_t *be, float *x, float value, int64_t n);
     void (*copy)(tp_backend_t *be, float *dst, const float *src, int64_t n);
@@ -101,6 +106,8 @@ struct tp_backend {
     tp_backend_block_t *blocks;
     int64_t n_blocks, cap_blocks;
     int64_t bytes_in_use, bytes_peak;
+    double *scalar; /* one double of backend memory for tp_op_sumsq's result; made on first use */
+    int64_t host_waits; /* downloads and synchronizes so far (tp_backend_host_waits) */
 };
 
 /* Registered implementations (backend_registry.c decides which are compiled in). */
@@ -111,6 +118,14 @@ extern const tp_backend_iface_t tp_backend_cpu_iface;
 void *tp_host_alloc(tp_backend_t *be, size_t bytes);
 void tp_host_release(tp_backend_t *be, void *ptr);
 void tp_host_copy(tp_backend_t *be, void *dst, const void *src, size_t bytes);
+
+/* The scale tp_op_clip_by_norm applies for sum of squares sq (the same float on every backend),
+ * or 1 when there is nothing to clip. */
+static inline float tp_clip_factor(double sq, double max_norm)
+{
+    double norm = sqrt(sq);
+    return max_norm > 0 && norm > max_norm ? (float)(max_norm / (norm + 1e-6)) : 1.0f;
+}
 
 /* Chunk size of the deterministic sum of squares (shared so ref and cpu agree bit for bit). */
 #define TP_SUMSQ_CHUNK 4096

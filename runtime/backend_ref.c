@@ -175,7 +175,7 @@ static void ref_softmax_xent_backward(tp_backend_t *be, const float *probs, cons
             dlogits[b * C + c] = scale * (probs[b * C + c] - (c == labels[b] ? 1.0f : 0.0f));
 }
 
-static double ref_sumsq(tp_backend_t *be, const float *x, int64_t n)
+static void ref_sumsq_to(tp_backend_t *be, const float *x, int64_t n, double *out, bool accumulate)
 {
     double total = 0;
     for (int64_t start = 0; start < n; start += TP_SUMSQ_CHUNK) {
@@ -185,7 +185,24 @@ static double ref_sumsq(tp_backend_t *be, const float *x, int64_t n)
             s += (double)x[i] * x[i];
         total += s;
     }
-    return total;
+    *out = accumulate ? *out + total : total;
+}
+
+static void ref_sum_to(tp_backend_t *be, const float *x, int64_t n, double *out, bool accumulate)
+{
+    double total = 0;
+    for (int64_t i = 0; i < n; i++)
+        total += x[i];
+    *out = accumulate ? *out + total : total;
+}
+
+static void ref_clip_by_norm(tp_backend_t *be, float *x, int64_t n, const double *sumsq,
+                             double max_norm)
+{
+    float s = tp_clip_factor(*sumsq, max_norm);
+    if (s == 1.0f) return;
+    for (int64_t i = 0; i < n; i++)
+        x[i] *= s;
 }
 
 static void ref_scale(tp_backend_t *be, float *x, float alpha, int64_t n)
@@ -253,7 +270,9 @@ const tp_backend_iface_t tp_backend_ref_iface = {
     .maxpool_backward = ref_maxpool_backward,
     .softmax_xent_forward = ref_softmax_xent_forward,
     .softmax_xent_backward = ref_softmax_xent_backward,
-    .sumsq = ref_sumsq,
+    .sumsq_to = ref_sumsq_to,
+    .sum_to = ref_sum_to,
+    .clip_by_norm = ref_clip_by_norm,
     .scale = ref_scale,
     .fill = ref_fill,
     .copy = ref_copy,

@@ -239,27 +239,22 @@ tp_status_t tp_grad_sync_end(tp_grad_sync_t *gs)
     gs->armed = false;
     TP_TRY(gs->err);
     double t0 = tp_now();
-    tp_model_t *m = gs->m;
+    /* wait_ordered: host communicators wait; device ones (NCCL) only order the compute stream
+     * after the reduction, so clipping and the optimizer are queued without the host stopping. */
     if (gs->overlap) {
         while (gs->next < gs->n_buckets)
             TP_TRY(launch(gs, gs->next++));
         for (int b = 0; b < gs->n_buckets; b++) {
             if (!gs->reqs[b]) continue;
-            TP_TRY(tp_comm_wait(gs->comm, &gs->reqs[b]));
+            TP_TRY(tp_comm_wait_ordered(gs->comm, &gs->reqs[b]));
             flight_end(gs);
         }
     } else {
         for (int b = 0; b < gs->n_buckets; b++) {
-            const tp_bucket_t *k = &gs->buckets[b];
-            if (gs->zero == 0)
-                TP_TRY(tp_comm_allreduce(gs->comm, m->grad_buf + k->offset, (size_t)k->numel,
-                                         TP_DT_FLOAT, TP_RED_AVG));
-            else
-                TP_TRY(tp_comm_reduce_scatter(
-                    gs->comm, m->grad_buf + k->offset, m->grad_buf + gs->pieces[b].offset,
-                    (size_t)gs->pieces[b].numel, TP_DT_FLOAT, TP_RED_AVG));
+            TP_TRY(launch(gs, b));
+            TP_TRY(tp_comm_wait_ordered(gs->comm, &gs->reqs[b]));
+            flight_end(gs);
         }
-        gs->total_s += tp_now() - t0;
     }
     gs->next = 0;
     if (gs->zero >= 2) fold_shard(gs);
@@ -267,33 +262,58 @@ tp_status_t tp_grad_sync_end(tp_grad_sync_t *gs)
     return TP_OK;
 }
 
-tp_status_t tp_grad_sync_clip(tp_grad_sync_t *gs, double max_norm, double *norm)
+/* Apply fn to each region of reduced gradient this rank owns: the whole buffer (ZeRO-0), its
+ * piece of every bucket (ZeRO-1) or the shard buffer (ZeRO-2). */
+typedef void region_fn(tp_grad_sync_t *gs, float *x, int64_t n, bool first, double max_norm);
+
+static void for_owned(tp_grad_sync_t *gs, region_fn *fn, double max_norm)
 {
     tp_model_t *m = gs->m;
-    if (gs->zero == 0) { /* replicated: every rank holds the whole reduced gradient */
-        *norm = tp_clip_grad_norm(m, max_norm);
-        return TP_OK;
+    if (gs->zero == 0)
+        fn(gs, m->grad_buf, m->numel_pad, true, max_norm);
+    else if (gs->zero >= 2)
+        fn(gs, gs->shard_grad, gs->shard.numel, true, max_norm);
+    else
+        for (int b = 0; b < gs->n_buckets; b++)
+            fn(gs, m->grad_buf + gs->pieces[b].offset, gs->pieces[b].numel, b == 0, max_norm);
+}
+
+static void sumsq_region(tp_grad_sync_t *gs, float *x, int64_t n, bool first, double max_norm)
+{
+    (void)max_norm;
+    tp_op_sumsq_to(gs->m->be, x, n, gs->m->scalars + TP_SCALAR_GRAD_SUMSQ, !first);
+}
+
+static void clip_region(tp_grad_sync_t *gs, float *x, int64_t n, bool first, double max_norm)
+{
+    (void)first;
+    tp_op_clip_by_norm(gs->m->be, x, n, gs->m->scalars + TP_SCALAR_GRAD_SUMSQ, max_norm);
+}
+
+tp_status_t tp_grad_sync_clip(tp_grad_sync_t *gs, double max_norm)
+{
+    double t0 = tp_now();
+    for_owned(gs, sumsq_region, max_norm);
+    /* Sharded: each rank summed its parts; the global sum of squares is their sum. On a GPU this
+     * is a one-element NCCL all-reduce the clipping kernels wait for on the device. */
+    if (gs->zero > 0 && tp_comm_size(gs->comm) > 1) {
+        tp_comm_req_t *req = NULL;
+        TP_TRY(tp_comm_iallreduce(gs->comm, gs->m->scalars + TP_SCALAR_GRAD_SUMSQ, 1, TP_DT_DOUBLE,
+                                  TP_RED_SUM, &req));
+        TP_TRY(tp_comm_wait_ordered(gs->comm, &req));
+        double dt = tp_now() - t0;
+        gs->exposed_s += dt;
+        gs->total_s += dt;
     }
-    /* sharded: each rank's parts, summed over the ranks */
-    double t0 = tp_now(), sq = 0;
-    if (gs->zero >= 2)
-        sq = tp_op_sumsq(m->be, gs->shard_grad, gs->shard.numel);
-    else
-        for (int b = 0; b < gs->n_buckets; b++)
-            sq += tp_op_sumsq(m->be, m->grad_buf + gs->pieces[b].offset, gs->pieces[b].numel);
-    TP_TRY(tp_comm_allreduce(gs->host, &sq, 1, TP_DT_DOUBLE, TP_RED_SUM));
-    double dt = tp_now() - t0;
-    gs->exposed_s += dt;
-    gs->total_s += dt;
-    *norm = sqrt(sq);
-    if (!(max_norm > 0 && *norm > max_norm)) return TP_OK;
-    float s = (float)(max_norm / (*norm + 1e-6));
-    if (gs->zero >= 2)
-        tp_op_scale(m->be, gs->shard_grad, s, gs->shard.numel);
-    else
-        for (int b = 0; b < gs->n_buckets; b++)
-            tp_op_scale(m->be, m->grad_buf + gs->pieces[b].offset, s, gs->pieces[b].numel);
+    if (max_norm > 0) for_owned(gs, clip_region, max_norm);
     return TP_OK;
+}
+
+double tp_grad_sync_last_norm(tp_grad_sync_t *gs)
+{
+    double sq = 0;
+    tp_backend_download(gs->m->be, &sq, gs->m->scalars + TP_SCALAR_GRAD_SUMSQ, sizeof sq);
+    return sqrt(sq);
 }
 
 tp_status_t tp_grad_sync_gather_params(tp_grad_sync_t *gs)
@@ -301,13 +321,22 @@ tp_status_t tp_grad_sync_gather_params(tp_grad_sync_t *gs)
     if (gs->zero == 0) return TP_OK;
     double t0 = tp_now();
     tp_model_t *m = gs->m;
-    for (int b = 0; b < gs->n_buckets; b++)
-        TP_TRY(tp_comm_allgather(gs->comm, m->param_buf + gs->pieces[b].offset,
-                                 m->param_buf + gs->buckets[b].offset, (size_t)gs->pieces[b].numel,
-                                 TP_DT_FLOAT));
+    for (int b = 0; b < gs->n_buckets; b++) {
+        TP_TRY(tp_comm_iallgather(gs->comm, m->param_buf + gs->pieces[b].offset,
+                                  m->param_buf + gs->buckets[b].offset, (size_t)gs->pieces[b].numel,
+                                  TP_DT_FLOAT, &gs->reqs[b]));
+        TP_TRY(tp_comm_wait_ordered(gs->comm, &gs->reqs[b]));
+    }
     double dt = tp_now() - t0;
     gs->exposed_s += dt;
     gs->total_s += dt;
+    return TP_OK;
+}
+
+tp_status_t tp_grad_sync_finish_step(tp_grad_sync_t *gs)
+{
+    TP_TRY(tp_comm_sync(gs->comm));
+    tp_backend_synchronize(gs->m->be);
     return TP_OK;
 }
 

@@ -12,7 +12,9 @@
  *
  * Time is accounted per step: exposed = time the training thread spent in communication calls
  * (launching, testing, waiting, the parameter all-gather), total = wall time during which at
- * least one collective was in flight (completion noticed at the next test). */
+ * least one collective was in flight (completion noticed at the next test). With a device
+ * communicator waits only order the GPU's streams (tp_comm_wait_ordered), so these are host
+ * times of queuing; the step time (measured after tp_grad_sync_finish_step) is the real one. */
 #ifndef TP_GRAD_SYNC_H
 #define TP_GRAD_SYNC_H
 
@@ -64,11 +66,18 @@ void tp_grad_sync_begin(tp_grad_sync_t *gs, bool first, bool last);
 /* After that backward: start what is left, wait for everything; ZeRO-2 folds the micro-batch's
  * reduced part into shard_grad and clears the gradient buffer. */
 tp_status_t tp_grad_sync_end(tp_grad_sync_t *gs);
-/* The global gradient norm over the reduced gradients (collective under ZeRO); when max_norm > 0
- * and the norm exceeds it, the reduced gradients this rank uses are scaled to max_norm. */
-tp_status_t tp_grad_sync_clip(tp_grad_sync_t *gs, double max_norm, double *norm);
+/* The global gradient norm over the reduced gradients (collective under ZeRO) into
+ * m->scalars[TP_SCALAR_GRAD_SUMSQ] (its square); when max_norm > 0 and the norm exceeds it, the
+ * reduced gradients this rank uses are scaled to max_norm. All of it is queued on the backend:
+ * the host never reads the norm here (on a GPU the clip factor is computed on the device). */
+tp_status_t tp_grad_sync_clip(tp_grad_sync_t *gs, double max_norm);
+/* The norm the last tp_grad_sync_clip computed (waits for the backend: for progress lines). */
+double tp_grad_sync_last_norm(tp_grad_sync_t *gs);
 /* After the optimizer step under ZeRO: every rank gets every updated parameter. */
 tp_status_t tp_grad_sync_gather_params(tp_grad_sync_t *gs);
+/* The end of a training step: wait until the backend and the communicator have finished it
+ * (the one host synchronisation of a step; on a GPU it watches NCCL for failed peers). */
+tp_status_t tp_grad_sync_finish_step(tp_grad_sync_t *gs);
 /* This step's exposed and total communication seconds; resets both. */
 void tp_grad_sync_take_times(tp_grad_sync_t *gs, double *exposed_s, double *total_s);
 /* The shard for tp_optim_create: NULL for ZeRO-0. */

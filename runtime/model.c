@@ -75,6 +75,18 @@ tp_status_t tp_model_create(const tp_config_t *cfg, tp_backend_t *be, int64_t c,
     if (st == TP_OK) st = allocate_params(m, pad_multiple);
     int64_t before = tp_backend_bytes_in_use(be);
     if (st == TP_OK) st = m->ops->prepare(m);
+    if (st == TP_OK) {
+        int64_t n = max_batch * m->targets_per_example;
+        m->target_loss =
+            tp_backend_alloc(be, (size_t)(n ? n : 1) * sizeof(float), "per-target losses");
+        m->host_target_loss = tp_malloc((size_t)(n ? n : 1) * sizeof(float), "per-target losses");
+        m->scalars = tp_backend_alloc(be, TP_N_SCALARS * sizeof(double), "loss and norm sums");
+        if (!m->target_loss || !m->host_target_loss || !m->scalars) st = TP_ERR_NOMEM;
+    }
+    if (st == TP_OK) {
+        double zero[TP_N_SCALARS] = {0};
+        tp_backend_upload(be, m->scalars, zero, sizeof zero);
+    }
     m->activation_bytes = tp_backend_bytes_in_use(be) - before;
     if (st != TP_OK) {
         tp_model_free(m);
@@ -88,6 +100,9 @@ void tp_model_free(tp_model_t *m)
 {
     if (!m) return;
     if (m->ops && m->ops->release) m->ops->release(m);
+    tp_backend_release(m->be, m->target_loss);
+    tp_backend_release(m->be, m->scalars);
+    free(m->host_target_loss);
     tp_backend_release(m->be, m->param_buf);
     tp_backend_release(m->be, m->grad_buf);
     free(m->params);
@@ -141,7 +156,27 @@ void tp_model_set_tokens(tp_model_t *m, const int32_t *tokens, const int32_t *ta
 double tp_model_forward(tp_model_t *m, const tp_pass_ctx_t *ctx, int64_t B, int64_t *correct,
                         bool fetch_probs)
 {
-    return m->ops->forward(m, ctx, B, correct, fetch_probs);
+    int64_t n = m->ops->forward(m, ctx, B, correct, fetch_probs);
+    if (n <= 0) return 0.0;
+    tp_backend_download(m->be, m->host_target_loss, m->target_loss, (size_t)n * sizeof(float));
+    double sum = 0;
+    for (int64_t i = 0; i < n; i++)
+        sum += m->host_target_loss[i];
+    return sum;
+}
+
+void tp_model_forward_accumulate(tp_model_t *m, const tp_pass_ctx_t *ctx, int64_t B)
+{
+    int64_t n = m->ops->forward(m, ctx, B, NULL, false);
+    if (n > 0) tp_op_sum_to(m->be, m->target_loss, n, m->scalars + TP_SCALAR_LOSS_SUM, true);
+}
+
+double tp_model_take_loss(tp_model_t *m)
+{
+    double sum = 0, zero = 0;
+    tp_backend_download(m->be, &sum, m->scalars + TP_SCALAR_LOSS_SUM, sizeof sum);
+    tp_backend_upload(m->be, m->scalars + TP_SCALAR_LOSS_SUM, &zero, sizeof zero);
+    return sum;
 }
 
 void tp_model_backward(tp_model_t *m, const tp_pass_ctx_t *ctx, int64_t B, float scale)

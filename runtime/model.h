@@ -12,6 +12,9 @@
 
 #define TP_MODEL_MAX_LAYERS 32
 
+/* Doubles in tp_model_t.scalars (backend memory). */
+enum { TP_SCALAR_LOSS_SUM = 0, TP_SCALAR_GRAD_SUMSQ = 1, TP_N_SCALARS = 2 };
+
 /* A run of consecutive parameters with the same weight-decay setting. */
 typedef struct tp_param_segment {
     int64_t offset, numel;
@@ -29,8 +32,11 @@ typedef struct tp_model_ops {
      * and targets (labels, or next tokens); targets may be NULL for inference. */
     void (*set_input)(tp_model_t *m, const float *x, const int32_t *tokens, const int32_t *targets,
                       int64_t B);
-    double (*forward)(tp_model_t *m, const tp_pass_ctx_t *ctx, int64_t B, int64_t *correct,
-                      bool fetch_probs);
+    /* Queue the forward pass; with targets, the per-target losses go to m->target_loss and
+     * the count is returned (0 without targets). Waits for the backend only for *correct or
+     * fetch_probs. */
+    int64_t (*forward)(tp_model_t *m, const tp_pass_ctx_t *ctx, int64_t B, int64_t *correct,
+                       bool fetch_probs);
     void (*backward)(tp_model_t *m, const tp_pass_ctx_t *ctx, int64_t B, float scale);
     void (*release)(tp_model_t *m); /* activations and family state; not the flat buffers */
     void (*print)(const tp_model_t *m);
@@ -56,6 +62,11 @@ struct tp_model {
     float *param_buf;  /* flat, numel_pad (the padding stays zero) */
     float *grad_buf;   /* flat, numel_pad */
 
+    /* Losses and scalars in backend memory, so a training step never waits to read them. */
+    float *target_loss;      /* max_batch x targets_per_example: the last forward's losses */
+    float *host_target_loss; /* host copy for tp_model_forward */
+    double *scalars;         /* TP_SCALAR_* below */
+
     /* Set by the trainer: backward calls it as gradients become final ("every gradient at flat
      * offset >= offset is complete for this pass"), so their reduction can start early. */
     void (*grads_ready)(void *arg, int64_t offset);
@@ -70,10 +81,9 @@ struct tp_model {
     float *dbuf[2];                      /* ping-pong gradient of activations */
     int32_t *labels;                     /* backend memory, max_batch */
     float *probs;                        /* backend memory, max_batch x n_classes */
-    float *row_loss;                     /* backend memory, max_batch */
-    float *host_loss;                    /* host, max_batch */
     float *host_probs;                   /* host, max_batch x n_classes */
     int32_t *host_labels;                /* host copy of the current batch's labels */
+    bool have_labels;                    /* the current batch came with labels */
 
     /* language models (model_gpt.h) */
     struct tp_gpt *gpt;
@@ -97,9 +107,17 @@ void tp_model_set_batch(tp_model_t *m, const float *x, const int32_t *y, int64_t
 void tp_model_set_tokens(tp_model_t *m, const int32_t *tokens, const int32_t *targets, int64_t B);
 /* Forward and cross-entropy; returns the SUM of per-target losses (double, summed in order):
  * B targets for classifiers, B x seq_len for language models. *correct (if non-NULL) counts
- * argmax hits. Probabilities are then in m->host_probs when fetch_probs (classifiers). */
+ * argmax hits. Probabilities are then in m->host_probs when fetch_probs (classifiers). Waits for
+ * the backend (evaluation, inference, tests). */
 double tp_model_forward(tp_model_t *m, const tp_pass_ctx_t *ctx, int64_t B, int64_t *correct,
                         bool fetch_probs);
+/* Training's forward: queues the pass and adds its loss sum to the backend-side accumulator
+ * (scalars[TP_SCALAR_LOSS_SUM]) without waiting; tp_model_take_loss reads it when a progress
+ * line is due. Summed in double (in index order on ref and cpu, chunked on cuda), so it equals
+ * tp_model_forward's sums to double rounding. */
+void tp_model_forward_accumulate(tp_model_t *m, const tp_pass_ctx_t *ctx, int64_t B);
+/* The accumulated loss sum since the last take (waits for the backend), and reset it. */
+double tp_model_take_loss(tp_model_t *m);
 /* Backward of (scale * sum of losses): gradients ACCUMULATE into grad_buf. */
 void tp_model_backward(tp_model_t *m, const tp_pass_ctx_t *ctx, int64_t B, float scale);
 void tp_model_zero_grad(tp_model_t *m);

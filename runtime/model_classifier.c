@@ -101,13 +101,9 @@ static tp_status_t classifier_prepare(tp_model_t *m)
     }
     m->labels = tp_backend_alloc(m->be, (size_t)B * sizeof(int32_t), "labels");
     m->probs = tp_backend_alloc(m->be, (size_t)(B * m->n_classes) * sizeof(float), "probs");
-    m->row_loss = tp_backend_alloc(m->be, (size_t)B * sizeof(float), "losses");
-    m->host_loss = tp_malloc((size_t)B * sizeof(float), "losses");
     m->host_probs = tp_malloc((size_t)(B * m->n_classes) * sizeof(float), "probs");
     m->host_labels = tp_malloc((size_t)B * sizeof(int32_t), "labels");
-    if (!m->labels || !m->probs || !m->row_loss || !m->host_loss || !m->host_probs ||
-        !m->host_labels)
-        return TP_ERR_NOMEM;
+    if (!m->labels || !m->probs || !m->host_probs || !m->host_labels) return TP_ERR_NOMEM;
     return TP_OK;
 }
 
@@ -115,24 +111,26 @@ static void classifier_set_input(tp_model_t *m, const float *x, const int32_t *t
                                  const int32_t *y, int64_t B)
 {
     tp_backend_upload(m->be, m->act[0], x, (size_t)(B * m->in_numel) * sizeof(float));
-    if (!y) return;
-    tp_backend_upload(m->be, m->labels, y, (size_t)B * sizeof(int32_t));
-    memcpy(m->host_labels, y, (size_t)B * sizeof(int32_t));
+    m->have_labels = y != NULL;
+    /* Without labels (inference) the loss is not wanted, but softmax-xent still reads a label
+     * per row: give it class 0 rather than whatever the buffer held. */
+    if (y)
+        memcpy(m->host_labels, y, (size_t)B * sizeof(int32_t));
+    else
+        memset(m->host_labels, 0, (size_t)B * sizeof(int32_t));
+    tp_backend_upload(m->be, m->labels, m->host_labels, (size_t)B * sizeof(int32_t));
 }
 
-static double classifier_forward(tp_model_t *m, const tp_pass_ctx_t *ctx, int64_t B,
-                                 int64_t *correct, bool fetch_probs)
+static int64_t classifier_forward(tp_model_t *m, const tp_pass_ctx_t *ctx, int64_t B,
+                                  int64_t *correct, bool fetch_probs)
 {
     for (int i = 0; i < m->n_layers; i++) {
         tp_layer_t *l = &m->layers[i];
         l->ops->forward(l, ctx, m->act[i], m->act[i + 1], B);
     }
     int64_t C = m->n_classes;
-    tp_op_softmax_xent_forward(m->be, m->act[m->n_layers], m->labels, m->probs, m->row_loss, B, C);
-    tp_backend_download(m->be, m->host_loss, m->row_loss, (size_t)B * sizeof(float));
-    double sum = 0;
-    for (int64_t b = 0; b < B; b++)
-        sum += m->host_loss[b];
+    tp_op_softmax_xent_forward(m->be, m->act[m->n_layers], m->labels, m->probs, m->target_loss, B,
+                               C);
     if (correct || fetch_probs)
         tp_backend_download(m->be, m->host_probs, m->probs, (size_t)(B * C) * sizeof(float));
     if (correct) {
@@ -147,7 +145,7 @@ static double classifier_forward(tp_model_t *m, const tp_pass_ctx_t *ctx, int64_
         }
         *correct = hits;
     }
-    return sum;
+    return m->have_labels ? B : 0;
 }
 
 static void classifier_backward(tp_model_t *m, const tp_pass_ctx_t *ctx, int64_t B, float scale)
@@ -175,8 +173,6 @@ static void classifier_release(tp_model_t *m)
         tp_backend_release(m->be, m->dbuf[i]);
     tp_backend_release(m->be, m->labels);
     tp_backend_release(m->be, m->probs);
-    tp_backend_release(m->be, m->row_loss);
-    free(m->host_loss);
     free(m->host_probs);
     free(m->host_labels);
 }

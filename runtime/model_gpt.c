@@ -37,8 +37,8 @@ struct tp_gpt {
     float *encoded;            /* [BT C] */
     gpt_layer_acts_t *layer;
     float *lnf, *lnf_mean, *lnf_rstd;
-    float *logits, *probs, *losses; /* [BT V], [BT V], [BT] */
-    float *host_losses, *host_logits;
+    float *logits, *probs; /* [BT V], [BT V]; losses go to m->target_loss */
+    float *host_logits;
     /* gradient scratch (also the forward's projection scratch) */
     float *dres, *dln, *dqkv, *dfch;
 };
@@ -71,8 +71,8 @@ static tp_param_t *bp(const struct tp_gpt *g, int64_t l, int which)
 static tp_status_t gpt_prepare(tp_model_t *m);
 static void gpt_set_input(tp_model_t *m, const float *x, const int32_t *tokens,
                           const int32_t *targets, int64_t B);
-static double gpt_forward(tp_model_t *m, const tp_pass_ctx_t *ctx, int64_t B, int64_t *correct,
-                          bool fetch_probs);
+static int64_t gpt_forward(tp_model_t *m, const tp_pass_ctx_t *ctx, int64_t B, int64_t *correct,
+                           bool fetch_probs);
 static void gpt_backward(tp_model_t *m, const tp_pass_ctx_t *ctx, int64_t B, float scale);
 static void gpt_release(tp_model_t *m);
 static void gpt_print(const tp_model_t *m);
@@ -185,15 +185,13 @@ static tp_status_t gpt_prepare(tp_model_t *m)
     ALLOC(g->lnf_rstd, BT, "ln_f rstd");
     ALLOC(g->logits, BT * d.V, "logits");
     ALLOC(g->probs, BT * d.V, "probabilities");
-    ALLOC(g->losses, BT, "losses");
     ALLOC(g->dres, BT * C, "residual gradient");
     ALLOC(g->dln, BT * C, "gradient scratch");
     ALLOC(g->dqkv, BT * 3 * C, "qkv gradient");
     ALLOC(g->dfch, BT * 4 * C, "mlp gradient");
 #undef ALLOC
-    g->host_losses = tp_malloc((size_t)BT * sizeof(float), "losses");
     g->host_logits = tp_malloc((size_t)(B * d.V) * sizeof(float), "logits");
-    return ok && g->host_losses && g->host_logits ? TP_OK : TP_ERR_NOMEM;
+    return ok && g->host_logits ? TP_OK : TP_ERR_NOMEM;
 }
 
 static void gpt_release(tp_model_t *m)
@@ -210,13 +208,12 @@ static void gpt_release(tp_model_t *m)
                 tp_backend_release(be, bufs[i]);
         }
     }
-    float *bufs[] = {g->encoded, g->lnf,  g->lnf_mean, g->lnf_rstd, g->logits, g->probs,
-                     g->losses,  g->dres, g->dln,      g->dqkv,     g->dfch};
+    float *bufs[] = {g->encoded, g->lnf,  g->lnf_mean, g->lnf_rstd, g->logits,
+                     g->probs,   g->dres, g->dln,      g->dqkv,     g->dfch};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         tp_backend_release(be, bufs[i]);
     tp_backend_release(be, g->tokens);
     tp_backend_release(be, g->targets);
-    free(g->host_losses);
     free(g->host_logits);
     free(g->layer);
     free(g->block);
@@ -258,8 +255,8 @@ static void linear_backward(tp_backend_t *be, const float *dy, const float *x, c
     if (dx) tp_op_gemm(be, false, false, N, in, out, 1.0f, dy, out, w->data, in, 0.0f, dx, in);
 }
 
-static double gpt_forward(tp_model_t *m, const tp_pass_ctx_t *ctx, int64_t B, int64_t *correct,
-                          bool fetch_probs)
+static int64_t gpt_forward(tp_model_t *m, const tp_pass_ctx_t *ctx, int64_t B, int64_t *correct,
+                           bool fetch_probs)
 {
     struct tp_gpt *g = m->gpt;
     tp_backend_t *be = m->be;
@@ -288,13 +285,9 @@ static double gpt_forward(tp_model_t *m, const tp_pass_ctx_t *ctx, int64_t B, in
     /* Tied LM head: logits = lnf wte^T. */
     tp_op_gemm(be, false, true, N, V, C, 1.0f, g->lnf, C, g->wte.data, C, 0.0f, g->logits, V);
     if (correct) *correct = 0;
-    if (!g->have_targets) return 0.0;
-    tp_op_softmax_xent_forward(be, g->logits, g->targets, g->probs, g->losses, N, V);
-    tp_backend_download(be, g->host_losses, g->losses, (size_t)N * sizeof(float));
-    double sum = 0;
-    for (int64_t i = 0; i < N; i++)
-        sum += g->host_losses[i];
-    return sum;
+    if (!g->have_targets) return 0;
+    tp_op_softmax_xent_forward(be, g->logits, g->targets, g->probs, m->target_loss, N, V);
+    return N;
 }
 
 static void gpt_backward(tp_model_t *m, const tp_pass_ctx_t *ctx, int64_t B, float scale)

@@ -99,8 +99,9 @@ int64_t tp_optim_state_bytes(const tp_optim_t *o)
 
 double tp_clip_grad_norm(tp_model_t *m, double max_norm)
 {
-    double norm = sqrt(tp_op_sumsq(m->be, m->grad_buf, m->numel_pad));
-    if (max_norm > 0 && norm > max_norm)
-        tp_op_scale(m->be, m->grad_buf, (float)(max_norm / (norm + 1e-6)), m->numel_pad);
-    return norm;
+    double *sq = m->scalars + TP_SCALAR_GRAD_SUMSQ, host = 0;
+    tp_op_sumsq_to(m->be, m->grad_buf, m->numel_pad, sq, false);
+    tp_op_clip_by_norm(m->be, m->grad_buf, m->numel_pad, sq, max_norm);
+    tp_backend_download(m->be, &host, sq, sizeof host);
+    return sqrt(host);
 }

@@ -50,7 +50,8 @@ int64_t tp_optim_state_bytes(const tp_optim_t *o);
 double tp_lr_at(const tp_config_t *cfg, int64_t step, int64_t total);
 
 /* Global L2 norm of the gradient; when max_norm > 0 and the norm exceeds it, gradients are
- * scaled by max_norm / norm. Returns the norm before clipping. */
+ * scaled by max_norm / norm. Returns the norm before clipping, so it waits for the backend; the
+ * trainer's tp_grad_sync_clip does the same without reading the norm back. */
 double tp_clip_grad_norm(tp_model_t *m, double max_norm);
 
 extern const tp_optim_ops_t tp_optim_sgd_ops;

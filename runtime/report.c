@@ -183,6 +183,7 @@ tp_status_t tp_summary_write(const char *path, const tp_summary_t *s)
     tp_json_int(&j, "peak_rss_bytes", s->peak_rss_bytes);
     tp_json_int(&j, "optimizer_state_bytes", s->optimizer_state_bytes);
     tp_json_int(&j, "gradient_bytes", s->gradient_bytes);
+    tp_json_int(&j, "host_waits_per_step", s->host_waits_per_step);
     tp_json_str(&j, "run_dir", s->run_dir);
     tp_json_str(&j, "config", s->config_path);
     tp_json_str(&j, "last_checkpoint", s->last_checkpoint);

@@ -61,6 +61,7 @@ typedef struct tp_summary {
     int64_t param_state_bytes, activation_bytes, backend_peak_bytes, peak_rss_bytes;
     /* per rank: optimizer state (1/N of the full under ZeRO), persistent gradients */
     int64_t optimizer_state_bytes, gradient_bytes;
+    int64_t host_waits_per_step; /* most host waits for the backend in one step (not the 1st) */
 } tp_summary_t;
 
 tp_status_t tp_summary_write(const char *path, const tp_summary_t *s);

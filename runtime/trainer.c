@@ -43,6 +43,9 @@ typedef struct trainer {
     int64_t local_batch, micro_batch, steps_per_epoch, total, start_step, step;
     int64_t *idx;
     double *step_s, *comm_s, *comm_total_s; /* per step of this run; comm_s is exposed time */
+    /* Most host waits for the backend inside one step (1 = only the end), in the run's first
+     * step (allocations settle there: pinned staging, scratch growth) and in the later ones. */
+    int64_t first_step_waits, step_host_waits;
     double last_loss, last_grad_norm;
     bool stopped; /* on request (SIGUSR1): checkpoint written, no final evaluation */
 } trainer_t;
@@ -279,20 +282,21 @@ static double median(const double *v, int64_t n, double *lo, double *hi)
     return m;
 }
 
-/* One optimizer step on this rank's slice of the global batch, in grad_accum micro-batches;
- * returns the local loss sum. */
-static tp_status_t train_step(trainer_t *t, double *loss_sum)
+/* One optimizer step on this rank's slice of the global batch, in grad_accum micro-batches. The
+ * loss sum stays in backend memory (tp_model_take_loss reads it for the progress line), the
+ * gradient norm too: on a GPU the host queues the whole step and waits once, at its end. */
+static tp_status_t train_step(trainer_t *t)
 {
     tp_model_t *m = t->model;
     int64_t epoch = t->step / t->steps_per_epoch, in_epoch = t->step % t->steps_per_epoch;
     int64_t first = 0, i = t->step - t->start_step, mb = t->micro_batch;
     double t0 = tp_now();
+    int64_t waits0 = tp_backend_host_waits(m->be);
     tp_sampler_batch(t->sampler, epoch, in_epoch, t->idx, &first);
     tp_model_zero_grad(m);
     /* Each rank's gradient is the mean over its slice; the average over ranks is then the mean
      * over the global batch. */
     float scale = 1.0f / (float)(t->local_batch * m->targets_per_example);
-    *loss_sum = 0;
     int64_t n_micro = t->local_batch / mb;
     tp_comm_set_context(t->rt->comm, t->step + 1,
                         t->cfg->zero ? "gradient reduce-scatter" : "gradient all-reduce");
@@ -302,18 +306,24 @@ static tp_status_t train_step(trainer_t *t, double *loss_sum)
                              .seed = (uint64_t)t->cfg->seed,
                              .step = (uint64_t)t->step,
                              .first_row = first + k * mb};
-        *loss_sum += tp_model_forward(m, &ctx, mb, NULL, false);
+        tp_model_forward_accumulate(m, &ctx, mb);
         tp_grad_sync_begin(t->sync, k == 0, k == n_micro - 1);
         tp_model_backward(m, &ctx, mb, scale);
         TP_TRY(tp_grad_sync_end(t->sync));
     }
     tp_comm_set_context(t->rt->comm, t->step + 1, "gradient-norm reduction");
-    TP_TRY(tp_grad_sync_clip(t->sync, t->cfg->grad_clip, &t->last_grad_norm));
+    TP_TRY(tp_grad_sync_clip(t->sync, t->cfg->grad_clip));
     tp_optim_step(t->optim, (float)tp_lr_at(t->cfg, t->step, t->total));
     tp_comm_set_context(t->rt->comm, t->step + 1, "parameter all-gather");
     TP_TRY(tp_grad_sync_gather_params(t->sync));
-    tp_backend_synchronize(m->be);
+    tp_comm_set_context(t->rt->comm, t->step + 1, "end of the step");
+    TP_TRY(tp_grad_sync_finish_step(t->sync));
     t->step_s[i] = tp_now() - t0;
+    int64_t waits = tp_backend_host_waits(m->be) - waits0;
+    if (i == 0)
+        t->first_step_waits = waits;
+    else if (waits > t->step_host_waits)
+        t->step_host_waits = waits;
     tp_grad_sync_take_times(t->sync, &t->comm_s[i], &t->comm_total_s[i]);
     return TP_OK;
 }
@@ -358,14 +368,14 @@ static tp_status_t train_loop(trainer_t *t)
     double interval[2] = {0, 0}, interval_t0 = tp_now();
     int64_t interval_steps = 0;
     for (t->step = t->start_step; t->step < end;) {
-        double loss = 0;
-        TP_TRY(train_step(t, &loss));
-        interval[0] += loss;
+        TP_TRY(train_step(t));
         interval[1] += (double)(t->local_batch * t->model->targets_per_example);
         interval_steps++;
         t->step++;
         bool last = t->step == end;
         if (t->step % cfg->log_every == 0 || last) {
+            interval[0] = tp_model_take_loss(t->model);
+            t->last_grad_norm = tp_grad_sync_last_norm(t->sync);
             tp_comm_set_context(t->rt->comm, t->step, "loss reduction for the progress log");
             TP_TRY(tp_comm_allreduce(t->rt->comm, interval, 2, TP_DT_DOUBLE, TP_RED_SUM));
             double dt = tp_now() - interval_t0;
@@ -490,6 +500,7 @@ static tp_status_t finish(trainer_t *t)
     s.activation_bytes = t->model->activation_bytes;
     s.backend_peak_bytes = tp_backend_bytes_peak(t->rt->be);
     s.peak_rss_bytes = tp_peak_rss_bytes();
+    s.host_waits_per_step = n > 1 ? t->step_host_waits : t->first_step_waits;
     s.step_time_ms_min = 1e3 * lo;
     s.step_time_ms_max = 1e3 * hi;
     char path[4096];

@@ -27,6 +27,8 @@ for key in ("model", "backend", "world_size", "threads_per_rank", "steps", "samp
 h.check(s["world_size"] == 2 and s["comm"] == "mpi" and s["steps"] == 468, "summary: 2 ranks, 468 steps")
 h.check(0 < s["comm_fraction"] < 1 and s["samples_per_s"] > 0 and s["achieved_gflops"] > 0,
         "summary figures are measured and positive")
+h.check(s.get("host_waits_per_step") == 1, "summary: the host waits for the backend once per step (got %s)"
+        % s.get("host_waits_per_step"))
 rows = read_metrics(run)
 m = [r for r in rows if "loss" in r]
 h.check(len(m) == 5 and all(k in m[0] for k in ("step", "loss", "lr", "samples_per_s", "step_ms", "comm_ms")),

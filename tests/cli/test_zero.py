@@ -74,6 +74,10 @@ for zero in (0, 1, 2):
         h.check(s["zero"] == zero and s["overlap"] == (overlap == "true"), "%s: summary records the mode" % name)
         h.check(0 <= s["comm_fraction"] <= 1 and s["comm_total_ms_median"] >= 0 and s["compute_ms_median"] > 0,
                 "%s: summary splits compute, exposed and total communication" % name)
+        # Loss, norm and clipping stay in backend memory: the host waits for the backend once
+        # per step, at its end (what keeps a GPU step free of host synchronisation).
+        h.check(s["host_waits_per_step"] == 1,
+                "%s: the host waits for the backend once per step (got %s)" % (name, s["host_waits_per_step"]))
 
 s0 = read_summary(h.path("gpt_z0_true"))
 s1 = read_summary(h.path("gpt_z1_true"))

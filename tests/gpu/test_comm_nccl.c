@@ -168,17 +168,24 @@ static void *download(const void *d, size_t bytes)
     return h;
 }
 
-/* mode 0: blocking; 1: tp_comm_test until done; 2: tp_comm_wait. */
-static const char *const mode_name[] = {"blocking", "non-blocking/test", "non-blocking/wait"};
+/* mode 0: blocking; 1: tp_comm_test until done; 2: tp_comm_wait; 3: tp_comm_wait_ordered (the
+ * compute stream waits, not the host), then tp_comm_sync. */
+#define N_MODES 4
+static const char *const mode_name[N_MODES] = {"blocking", "non-blocking/test", "non-blocking/wait",
+                                               "non-blocking/wait_ordered"};
 
 static void complete(tp_comm_req_t **req, int mode, const char *what)
 {
     tp_status_t st = TP_OK;
-    if (mode == 1)
+    if (mode == 1) {
         while (*req && st == TP_OK)
             st = tp_comm_test(g_c, req);
-    else
+    } else if (mode == 3) {
+        st = tp_comm_wait_ordered(g_c, req);
+        if (st == TP_OK) st = tp_comm_sync(g_c);
+    } else {
         st = tp_comm_wait(g_c, req);
+    }
     CHECKF(st == TP_OK, "%s: completion: %s", what, tp_status_str(st));
     CHECKF(*req == NULL, "%s: request not released", what);
     st = tp_comm_wait(g_c, req); /* a finished handle is NULL: a no-op */
@@ -346,6 +353,32 @@ static void test_orders_after_compute(void)
     tp_comm_buf_free(g_c, d);
 }
 
+/* tp_comm_wait_ordered must make the compute stream (here the legacy default stream) wait for
+ * the collective: a memset queued there right after it, with no host wait in between, must land
+ * after the all-reduce has written the buffer, so every byte ends as the memset's. */
+static void test_wait_ordered_orders_compute(void)
+{
+    size_t count = (size_t)32 << 20; /* 256 MiB: the all-reduce takes a while */
+    int64_t *ones = xmalloc(count * 8);
+    for (size_t i = 0; i < count; i++)
+        ones[i] = 1;
+    void *d = dev_with(ones, count * 8);
+    free(ones);
+    tp_comm_req_t *req = NULL;
+    CHECK(tp_comm_iallreduce(g_c, d, count, TP_DT_INT64, TP_RED_SUM, &req) == TP_OK);
+    CHECK(tp_comm_wait_ordered(g_c, &req) == TP_OK && req == NULL);
+    CHECK(cudaMemsetAsync(d, 0x02, count * 8, cudaStreamLegacy) == cudaSuccess);
+    CHECK(tp_comm_sync(g_c) == TP_OK);
+    unsigned char *got = download(d, count * 8);
+    size_t bad = 0;
+    for (size_t i = 0; i < count * 8; i++)
+        bad += got[i] != 0x02;
+    CHECKF(bad == 0, "compute ran before the collective it was ordered after: %zu of %zu bytes",
+           bad, count * 8);
+    free(got);
+    tp_comm_buf_free(g_c, d);
+}
+
 int main(int argc, char **argv)
 {
     char why[256] = "";
@@ -376,7 +409,7 @@ int main(int argc, char **argv)
         for (int op = TP_RED_SUM; op <= TP_RED_MIN; op++) {
             if (dt == TP_DT_BYTE && op == TP_RED_AVG) continue; /* not defined for bytes */
             for (size_t k = 0; k < sizeof counts / sizeof counts[0]; k++)
-                for (int mode = 0; mode < 3; mode++) {
+                for (int mode = 0; mode < N_MODES; mode++) {
                     test_allreduce(dt, op, counts[k], mode, seed++);
                     for (int in_place = 0; in_place < 2; in_place++)
                         test_reduce_scatter(dt, op, counts[k], mode, in_place, seed++);
@@ -384,7 +417,7 @@ int main(int argc, char **argv)
         }
     for (int dt = TP_DT_FLOAT; dt <= TP_DT_BYTE; dt++)
         for (size_t k = 0; k < sizeof counts / sizeof counts[0]; k++) {
-            for (int mode = 0; mode < 3; mode++)
+            for (int mode = 0; mode < N_MODES; mode++)
                 for (int in_place = 0; in_place < 2; in_place++)
                     test_allgather(dt, counts[k], mode, in_place, seed++);
             test_bcast(dt, counts[k], seed++);
@@ -396,6 +429,7 @@ int main(int argc, char **argv)
     test_allgather(TP_DT_FLOAT, 0, 0, 0, seed++);
     test_overlapping();
     test_orders_after_compute();
+    test_wait_ordered_orders_compute();
     CHECK(tp_comm_barrier(g_c) == TP_OK);
 
     tp_comm_free(g_c);

@@ -19,8 +19,9 @@
  * | data movement: im2col, swap01, maxpool (y,  | 0      | 0      | copies and selections:     |
  * |   argmax, dx), fill, copy, embedding_forward|        |        | exact (one fp32 add for    |
  * |   dropout mask (bit-identical)              |        |        | the embedding)             |
- * | sumsq                                       | 1e-12  | 1e-12  | double accumulation; only  |
+ * | sumsq, sumsq_to, sum_to (of sum |x|)        | 1e-12  | 1e-12  | double accumulation; only  |
  * |                                             |        |        | the summation order differs|
+ * | clip_by_norm (no clip: exact)               | 1e-5   | 1e-2   | factor from a device sumsq |
  * | every other non-matmul op (bias, act,       | 1e-5   | 1e-2   | the issue's targets; fp32  |
  * |   dropout y/dx, col2im, softmax_xent,       |        |        | kernels differ from ref    |
  * |   scale, axpy, add, adamw, sgd, embedding   |        |        | only by summation order and|
@@ -588,6 +589,39 @@ static void test_sumsq(void)
             CHECKF(memcmp(&g1, &g2, sizeof g1) == 0,
                    "[%s] sumsq(%s): not repeatable (%.17g, %.17g)", g_prec_name[g_prec], sh, g1,
                    g2);
+
+            /* The training step's forms: results stay in device memory, accumulating. */
+            double *dacc = dalloc(2 * sizeof(double)), racc[2] = {0, 0}, gacc[2];
+            tp_op_sum_to(g_ref, x, (int64_t)n, &racc[0], false);
+            tp_op_sum_to(g_ref, x, (int64_t)n, &racc[0], true);
+            tp_op_sumsq_to(g_ref, x, (int64_t)n, &racc[1], false);
+            tp_op_sum_to(g_gpu, dx, (int64_t)n, dacc, false);
+            tp_op_sum_to(g_gpu, dx, (int64_t)n, dacc, true);
+            tp_op_sumsq_to(g_gpu, dx, (int64_t)n, dacc + 1, false);
+            memcpy(gacc, dget(dacc, sizeof gacc), sizeof gacc);
+            /* A sum of signed values can cancel: measure against the sum of magnitudes. */
+            double mag = 0;
+            for (size_t i = 0; i < n; i++)
+                mag += fabs((double)x[i]);
+            double es = fabs(gacc[0] - racc[0]) / fmax(2 * mag, 1e-300);
+            expect("sum_to (accumulate)", sh, isfinite(gacc[0]) ? es : INFINITY, K_SUMSQ);
+            CHECKF(memcmp(&gacc[1], &g1, sizeof g1) == 0,
+                   "[%s] sumsq_to(%s): %.17g differs from sumsq's %.17g", g_prec_name[g_prec], sh,
+                   gacc[1], g1);
+
+            /* Clipping reads the device-side sum of squares: below the norm it scales exactly
+             * as the ref does with its own sum, above the norm it leaves x alone. */
+            if (n > 0) {
+                double norm = sqrt(r);
+                float *rc = hdup(x, n), *rk = hdup(x, n);
+                float *dc = dputf(x, n), *dk = dputf(x, n);
+                tp_op_clip_by_norm(g_ref, rc, (int64_t)n, &r, 0.5 * norm);
+                tp_op_clip_by_norm(g_gpu, dc, (int64_t)n, dacc + 1, 0.5 * norm);
+                expect("clip_by_norm", sh, relerr(dgetf(dc, n), rc, n), K_ELEM);
+                tp_op_clip_by_norm(g_ref, rk, (int64_t)n, &r, 2.0 * norm);
+                tp_op_clip_by_norm(g_gpu, dk, (int64_t)n, dacc + 1, 2.0 * norm);
+                expect("clip_by_norm (no clip)", sh, relerr(dgetf(dk, n), rk, n), K_EXACT);
+            }
             case_end();
         }
 }

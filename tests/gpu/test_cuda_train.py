@@ -8,7 +8,9 @@ multilingual sample (byte-level tokens).
       step 30, the cpu run's step-20 checkpoint resumes on cuda to step 30; both exit 0, and each
       resumed run's losses (steps 21..30) stay within 1e-2 relative of the uninterrupted cpu run;
       both checkpoints hold the same tensors (names, shapes) as `tulpar ckpt inspect` lists them;
-  (c) `tulpar generate` on cpu from the cuda checkpoint, and on cuda from the cpu checkpoint.
+  (c) `tulpar generate` on cpu from the cuda checkpoint, and on cuda from the cpu checkpoint;
+  (d) summary.json's host_waits_per_step of the cuda run is 1: inside a step the host never
+      waits for the GPU (loss, norm and clipping stay on the device) except at the step's end.
 
 The schedule is constant after warm-up, so the first 30 steps of the 50-step cpu run are the
 uninterrupted reference for the runs resumed at 20 and stopped at 30 (--stop-at 30).
@@ -23,7 +25,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "cli"))
 
-from tulpar_test import Harness, read_metrics  # noqa: E402
+from tulpar_test import Harness, read_metrics, read_summary  # noqa: E402
 
 # Our own options first; the Harness parses the rest (--tulpar, --source).
 GPU, GPU_PREC = "cuda", "bf16"
@@ -119,6 +121,10 @@ if p.returncode != 0 and any(m in p.stderr for m in NO_GPU_MARKERS):
     print("skipped: no GPU (%s)" % why.strip())
     sys.exit(77)
 h.check(p.returncode == 0, "%d steps on %s (%s)" % (STEPS, GPU, GPU_PREC), p.stderr[-2500:])
+if p.returncode == 0:
+    # No host synchronisation inside a step: the host waits for the GPU once, at the step's end.
+    hw = read_summary(run_g).get("host_waits_per_step")
+    h.check(hw == 1, "%s: the host waits for the backend once per step (got %s)" % (GPU, hw))
 run_c = h.path("cpu")
 p = train(run_c, "cpu")
 h.check(p.returncode == 0, "%d steps on cpu (fp32)" % STEPS, p.stderr[-2500:])

@@ -472,6 +472,62 @@ static void test_sumsq(void)
     }
 }
 
+/* The forms a training step uses: results in backend memory (here host memory), accumulating,
+ * and clipping by a sum of squares the host never reads. */
+static void test_sum_to_and_clip(void)
+{
+    tp_backend_t *bes[2] = {g_ref, g_cpu};
+    for (size_t s = 0; s < N_SUMSQ; s++) {
+        int64_t n = g_sumsq_ns[s];
+        float *x = rnd((size_t)n, 2.0f);
+        double plain = 0, sq = tp_op_sumsq(g_ref, x, n);
+        for (int64_t i = 0; i < n; i++)
+            plain += x[i];
+        for (int k = 0; k < 2; k++) {
+            const char *name = tp_backend_name(bes[k]);
+            double acc = NAN;
+            tp_op_sum_to(bes[k], x, n, &acc, false); /* overwrites, even with n == 0 */
+            CHECKF(memcmp(&acc, &plain, sizeof acc) == 0,
+                   "%s sum_to(n=%lld) = %.17g, in-order sum %.17g", name, (long long)n, acc, plain);
+            tp_op_sum_to(bes[k], x, n, &acc, true);
+            double twice = plain + plain;
+            CHECKF(memcmp(&acc, &twice, sizeof acc) == 0, "%s sum_to(n=%lld, accumulate) = %.17g",
+                   name, (long long)n, acc);
+            double q = NAN;
+            tp_op_sumsq_to(bes[k], x, n, &q, false);
+            CHECKF(memcmp(&q, &sq, sizeof q) == 0, "%s sumsq_to(n=%lld) = %.17g != %.17g", name,
+                   (long long)n, q, sq);
+            tp_op_sumsq_to(bes[k], x, n, &q, true);
+            double sq2 = sq + sq;
+            CHECKF(memcmp(&q, &sq2, sizeof q) == 0, "%s sumsq_to(n=%lld, accumulate) = %.17g", name,
+                   (long long)n, q);
+            if (n == 0) continue;
+            /* clip: above the norm scale by exactly the factor, at or below leave alone */
+            double norm = sqrt(sq);
+            const double limits[] = {0.25 * norm, 2.0 * norm, 0.0, -1.0};
+            for (int l = 0; l < 4; l++) {
+                float *y = fdup(x, (size_t)n);
+                tp_op_clip_by_norm(bes[k], y, n, &sq, limits[l]);
+                float f =
+                    limits[l] > 0 && norm > limits[l] ? (float)(limits[l] / (norm + 1e-6)) : 1.0f;
+                int64_t bad = 0;
+                for (int64_t i = 0; i < n; i++) {
+                    float want = f == 1.0f ? x[i] : x[i] * f;
+                    bad += memcmp(&y[i], &want, sizeof want) != 0;
+                }
+                CHECKF(bad == 0, "%s clip_by_norm(n=%lld, max_norm=%g): %lld elements wrong", name,
+                       (long long)n, limits[l], (long long)bad);
+                if (limits[l] > 0 && limits[l] < norm)
+                    CHECKF(fabs(sqrt(tp_op_sumsq(g_ref, y, n)) - limits[l]) <= 1e-5 * limits[l],
+                           "%s clip_by_norm(n=%lld): norm after clipping %.9g, want %.9g", name,
+                           (long long)n, sqrt(tp_op_sumsq(g_ref, y, n)), limits[l]);
+                free(y);
+            }
+        }
+        free(x);
+    }
+}
+
 /* omp_set_num_threads is process-wide: each backend is created, used and freed in turn. */
 static void test_sumsq_threads(void)
 {
@@ -612,6 +668,7 @@ int main(void)
     test_maxpool();
     test_softmax_xent();
     test_sumsq();
+    test_sum_to_and_clip();
     test_vector_ops();
     test_adamw();
     test_sgd();
