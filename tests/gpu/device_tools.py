@@ -90,7 +90,8 @@ def throughput(run_dir, warmup, peak):
             "peak_tflops": peak / 1e12 if peak else None,
             "mfu": flops_step / (ms / 1e3) / peak if peak else None,
             "final_loss": rows[-1].get("loss"),
-            "backend_peak_bytes": s.get("backend_peak_bytes")}
+            "backend_peak_bytes": s.get("backend_peak_bytes"),
+            "host_waits_per_step": s.get("host_waits_per_step")}
 
 
 def cmd_throughput(a):
@@ -210,6 +211,8 @@ def cmd_summary(a):
             label, r["step_ms_median"], r["tokens_per_s"],
             "n/a" if mfu is None else "%.1f%%" % (100 * mfu), note))
     if tp:
+        out.append("tulpar host waits for the GPU per step (after the first): %s (1 = only the "
+                   "step's end)" % tp.get("host_waits_per_step"))
         mfu = tp.get("mfu")
         out.append("goal MFU >= 40%%: %s" % ("n/a" if mfu is None else
                                             "%s (%.1f%%)" % ("PASS" if mfu >= 0.40 else "FAIL",
