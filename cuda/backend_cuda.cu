@@ -24,10 +24,13 @@ extern "C" {
 
 #define TP_CUDA_SCRATCH_SLOTS 4
 // Uploads of at most TP_CUDA_STAGE_MAX bytes (a step's tokens, labels or images: GPT-2 at batch
-// 16 x 1024 is 64 KiB, a CNN batch of 256 images 0.8 MiB) go through TP_CUDA_STAGE_SLOTS pinned
-// buffers used in turn; larger ones (weights, optimizer state) copy synchronously.
-#define TP_CUDA_STAGE_SLOTS 4
-#define TP_CUDA_STAGE_MAX   ((size_t)8 << 20)
+// 16 x 1024 is 64 KiB, a CNN batch of 256 images 0.8 MiB) go through pinned staging slots;
+// larger ones (weights, optimizer state) copy synchronously. A slot is reused once its copy has
+// run; while the next one is still queued a slot is added instead (up to TP_CUDA_STAGE_MAX_SLOTS),
+// so after the first training step, which uploads what every step uploads, the host never waits.
+#define TP_CUDA_STAGE_MAX       ((size_t)8 << 20)
+#define TP_CUDA_STAGE_MIN       ((size_t)1 << 20)
+#define TP_CUDA_STAGE_MAX_SLOTS 64
 
 typedef struct stage_slot {
     void *host; // pinned (cudaHostAlloc)
@@ -42,8 +45,8 @@ typedef struct cuda_state {
     tp_precision_t precision;
     void *scratch[TP_CUDA_SCRATCH_SLOTS];
     size_t scratch_cap[TP_CUDA_SCRATCH_SLOTS];
-    stage_slot_t stage[TP_CUDA_STAGE_SLOTS];
-    int stage_next;
+    stage_slot_t *stage; // a ring, oldest copy at stage_next
+    int n_stage, stage_next;
 } cuda_state_t;
 
 static cuda_state_t *state_of(const tp_backend_t *be)
@@ -156,8 +159,6 @@ static tp_status_t cuda_setup(tp_backend_t *be, cuda_state_t *s)
     // gemm names its compute type per call (TF32 or bf16 tensor cores, cuda_gemm); the handle's
     // default math mode matches runtime.precision = "fp32" for anything else.
     INIT_CUBLAS(cublasSetMathMode(s->cublas, CUBLAS_TF32_TENSOR_OP_MATH));
-    for (int i = 0; i < TP_CUDA_STAGE_SLOTS; i++)
-        INIT_CUDA(cudaEventCreateWithFlags(&s->stage[i].copied, cudaEventDisableTiming));
 
     int rt = 0, drv = 0, cbv = 0;
     INIT_CUDA(cudaRuntimeGetVersion(&rt));
@@ -186,10 +187,11 @@ static void state_free(cuda_state_t *s)
     }
     for (int i = 0; i < TP_CUDA_SCRATCH_SLOTS; i++)
         if (s->scratch[i]) (void)cudaFree(s->scratch[i]);
-    for (int i = 0; i < TP_CUDA_STAGE_SLOTS; i++) {
+    for (int i = 0; i < s->n_stage; i++) {
         if (s->stage[i].host) (void)cudaFreeHost(s->stage[i].host);
         if (s->stage[i].copied) (void)cudaEventDestroy(s->stage[i].copied);
     }
+    free(s->stage);
     if (s->cublas) (void)cublasDestroy(s->cublas);
     if (s->stream) (void)cudaStreamDestroy(s->stream);
     free(s);
@@ -308,49 +310,75 @@ static void cuda_release(tp_backend_t *be, void *ptr)
     TP_CUDA_FATAL(cudaFree(ptr));
 }
 
+// Pinned memory for k: at least `bytes`. cudaHostAlloc and cudaFreeHost may synchronise the
+// device, so they count as host waits; false when no pinned memory is to be had.
+static bool stage_reserve(tp_backend_t *be, stage_slot_t *k, size_t bytes)
+{
+    if (k->host && k->cap >= bytes) return true;
+    be->host_waits++;
+    if (k->host) TP_CUDA_FATAL(cudaFreeHost(k->host));
+    k->host = NULL;
+    k->cap = 0;
+    size_t cap = bytes < TP_CUDA_STAGE_MIN ? TP_CUDA_STAGE_MIN : bytes;
+    if (cudaHostAlloc(&k->host, cap, cudaHostAllocDefault) != cudaSuccess) {
+        (void)cudaGetLastError();
+        k->host = NULL;
+        return false;
+    }
+    k->cap = cap;
+    return true;
+}
+
+// The slot for the next staged upload, or NULL (then copy synchronously).
+static stage_slot_t *stage_take(tp_backend_t *be, cuda_state_t *s, size_t bytes)
+{
+    if (s->n_stage > 0) {
+        stage_slot_t *k = &s->stage[s->stage_next];
+        cudaError_t q = cudaEventQuery(k->copied);
+        if (q != cudaErrorNotReady) TP_CUDA_FATAL(q);
+        // "Not ready" is a status, not an error: keep it from the next launch check.
+        else if (cudaPeekAtLastError() == cudaErrorNotReady)
+            (void)cudaGetLastError();
+        if (q == cudaSuccess || s->n_stage == TP_CUDA_STAGE_MAX_SLOTS) {
+            if (q != cudaSuccess) { // every slot busy: wait for the oldest copy
+                be->host_waits++;
+                TP_CUDA_FATAL(cudaEventSynchronize(k->copied));
+            }
+            if (!stage_reserve(be, k, bytes)) return NULL;
+            s->stage_next = (s->stage_next + 1) % s->n_stage;
+            return k;
+        }
+    }
+    // The oldest copy has not run yet: add a slot in front of it (it stays the oldest).
+    stage_slot_t *grown =
+        (stage_slot_t *)realloc(s->stage, (size_t)(s->n_stage + 1) * sizeof *grown);
+    if (!grown) return NULL;
+    s->stage = grown;
+    int at = s->stage_next;
+    memmove(&s->stage[at + 1], &s->stage[at], (size_t)(s->n_stage - at) * sizeof *grown);
+    stage_slot_t *k = &s->stage[at];
+    memset(k, 0, sizeof *k);
+    TP_CUDA_FATAL(cudaEventCreateWithFlags(&k->copied, cudaEventDisableTiming));
+    s->n_stage++;
+    s->stage_next = (at + 1) % s->n_stage;
+    return stage_reserve(be, k, bytes) ? k : NULL;
+}
+
 // The host buffer may be reused as soon as this returns. Small uploads (a training step's
 // batch) are copied into a pinned staging slot and queued, so the host does not wait for the
-// GPU: it waits only when it comes back to a slot whose copy, queued TP_CUDA_STAGE_SLOTS uploads
-// ago, has not run yet. cudaMemcpyAsync straight from pageable memory may synchronise with the
-// stream instead (CUDA's "API synchronization behavior").
+// GPU. cudaMemcpyAsync straight from pageable memory may synchronise with the stream instead
+// (CUDA's "API synchronization behavior").
 static void cuda_upload(tp_backend_t *be, void *dst, const void *src, size_t bytes)
 {
     if (bytes == 0) return;
     cuda_state_t *s = state_of(be);
     cudaStream_t st = s->stream;
-    if (bytes > TP_CUDA_STAGE_MAX) {
+    stage_slot_t *k = bytes <= TP_CUDA_STAGE_MAX ? stage_take(be, s, bytes) : NULL;
+    if (!k) {
         be->host_waits++;
         TP_CUDA_FATAL(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, st));
         TP_CUDA_FATAL(cudaStreamSynchronize(st));
         return;
-    }
-    stage_slot_t *k = &s->stage[s->stage_next];
-    s->stage_next = (s->stage_next + 1) % TP_CUDA_STAGE_SLOTS;
-    // A slot whose copy has not run yet is a host wait (tp_backend_host_waits counts it).
-    cudaError_t q = cudaEventQuery(k->copied); // never recorded: cudaSuccess
-    if (q == cudaErrorNotReady) {
-        be->host_waits++;
-        TP_CUDA_FATAL(cudaEventSynchronize(k->copied));
-    } else {
-        TP_CUDA_FATAL(q);
-    }
-    if (k->cap < bytes) {
-        // Grown once, to the largest batch (at most TP_CUDA_STAGE_MAX). cudaFreeHost and
-        // cudaHostAlloc synchronise the device: counted as a wait.
-        be->host_waits++;
-        if (k->host) TP_CUDA_FATAL(cudaFreeHost(k->host));
-        k->host = NULL;
-        k->cap = 0;
-        size_t cap = bytes < ((size_t)1 << 20) ? (size_t)1 << 20 : bytes;
-        cudaError_t e = cudaHostAlloc(&k->host, cap, cudaHostAllocDefault);
-        if (e != cudaSuccess) { // no pinned memory to spare: copy synchronously instead
-            (void)cudaGetLastError();
-            k->host = NULL;
-            TP_CUDA_FATAL(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, st));
-            TP_CUDA_FATAL(cudaStreamSynchronize(st));
-            return;
-        }
-        k->cap = cap;
     }
     memcpy(k->host, src, bytes);
     TP_CUDA_FATAL(cudaMemcpyAsync(dst, k->host, bytes, cudaMemcpyHostToDevice, st));

@@ -356,8 +356,8 @@ static __global__ void chunk_sums_kernel(const float *x, int64_t n, double *part
 
 // One block: thread t sums chunks t, t + blockDim, ... in order, then the block's tree. Stores
 // or adds the total to *out, on the device: nobody waits for it.
-static __global__ void chunk_total_kernel(const double *partial, int64_t nchunks, double *out,
-                                          bool accumulate)
+static __global__ void __launch_bounds__(1024)
+    chunk_total_kernel(const double *partial, int64_t nchunks, double *out, bool accumulate)
 {
     __shared__ double sh[32];
     double s = 0.0;

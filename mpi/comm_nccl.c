@@ -147,6 +147,8 @@ static tp_status_t poll_done(tp_comm_t *c, cudaEvent_t ev, int block, int *done)
             *done = 1;
             return TP_OK;
         }
+        if (e == cudaErrorNotReady && cudaPeekAtLastError() == cudaErrorNotReady)
+            (void)cudaGetLastError(); /* a status, not an error: keep it from launch checks */
         if (e != cudaErrorNotReady) {
             s->failed = 1;
             return tp_cuda_report(e,
@@ -309,6 +311,8 @@ static tp_status_t nccl_sync(tp_comm_t *c)
     for (;;) {
         cudaError_t e = cudaStreamQuery(s->compute);
         if (e == cudaSuccess) break;
+        if (e == cudaErrorNotReady && cudaPeekAtLastError() == cudaErrorNotReady)
+            (void)cudaGetLastError(); /* a status, not an error: keep it from launch checks */
         if (e != cudaErrorNotReady) {
             s->failed = 1;
             return tp_cuda_report(e, "cudaStreamQuery(compute)", __FILE__, __LINE__);

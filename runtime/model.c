@@ -173,9 +173,11 @@ void tp_model_forward_accumulate(tp_model_t *m, const tp_pass_ctx_t *ctx, int64_
 
 double tp_model_take_loss(tp_model_t *m)
 {
-    double sum = 0, zero = 0;
+    double sum = 0;
     tp_backend_download(m->be, &sum, m->scalars + TP_SCALAR_LOSS_SUM, sizeof sum);
-    tp_backend_upload(m->be, m->scalars + TP_SCALAR_LOSS_SUM, &zero, sizeof zero);
+    /* Reset by an op (an empty sum stores 0), not an upload: a step's uploads stay the same
+     * every step, so the CUDA backend's staging settles in the first. */
+    tp_op_sum_to(m->be, m->target_loss, 0, m->scalars + TP_SCALAR_LOSS_SUM, false);
     return sum;
 }
 

@@ -10,7 +10,8 @@ multilingual sample (byte-level tokens).
       both checkpoints hold the same tensors (names, shapes) as `tulpar ckpt inspect` lists them;
   (c) `tulpar generate` on cpu from the cuda checkpoint, and on cuda from the cpu checkpoint;
   (d) summary.json's host_waits_per_step of the cuda run is 1: inside a step the host never
-      waits for the GPU (loss, norm and clipping stay on the device) except at the step's end.
+      waits for the GPU (loss, norm and clipping stay on the device, batches go through pinned
+      staging; two micro-batches per step, so four uploads) except at the step's end.
 
 The schedule is constant after warm-up, so the first 30 steps of the 50-step cpu run are the
 uninterrupted reference for the runs resumed at 20 and stopped at 30 (--stop-at 30).
@@ -58,7 +59,7 @@ if p.returncode != 0:
 CFG = """
 model: { type = "gpt"; n_layer = 2; n_head = 2; d_model = 64; seq_len = 64; vocab_size = 256; };
 data: { dataset = "tokens"; dir = "%s"; };
-train: { steps = %d; batch = 8; lr = 0.001; warmup_steps = 5; schedule = "constant";
+train: { steps = %d; batch = 8; grad_accum = 2; lr = 0.001; warmup_steps = 5; schedule = "constant";
          beta2 = 0.95; weight_decay = 0.1; grad_clip = 1.0; seed = 11; };
 eval: { at_end = false; };
 checkpoint: { every = %d; keep = 10; };
