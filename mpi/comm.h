@@ -9,6 +9,7 @@
 #ifndef TP_COMM_H
 #define TP_COMM_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -106,6 +107,11 @@ tp_status_t tp_comm_wait_ordered(tp_comm_t *c, tp_comm_req_t **req);
  * watching the communicator for failures meanwhile (NCCL's asynchronous errors), so a failed
  * peer is reported instead of waited on forever. No-op for host communicators. */
 tp_status_t tp_comm_sync(tp_comm_t *c);
+/* Device communicators: seconds measured on the GPU (CUDA events, no host wait) since the last
+ * call, for the non-blocking collectives: *exposed_s, how long the compute stream stood still in
+ * tp_comm_wait_ordered; *total_s, how long the communication stream ran collectives. Read after
+ * tp_comm_sync. False (both 0) for host communicators, whose callers time the host instead. */
+bool tp_comm_take_device_times(tp_comm_t *c, double *exposed_s, double *total_s);
 
 /* Collective error agreement: every rank passes its local status; returns TP_OK when all
  * succeeded, the local status when this rank failed, TP_ERR_REMOTE when only others did. Used

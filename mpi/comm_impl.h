@@ -25,6 +25,8 @@ typedef struct tp_comm_iface {
     tp_status_t (*wait_ordered)(tp_comm_t *c, tp_comm_req_t *req);
     /* Optional (device communicators): tp_comm_sync; NULL: nothing to wait for. */
     tp_status_t (*sync)(tp_comm_t *c);
+    /* Optional (device communicators): tp_comm_take_device_times; NULL: false. */
+    bool (*device_times)(tp_comm_t *c, double *exposed_s, double *total_s);
     void (*req_free)(tp_comm_t *c, tp_comm_req_t *req); /* release req->impl */
     /* Buffers the collectives work on; NULL: host memory (malloc, memcpy). buf_copy's last
      * argument is the direction: 1 host -> buffer (upload), 0 buffer -> host (download), 2 buffer

@@ -32,6 +32,7 @@
  * Watchdog: c->watchdog is NULL. The host communicator's watchdog thread still reports a dead
  * peer on this node, but its hang timeout (comm.timeout_s) does not cover NCCL waits. */
 #include "comm_impl.h"
+#include "comm_nccl_timing.h"
 #include "nccl_check.h"
 
 #include <errno.h>
@@ -52,8 +53,9 @@ typedef struct nccl_state {
     cudaEvent_t ready;    /* recorded on `compute` before each collective */
     cudaEvent_t pool[EVENT_POOL];
     int npool;
-    float *scratch; /* the barrier's one element */
-    int failed;     /* NCCL or CUDA failed asynchronously: abort at free, never destroy */
+    float *scratch;          /* the barrier's one element */
+    tp_gpu_timing_t *timing; /* GPU-side exposed and in-flight time; NULL: not measured */
+    int failed;              /* NCCL or CUDA failed asynchronously: abort at free, never destroy */
 } nccl_state_t;
 
 typedef struct nccl_req {
@@ -258,6 +260,7 @@ static tp_status_t nccl_istart(tp_comm_t *c, tp_comm_req_t *req)
     req->impl = q;
     TP_TRY(event_take(s, &q->done));
     TP_TRY(after_compute(s));
+    int h = tp_gpu_timing_begin(s->timing, s->stream, TP_GPU_COLL);
     ncclDataType_t t = nccl_type(req->dt);
     switch (req->kind) {
     case TP_REQ_ALLREDUCE:
@@ -273,6 +276,7 @@ static tp_status_t nccl_istart(tp_comm_t *c, tp_comm_req_t *req)
                            ncclAllGather(req->send, req->recv, req->count, t, s->comm, s->stream));
         break;
     }
+    tp_gpu_timing_end(s->timing, h, s->stream);
     TP_CUDA_CHECK(cudaEventRecord(q->done, s->stream));
     return TP_OK;
 }
@@ -299,8 +303,21 @@ static tp_status_t nccl_wait_ordered(tp_comm_t *c, tp_comm_req_t *req)
     nccl_state_t *s = c->impl;
     nccl_req_t *q = req->impl;
     TP_TRY(check_async(c));
+    /* The interval around the wait is how long compute stood still for the collective. */
+    int h = tp_gpu_timing_begin(s->timing, s->compute, TP_GPU_WAIT);
     TP_CUDA_CHECK(cudaStreamWaitEvent(s->compute, q->done, 0));
+    tp_gpu_timing_end(s->timing, h, s->compute);
     return TP_OK;
+}
+
+static bool nccl_device_times(tp_comm_t *c, double *exposed_s, double *total_s)
+{
+    nccl_state_t *s = c->impl;
+    double sec[TP_GPU_KINDS];
+    if (!tp_gpu_timing_take(s->timing, sec)) return false;
+    *exposed_s = sec[TP_GPU_WAIT];
+    *total_s = sec[TP_GPU_COLL];
+    return true;
 }
 
 /* Poll the compute stream (it waits for every collective handed over with wait_ordered), then
@@ -400,6 +417,7 @@ static void nccl_free(tp_comm_t *c)
         if (s->ready) cudaEventDestroy(s->ready);
         if (s->stream) cudaStreamDestroy(s->stream);
         if (s->scratch) cudaFree(s->scratch);
+        tp_gpu_timing_free(s->timing);
         free(s);
     }
     free(c);
@@ -425,6 +443,7 @@ static const tp_comm_iface_t nccl_iface = {
     .wait = nccl_wait,
     .wait_ordered = nccl_wait_ordered,
     .sync = nccl_sync,
+    .device_times = nccl_device_times,
     .req_free = nccl_req_free,
     .buf_alloc = nccl_buf_alloc,
     .buf_free = nccl_buf_free,
@@ -498,6 +517,7 @@ static tp_status_t nccl_setup(tp_comm_t *c, nccl_state_t *s, ncclUniqueId id)
     TP_CUDA_CHECK(cudaEventCreateWithFlags(&s->ready, cudaEventDisableTiming));
     TP_CUDA_CHECK(cudaMalloc((void **)&s->scratch, sizeof *s->scratch));
     TP_CUDA_CHECK(cudaMemset(s->scratch, 0, sizeof *s->scratch));
+    s->timing = tp_gpu_timing_create(); /* NULL (out of memory): times are not measured */
 
     int v = 0, rt = 0;
     TP_NCCL_CHECK(ncclGetVersion(&v));

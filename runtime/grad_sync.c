@@ -342,7 +342,11 @@ tp_status_t tp_grad_sync_finish_step(tp_grad_sync_t *gs)
 
 void tp_grad_sync_take_times(tp_grad_sync_t *gs, double *exposed_s, double *total_s)
 {
-    *exposed_s = gs->exposed_s;
-    *total_s = gs->total_s;
+    /* A device communicator only queues work, so the host's times say little: it measures the
+     * GPU's own (compute stalled on a collective; collectives running). */
+    if (!tp_comm_take_device_times(gs->comm, exposed_s, total_s)) {
+        *exposed_s = gs->exposed_s;
+        *total_s = gs->total_s;
+    }
     gs->exposed_s = gs->total_s = 0;
 }

@@ -13,8 +13,9 @@
  * Time is accounted per step: exposed = time the training thread spent in communication calls
  * (launching, testing, waiting, the parameter all-gather), total = wall time during which at
  * least one collective was in flight (completion noticed at the next test). With a device
- * communicator waits only order the GPU's streams (tp_comm_wait_ordered), so these are host
- * times of queuing; the step time (measured after tp_grad_sync_finish_step) is the real one. */
+ * communicator waits only order the GPU's streams (tp_comm_wait_ordered), so the GPU's own
+ * times are reported instead (tp_comm_take_device_times, CUDA events): exposed = time the compute
+ * stream stood still waiting for collectives, total = time the communication stream ran them. */
 #ifndef TP_GRAD_SYNC_H
 #define TP_GRAD_SYNC_H
 

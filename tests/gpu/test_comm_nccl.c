@@ -364,11 +364,20 @@ static void test_wait_ordered_orders_compute(void)
         ones[i] = 1;
     void *d = dev_with(ones, count * 8);
     free(ones);
+    double exposed = -1, total = -1;
+    CHECK(tp_comm_take_device_times(g_c, &exposed, &total)); /* forget earlier tests' times */
     tp_comm_req_t *req = NULL;
     CHECK(tp_comm_iallreduce(g_c, d, count, TP_DT_INT64, TP_RED_SUM, &req) == TP_OK);
     CHECK(tp_comm_wait_ordered(g_c, &req) == TP_OK && req == NULL);
     CHECK(cudaMemsetAsync(d, 0x02, count * 8, cudaStreamLegacy) == cudaSuccess);
     CHECK(tp_comm_sync(g_c) == TP_OK);
+    /* GPU-side times: a 256 MiB all-reduce takes a measurable while on the communication
+     * stream; the compute stream waited for it (the memset was queued right behind it). */
+    CHECK(tp_comm_take_device_times(g_c, &exposed, &total));
+    printf("256 MiB all-reduce: %.3f ms on the communication stream, compute waited %.3f ms\n",
+           1e3 * total, 1e3 * exposed);
+    CHECKF(total > 0 && exposed >= 0 && exposed <= total + 1e-3,
+           "device times: total %g s, exposed %g s", total, exposed);
     unsigned char *got = download(d, count * 8);
     size_t bad = 0;
     for (size_t i = 0; i < count * 8; i++)
