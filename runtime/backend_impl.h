@@ -110,6 +110,11 @@ struct tp_backend {
     int64_t host_waits; /* downloads and synchronizes so far (tp_backend_host_waits) */
 };
 
+/* A backend object for iface (tp_backend_create's second half; tests use it for backends that
+ * are not registered, such as the CUDA emulation of tests/emu). */
+tp_status_t tp_backend_create_with(const tp_backend_iface_t *iface, int threads,
+                                   tp_backend_t **out);
+
 /* Registered implementations (backend_registry.c decides which are compiled in). */
 extern const tp_backend_iface_t tp_backend_ref_iface;
 extern const tp_backend_iface_t tp_backend_cpu_iface;

@@ -45,7 +45,12 @@ tp_status_t tp_backend_create(const char *name, int threads, tp_backend_t **out)
     else
         return TP_ERR(TP_ERR_CONFIG, "unknown backend '%s' (this build has: %s)", name,
                       tp_backend_available());
+    return tp_backend_create_with(iface, threads, out);
+}
 
+tp_status_t tp_backend_create_with(const tp_backend_iface_t *iface, int threads, tp_backend_t **out)
+{
+    *out = NULL;
     tp_backend_t *be = tp_calloc(1, sizeof *be, "backend");
     if (!be) return TP_ERR_NOMEM;
     be->iface = iface;

@@ -7,7 +7,8 @@
  * and backward. Each failure prints one line naming the op, the shape and the error; the end is a
  * table "op | precision | max rel err | tolerance | ok" (the worst case of each op). Without a GPU
  * it prints "SKIP: no GPU (<reason>)" and returns 77. TP_TEST_GPU_BACKEND=cpu runs the same
- * comparisons against the cpu backend (a check of the test itself where no GPU is).
+ * comparisons against the cpu backend (a check of the test itself where no GPU is). Built with
+ * TP_CUDA_OPS_EMULATED (tests/emu) it runs the CUDA kernels themselves on the CPU.
  *
  * Error measure: max |gpu - ref| / max |ref| over the tensor (NaN or inf anywhere = infinite),
  * except where a row says otherwise. The ref backend sums in double, so the error is the GPU's.
@@ -44,8 +45,13 @@
  * tp_op_attention_att_numel), not the probabilities the ref keeps, so only out and dqkv are
  * compared; the cuda backward uses the cuda forward's att. */
 #include "backend.h"
-#include "cuda_probe.h"
 #include "test_util.h"
+#ifdef TP_CUDA_OPS_EMULATED
+/* tests/emu: the same kernels run on the CPU by the CUDA emulation (its own CTest). */
+tp_status_t tp_emu_backend_create(tp_backend_t **out);
+#else
+#include "cuda_probe.h"
+#endif
 
 #include <stdbool.h>
 
@@ -896,6 +902,13 @@ int main(void)
     const char *name = getenv("TP_TEST_GPU_BACKEND");
     bool self_check = name && *name && strcmp(name, "cuda") != 0;
     char why[256] = "";
+#ifdef TP_CUDA_OPS_EMULATED
+    name = "cuda-emu";
+    self_check = false;
+    (void)why;
+    if (tp_backend_create("ref", 1, &g_ref) != TP_OK || tp_emu_backend_create(&g_gpu) != TP_OK)
+        return 1;
+#else
     if (!self_check) {
         name = "cuda";
         if (tp_cuda_device_count(why, sizeof why) <= 0) {
@@ -911,6 +924,7 @@ int main(void)
         tp_backend_free(g_ref);
         return 1;
     }
+#endif
     printf("testing %s against %s\n", tp_backend_describe(g_gpu), tp_backend_describe(g_ref));
     for (g_prec = 0; g_prec < 2; g_prec++) {
         tp_status_t st = tp_backend_set_precision(g_gpu, g_prec ? TP_PREC_BF16 : TP_PREC_FP32);

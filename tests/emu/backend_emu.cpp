@@ -1,0 +1,162 @@
+// The "cuda-emu" backend for tests: the CUDA backend's kernels (cuda/kernels_*.cu, rewritten
+// by prep.py) running on the CPU through emu_runtime.cpp, on host memory. What it does not
+// cover is what backend_cuda.cu does itself: cuBLAS (gemm here is the ref backend's), streams,
+// staging and device memory.
+#include <cuda_runtime.h>
+
+extern "C" {
+#include "backend_impl.h"
+}
+#include "cuda_common.h"
+#include "cuda_ops.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+namespace
+{
+struct EmuState {
+    tp_precision_t precision;
+    void *scratch[4];
+    size_t cap[4];
+};
+
+EmuState *state(const tp_backend_t *be)
+{
+    return (EmuState *)be->impl;
+}
+
+tp_status_t emu_init(tp_backend_t *be, int threads)
+{
+    (void)threads;
+    be->impl = tp_calloc(1, sizeof(EmuState), "cuda-emu state");
+    if (!be->impl) return TP_ERR_NOMEM;
+    be->threads = 1;
+    snprintf(be->describe, sizeof be->describe,
+             "cuda-emu: the CUDA kernels on the CPU (fibers), gemm from the ref backend");
+    return TP_OK;
+}
+
+void emu_shutdown(tp_backend_t *be)
+{
+    EmuState *s = state(be);
+    if (!s) return;
+    for (void *p : s->scratch)
+        free(p);
+    free(s);
+    be->impl = nullptr;
+}
+
+tp_status_t emu_set_precision(tp_backend_t *be, tp_precision_t p)
+{
+    state(be)->precision = p;
+    return TP_OK;
+}
+
+void *emu_alloc(tp_backend_t *be, size_t bytes)
+{
+    (void)be;
+    void *p = malloc(bytes ? bytes : 1);
+    // NaN-filled, as uninitialised device memory may hold anything.
+    if (p) memset(p, 0xff, bytes);
+    return p;
+}
+
+void emu_release(tp_backend_t *be, void *p)
+{
+    (void)be;
+    free(p);
+}
+
+void emu_copy_bytes(tp_backend_t *be, void *dst, const void *src, size_t bytes)
+{
+    (void)be;
+    memmove(dst, src, bytes);
+}
+
+void emu_gemm(tp_backend_t *be, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
+              const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+              int64_t ldc)
+{
+    tp_backend_ref_iface.gemm(be, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+const tp_backend_iface_t emu_iface = {
+    .name = "cuda-emu",
+    .host_memory = true,
+    .init = emu_init,
+    .shutdown = emu_shutdown,
+    .synchronize = nullptr,
+    .stream = nullptr,
+    .set_precision = emu_set_precision,
+    .alloc = emu_alloc,
+    .release = emu_release,
+    .upload = emu_copy_bytes,
+    .download = emu_copy_bytes,
+    .gemm = emu_gemm,
+    .bias_add = tp_emu_bias_add,
+    .bias_grad = tp_emu_bias_grad,
+    .act_forward = tp_emu_act_forward,
+    .act_backward = tp_emu_act_backward,
+    .dropout_forward = tp_emu_dropout_forward,
+    .dropout_backward = tp_emu_dropout_backward,
+    .im2col = tp_emu_im2col,
+    .col2im = tp_emu_col2im,
+    .swap01 = tp_emu_swap01,
+    .maxpool_forward = tp_emu_maxpool_forward,
+    .maxpool_backward = tp_emu_maxpool_backward,
+    .softmax_xent_forward = tp_emu_softmax_xent_forward,
+    .softmax_xent_backward = tp_emu_softmax_xent_backward,
+    .sumsq_to = tp_emu_sumsq_to,
+    .sum_to = tp_emu_sum_to,
+    .clip_by_norm = tp_emu_clip_by_norm,
+    .scale = tp_emu_scale,
+    .fill = tp_emu_fill,
+    .copy = tp_emu_copy,
+    .adamw = tp_emu_adamw,
+    .sgd = tp_emu_sgd,
+    .embedding_forward = tp_emu_embedding_forward,
+    .embedding_backward = tp_emu_embedding_backward,
+    .layernorm_forward = tp_emu_layernorm_forward,
+    .layernorm_backward = tp_emu_layernorm_backward,
+    .attention_forward = tp_emu_attention_forward,
+    .attention_att_numel = tp_emu_attention_att_numel,
+    .attention_backward = tp_emu_attention_backward,
+    .attention_decode = tp_emu_attention_decode,
+    .axpy = tp_emu_axpy,
+    .add = tp_emu_add,
+};
+} // namespace
+
+extern "C" {
+
+cudaStream_t tp_emu_stream(tp_backend_t *be)
+{
+    (void)be;
+    return nullptr;
+}
+
+tp_precision_t tp_emu_precision(const tp_backend_t *be)
+{
+    return state(be)->precision;
+}
+
+void *tp_emu_scratch(tp_backend_t *be, int slot, size_t bytes)
+{
+    EmuState *s = state(be);
+    if (slot < 0 || slot >= 4) abort();
+    if (bytes > s->cap[slot]) {
+        free(s->scratch[slot]);
+        s->scratch[slot] = malloc(bytes);
+        if (!s->scratch[slot]) abort();
+        s->cap[slot] = bytes;
+    }
+    memset(s->scratch[slot], 0xff, bytes); // NaN: a kernel must write what it reads back
+    return s->scratch[slot];
+}
+
+tp_status_t tp_emu_backend_create(tp_backend_t **out)
+{
+    return tp_backend_create_with(&emu_iface, 0, out);
+}
+}
