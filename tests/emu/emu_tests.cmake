@@ -3,7 +3,8 @@
 # rewritten by prep.py and executed by emu_runtime.cpp (one fiber per CUDA thread). Built with or
 # without CUDA, so every CI run checks every kernel's logic against the ref oracle; not under the
 # sanitizers, whose stack tracking does not follow fiber switches.
-#   emu.test_cuda_ops   every CUDA kernel vs the ref backend, fp32 and bf16 (gemm is ref's)
+#   emu.test_cuda_ops        every CUDA kernel vs the ref backend, fp32 and bf16 (gemm is ref's)
+#   emu.test_gpt_reference   the GPT on those kernels vs PyTorch: logits, gradients, 5 AdamW steps
 if(NOT TULPAR_SANITIZE)
     enable_language(CXX)
     if(NOT TULPAR_PYTHON)
@@ -22,16 +23,26 @@ if(NOT TULPAR_SANITIZE)
             COMMENT "CUDA emulation: ${src}")
         list(APPEND emu_sources ${emu_gen}/${out})
     endforeach()
-    add_executable(test_cuda_ops_emu ${CMAKE_CURRENT_LIST_DIR}/../gpu/test_cuda_ops.c
-        ${CMAKE_CURRENT_LIST_DIR}/backend_emu.cpp ${CMAKE_CURRENT_LIST_DIR}/emu_runtime.cpp
-        ${emu_sources})
-    set_target_properties(test_cuda_ops_emu PROPERTIES CXX_STANDARD 17 CXX_STANDARD_REQUIRED ON)
-    target_compile_definitions(test_cuda_ops_emu PRIVATE TP_CUDA_OPS_EMULATED)
+    # The emulated CUDA backend, and the tests that run on it.
+    add_library(tulpar_cuda_emu STATIC ${CMAKE_CURRENT_LIST_DIR}/backend_emu.cpp
+        ${CMAKE_CURRENT_LIST_DIR}/emu_runtime.cpp ${emu_sources})
+    set_target_properties(tulpar_cuda_emu PROPERTIES CXX_STANDARD 17 CXX_STANDARD_REQUIRED ON)
     # The rewritten headers and the emulated CUDA runtime come before cuda/ and the real one.
-    target_include_directories(test_cuda_ops_emu BEFORE PRIVATE ${emu_gen}
-        ${CMAKE_CURRENT_LIST_DIR}/include ${CMAKE_CURRENT_LIST_DIR}/../unit)
-    target_compile_options(test_cuda_ops_emu PRIVATE ${TULPAR_WARN} -Wno-unused-function)
-    target_link_libraries(test_cuda_ops_emu PRIVATE tulpar_rt)
-    add_test(NAME emu.test_cuda_ops COMMAND test_cuda_ops_emu)
-    set_tests_properties(emu.test_cuda_ops PROPERTIES LABELS "cpu;emu" TIMEOUT 1200)
+    target_include_directories(tulpar_cuda_emu BEFORE PUBLIC ${emu_gen}
+        ${CMAKE_CURRENT_LIST_DIR}/include)
+    target_compile_options(tulpar_cuda_emu PRIVATE ${TULPAR_WARN})
+    target_link_libraries(tulpar_cuda_emu PUBLIC tulpar_rt)
+    foreach(t gpu/test_cuda_ops unit/test_gpt_reference)
+        get_filename_component(name ${t} NAME)
+        add_executable(${name}_emu ${CMAKE_CURRENT_LIST_DIR}/../${t}.c)
+        # C++ objects inside: link with the C++ driver.
+        set_target_properties(${name}_emu PROPERTIES LINKER_LANGUAGE CXX)
+        target_compile_definitions(${name}_emu PRIVATE TP_CUDA_EMULATED
+            TP_SOURCE_DIR="${PROJECT_SOURCE_DIR}")
+        target_include_directories(${name}_emu PRIVATE ${CMAKE_CURRENT_LIST_DIR}/../unit)
+        target_compile_options(${name}_emu PRIVATE ${TULPAR_WARN} -Wno-unused-function)
+        target_link_libraries(${name}_emu PRIVATE tulpar_cuda_emu)
+        add_test(NAME emu.${name} COMMAND ${name}_emu)
+        set_tests_properties(emu.${name} PROPERTIES LABELS "cpu;emu" TIMEOUT 1200)
+    endforeach()
 endif()

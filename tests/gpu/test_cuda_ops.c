@@ -8,7 +8,7 @@
  * table "op | precision | max rel err | tolerance | ok" (the worst case of each op). Without a GPU
  * it prints "SKIP: no GPU (<reason>)" and returns 77. TP_TEST_GPU_BACKEND=cpu runs the same
  * comparisons against the cpu backend (a check of the test itself where no GPU is). Built with
- * TP_CUDA_OPS_EMULATED (tests/emu) it runs the CUDA kernels themselves on the CPU.
+ * TP_CUDA_EMULATED (tests/emu) it runs the CUDA kernels themselves on the CPU.
  *
  * Error measure: max |gpu - ref| / max |ref| over the tensor (NaN or inf anywhere = infinite),
  * except where a row says otherwise. The ref backend sums in double, so the error is the GPU's.
@@ -46,7 +46,7 @@
  * compared; the cuda backward uses the cuda forward's att. */
 #include "backend.h"
 #include "test_util.h"
-#ifdef TP_CUDA_OPS_EMULATED
+#ifdef TP_CUDA_EMULATED
 /* tests/emu: the same kernels run on the CPU by the CUDA emulation (its own CTest). */
 tp_status_t tp_emu_backend_create(tp_backend_t **out);
 #else
@@ -902,7 +902,7 @@ int main(void)
     const char *name = getenv("TP_TEST_GPU_BACKEND");
     bool self_check = name && *name && strcmp(name, "cuda") != 0;
     char why[256] = "";
-#ifdef TP_CUDA_OPS_EMULATED
+#ifdef TP_CUDA_EMULATED
     name = "cuda-emu";
     self_check = false;
     (void)why;

@@ -2,7 +2,7 @@
  * tests/gpt_reference/make_reference.py with Debian's torch; CI only reads it) holds a tiny
  * GPT-2's parameters, a batch, the logits, the loss, every parameter gradient, and the losses,
  * gradient norms and parameters of 5 AdamW steps with clipping. Checked on the ref and cpu
- * backends. */
+ * backends; built with TP_CUDA_EMULATED (tests/emu), on the CUDA kernels run on the CPU. */
 #include <hdf5.h>
 #include <math.h>
 
@@ -15,6 +15,19 @@
 #endif
 
 static hid_t g_file = -1;
+
+#ifdef TP_CUDA_EMULATED
+/* tests/emu: the CUDA kernels on the CPU, checked against PyTorch as the other backends are. */
+tp_status_t tp_emu_backend_create(tp_backend_t **out);
+#endif
+
+static tp_status_t create_backend(const char *name, tp_backend_t **be)
+{
+#ifdef TP_CUDA_EMULATED
+    if (strcmp(name, "cuda-emu") == 0) return tp_emu_backend_create(be);
+#endif
+    return tp_backend_create(name, 2, be);
+}
 
 static int64_t attr_int(const char *name)
 {
@@ -66,7 +79,7 @@ static double rel_err_skip(const float *a, const float *ref, size_t n, size_t sk
 static void check_backend(const char *backend)
 {
     tp_backend_t *be = NULL;
-    CHECK(tp_backend_create(backend, 2, &be) == TP_OK);
+    CHECK(create_backend(backend, &be) == TP_OK);
     tp_config_t cfg;
     tp_config_defaults(&cfg);
     snprintf(cfg.model_type, sizeof cfg.model_type, "gpt");
@@ -220,8 +233,12 @@ int main(void)
     g_file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     CHECKF(g_file >= 0, "open %s", path);
     if (g_file < 0) return tp_test_finish("test_gpt_reference");
+#ifdef TP_CUDA_EMULATED
+    check_backend("cuda-emu");
+#else
     check_backend("ref");
     check_backend("cpu");
+#endif
     H5Fclose(g_file);
     return tp_test_finish("test_gpt_reference");
 }
