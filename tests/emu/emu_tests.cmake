@@ -5,6 +5,7 @@
 # sanitizers, whose stack tracking does not follow fiber switches.
 #   emu.test_cuda_ops        every CUDA kernel vs the ref backend, fp32 and bf16 (gemm is ref's)
 #   emu.test_gpt_reference   the GPT on those kernels vs PyTorch: logits, gradients, 5 AdamW steps
+#   emu.test_model           MLP (with dropout) and CNN on those kernels vs ref: 3 AdamW steps
 if(NOT TULPAR_SANITIZE)
     enable_language(CXX)
     if(NOT TULPAR_PYTHON)
@@ -32,7 +33,7 @@ if(NOT TULPAR_SANITIZE)
         ${CMAKE_CURRENT_LIST_DIR}/include)
     target_compile_options(tulpar_cuda_emu PRIVATE ${TULPAR_WARN})
     target_link_libraries(tulpar_cuda_emu PUBLIC tulpar_rt)
-    foreach(t gpu/test_cuda_ops unit/test_gpt_reference)
+    foreach(t gpu/test_cuda_ops unit/test_gpt_reference unit/test_model)
         get_filename_component(name ${t} NAME)
         add_executable(${name}_emu ${CMAKE_CURRENT_LIST_DIR}/../${t}.c)
         # C++ objects inside: link with the C++ driver.

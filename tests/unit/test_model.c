@@ -1,6 +1,7 @@
 /* Whole models on the "cpu" backend against the "ref" oracle from the same seed: forward loss,
  * every gradient, and parameters after three AdamW steps; and the cpu backend run twice gives
- * bitwise-identical parameters (deterministic for a fixed thread count). */
+ * bitwise-identical parameters (deterministic for a fixed thread count). Built with
+ * TP_CUDA_EMULATED (tests/emu), the same on the CUDA kernels run on the CPU instead of "cpu". */
 #include "model.h"
 #include "optim.h"
 #include "test_util.h"
@@ -67,7 +68,8 @@ static void compare(const char *what, const tp_config_t *cfg, tp_backend_t *ref,
     /* Differences come only from fp32 summation order (BLAS vs double-accumulating loops). */
     for (int s = 0; s < STEPS; s++)
         CHECKF(fabs(rc.loss[s] - rr.loss[s]) <= 1e-5 * fabs(rr.loss[s]),
-               "%s: step %d loss cpu %.9g ref %.9g", what, s, rc.loss[s], rr.loss[s]);
+               "%s: step %d loss %s %.9g ref %.9g", what, s, tp_backend_name(cpu), rc.loss[s],
+               rr.loss[s]);
     double eg = tp_test_rel_err(rc.grad0, rr.grad0, n);
     CHECKF(eg <= 1e-4, "%s: gradient error %.3g relative to its max", what, eg);
     /* AdamW divides by sqrt(v), so gradient differences pass through roughly unchanged in
@@ -83,7 +85,7 @@ static void compare(const char *what, const tp_config_t *cfg, tp_backend_t *ref,
     CHECKF(moved > 1e-3, "%s: AdamW moved parameters by only %.3g", what, moved);
     CHECKF(memcmp(rc.params, rc2.params, n * sizeof(float)) == 0 &&
                memcmp(rc.grad0, rc2.grad0, n * sizeof(float)) == 0,
-           "%s: cpu backend not bitwise repeatable", what);
+           "%s: %s backend not bitwise repeatable", what, tp_backend_name(cpu));
     if (getenv("TP_TEST_VERBOSE"))
         printf("  %s: %zu params, loss %.6f / %.6f, grad err %.3g, param err %.3g\n", what, n,
                rr.loss[0], rc.loss[0], eg, ep);
@@ -101,11 +103,20 @@ static void base_config(tp_config_t *cfg)
     cfg->dropout = 0;
 }
 
+#ifdef TP_CUDA_EMULATED
+tp_status_t tp_emu_backend_create(tp_backend_t **out);
+#endif
+
 int main(void)
 {
-    tp_backend_t *ref = NULL, *cpu = NULL;
+    tp_backend_t *ref = NULL, *cpu = NULL; /* cpu: the backend under test */
+#ifdef TP_CUDA_EMULATED
+    if (tp_backend_create("ref", 1, &ref) != TP_OK || tp_emu_backend_create(&cpu) != TP_OK)
+        return 1;
+#else
     if (tp_backend_create("ref", 1, &ref) != TP_OK || tp_backend_create("cpu", 2, &cpu) != TP_OK)
         return 1;
+#endif
 
     tp_config_t cfg;
     base_config(&cfg);
