@@ -3,11 +3,15 @@
  * runtime/backend_ref_transformer.c. Every result is reproducible run to run: reductions have a
  * fixed order and there are no floating-point atomics. Attention is flash-style: it keeps one
  * float per query row (the softmax log-sum-exp) for backward instead of the T x T matrix.
- * Math is fp32 on CUDA cores; the backend's bf16 precision concerns matrix products only. */
+ * Math is fp32 on CUDA cores, except that in runtime.precision "bf16" the attention forward's
+ * two products (Q K^T and P V) run on tensor cores (bf16 inputs, fp32 accumulation; head sizes up
+ * to 64); the backward and decode stay fp32. */
 #include "cuda_common.h"
 #include "cuda_ops.h"
 
 #include <cub/device/device_radix_sort.cuh>
+#include <cuda_bf16.h>
+#include <mma.h>
 
 #include <limits.h>
 #include <math.h>
@@ -545,24 +549,175 @@ __global__ void __launch_bounds__(kAttThreads) attention_backward_dkv_kernel(Att
     }
 }
 
+/* ---- attention forward on tensor cores (runtime.precision = "bf16") ---------------------------
+ * The same FlashAttention-2 forward as attention_forward_kernel, with its two products on tensor
+ * cores through wmma: S = Q K^T and O += P V with bf16 inputs and fp32 accumulation (the
+ * precision's contract: bf16 products, fp32 softmax, sums and statistics). 128 threads, 4 warps;
+ * warp w owns query rows 16 w .. 16 w + 15 of the 64-row tile (kFwdBM), so after the block has
+ * loaded a key/value tile each warp works on its own strip and needs only __syncwarp. The online
+ * softmax runs in fp32 on the strip of S in shared memory, two lanes per row; O is kept in
+ * shared memory (fp32), rescaled per row there and loaded into an accumulator fragment for each
+ * P V product, since a fragment's element-to-row mapping is unspecified. Used for training and
+ * evaluation in bf16; decode keeps the fp32 kernel. Checked in CI on the CPU by tests/emu. */
+constexpr int kTcThreads = 128, kTcBM = 64, kTcBN = 64;
+
+template <int D> struct TcLayout {
+    static constexpr int LDH = D + 8;     /* bf16 rows of Q, K, V: 16-byte multiple */
+    static constexpr int LDS = kTcBN + 4; /* fp32 rows of S */
+    static constexpr int LDP = kTcBN + 8; /* bf16 rows of P */
+    static constexpr int LDO = D + 4;     /* fp32 rows of O */
+    static constexpr size_t q = 0;
+    static constexpr size_t k = q + sizeof(__nv_bfloat16) * kTcBM * LDH;
+    static constexpr size_t v = k + sizeof(__nv_bfloat16) * kTcBN * LDH;
+    static constexpr size_t s = v + sizeof(__nv_bfloat16) * kTcBN * LDH;
+    static constexpr size_t p = s + sizeof(float) * kTcBM * LDS;
+    static constexpr size_t o = p + sizeof(__nv_bfloat16) * kTcBM * LDP;
+    static constexpr size_t bytes = o + sizeof(float) * kTcBM * LDO;
+    static_assert(k % 32 == 0 && v % 32 == 0 && s % 32 == 0 && p % 32 == 0 && o % 32 == 0,
+                  "wmma needs 256-bit aligned tiles");
+};
+
+/* rows x D tile of fp32 global memory into bf16 shared memory (zero past nrows and hs). */
+template <int D>
+__device__ __forceinline__ void load_tile_bf16(__nv_bfloat16 *dst, int rows, const float *src,
+                                               int64_t rstride, int nrows, int hs)
+{
+    for (int e = threadIdx.x; e < rows * D; e += kTcThreads) {
+        int r = e / D, d = e % D;
+        float x = (r < nrows && d < hs) ? src[(int64_t)r * rstride + d] : 0.0f;
+        dst[r * TcLayout<D>::LDH + d] = __float2bfloat16(x);
+    }
+}
+
+template <int D>
+__global__ void __launch_bounds__(kTcThreads) attention_forward_tc_kernel(AttFwdArgs a)
+{
+    namespace wmma = nvcuda::wmma;
+    using L = TcLayout<D>;
+    extern __shared__ __align__(128) uint8_t tc_smem[];
+    __nv_bfloat16 *sQ = (__nv_bfloat16 *)(tc_smem + L::q);
+    __nv_bfloat16 *sK = (__nv_bfloat16 *)(tc_smem + L::k);
+    __nv_bfloat16 *sV = (__nv_bfloat16 *)(tc_smem + L::v);
+    float *sS = (float *)(tc_smem + L::s);
+    __nv_bfloat16 *sP = (__nv_bfloat16 *)(tc_smem + L::p);
+    float *sO = (float *)(tc_smem + L::o);
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int bh = blockIdx.x, b = bh / a.NH, h = bh % a.NH;
+    const int l0 = (gridDim.y - 1 - blockIdx.y) * kTcBM;
+    const float *qb = a.q + b * a.q_bstride + (int64_t)h * a.hs;
+    const float *kb = a.k + b * a.kv_bstride + (int64_t)h * a.hs;
+    const float *vb = a.v + b * a.kv_bstride + (int64_t)h * a.hs;
+    load_tile_bf16<D>(sQ, kTcBM, qb + l0 * a.q_rstride, a.q_rstride, a.nq - l0, a.hs);
+    for (int e = threadIdx.x; e < kTcBM * D; e += kTcThreads)
+        sO[(e / D) * L::LDO + e % D] = 0.0f;
+
+    /* Lanes 2r and 2r + 1 own row r of the warp's strip: columns (and channels) split in two. */
+    const int row = 16 * warp + lane / 2, half = lane % 2;
+    const int tpos = a.qpos0 + l0 + row;
+    float m = -INFINITY, l = 0.0f;
+    const int kv_end = min(a.qpos0 + l0 + kTcBM, a.nkv);
+    for (int k0 = 0; k0 < kv_end; k0 += kTcBN) {
+        __syncthreads(); /* every warp is done with the previous sK, sV */
+        load_tile_bf16<D>(sK, kTcBN, kb + (int64_t)k0 * a.kv_rstride, a.kv_rstride, kv_end - k0,
+                          a.hs);
+        load_tile_bf16<D>(sV, kTcBN, vb + (int64_t)k0 * a.kv_rstride, a.kv_rstride, kv_end - k0,
+                          a.hs);
+        __syncthreads();
+        /* S strip = Q strip K^T: K rows are keys, so K^T is K read column-major. */
+        for (int n = 0; n < kTcBN / 16; n++) {
+            wmma::fragment<wmma::accumulator, 16, 16, 16, float> sf;
+            wmma::fill_fragment(sf, 0.0f);
+            for (int kk = 0; kk < D / 16; kk++) {
+                wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> qf;
+                wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major> kf;
+                wmma::load_matrix_sync(qf, sQ + 16 * warp * L::LDH + 16 * kk, L::LDH);
+                wmma::load_matrix_sync(kf, sK + 16 * n * L::LDH + 16 * kk, L::LDH);
+                wmma::mma_sync(sf, qf, kf, sf);
+            }
+            wmma::store_matrix_sync(sS + 16 * warp * L::LDS + 16 * n, sf, L::LDS,
+                                    wmma::mem_row_major);
+        }
+        __syncwarp();
+        /* Online softmax of this row's half of the tile, in fp32. */
+        float *srow = sS + row * L::LDS;
+        float mx = -INFINITY;
+        for (int c = half * (kTcBN / 2); c < (half + 1) * (kTcBN / 2); c++) {
+            float x = k0 + c > tpos ? -INFINITY : srow[c] * a.scale;
+            srow[c] = x;
+            mx = fmaxf(mx, x);
+        }
+        const float mnew = fmaxf(m, fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1)));
+        const float alpha = mnew == -INFINITY ? 1.0f : expf(m - mnew);
+        float rs = 0.0f;
+        for (int c = half * (kTcBN / 2); c < (half + 1) * (kTcBN / 2); c++) {
+            float pv = srow[c] == -INFINITY ? 0.0f : expf(srow[c] - mnew);
+            sP[row * L::LDP + c] = __float2bfloat16(pv);
+            rs += pv;
+        }
+        l = l * alpha + rs + __shfl_xor_sync(0xffffffffu, rs, 1);
+        m = mnew;
+        for (int d = half * (D / 2); d < (half + 1) * (D / 2); d++)
+            sO[row * L::LDO + d] *= alpha;
+        __syncwarp();
+        /* O strip += P strip V (V rows are keys: row-major B). */
+        for (int n = 0; n < D / 16; n++) {
+            wmma::fragment<wmma::accumulator, 16, 16, 16, float> of;
+            wmma::load_matrix_sync(of, sO + 16 * warp * L::LDO + 16 * n, L::LDO,
+                                   wmma::mem_row_major);
+            for (int kk = 0; kk < kTcBN / 16; kk++) {
+                wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> pf;
+                wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::row_major> vf;
+                wmma::load_matrix_sync(pf, sP + 16 * warp * L::LDP + 16 * kk, L::LDP);
+                wmma::load_matrix_sync(vf, sV + 16 * kk * L::LDH + 16 * n, L::LDH);
+                wmma::mma_sync(of, pf, vf, of);
+            }
+            wmma::store_matrix_sync(sO + 16 * warp * L::LDO + 16 * n, of, L::LDO,
+                                    wmma::mem_row_major);
+        }
+        __syncwarp();
+    }
+    const int grow = l0 + row;
+    if (grow < a.nq) {
+        float *o = a.out + b * a.o_bstride + grow * a.o_rstride + (int64_t)h * a.hs;
+        for (int d = half * (D / 2); d < (half + 1) * (D / 2); d++)
+            if (d < a.hs) o[d] = sO[row * L::LDO + d] / l;
+        if (a.lse && half == 0) a.lse[(int64_t)bh * a.nq + grow] = m + logf(l);
+    }
+}
+
 /* Tile shapes per padded head size: shared memory stays under 99 KiB (the most sm_86/89 allow;
  * A100/H100 have more), 64-row query tiles where that fits. Decode must use the forward's BN. */
 constexpr int kFwdRM = 4, kFwdBM = 16 * kFwdRM;
 constexpr int kFwdBN32 = 64, kFwdBN64 = 64, kFwdBN128 = 32;
 
 template <typename Kernel, typename Args>
-void launch_att(Kernel kernel, dim3 grid, size_t smem, cudaStream_t st, const Args &args)
+void launch_att(Kernel kernel, dim3 grid, size_t smem, cudaStream_t st, const Args &args,
+                int threads = kAttThreads)
 {
     /* Above 48 KiB of dynamic shared memory a kernel must opt in (cheap; per call keeps it
      * correct on whichever device is current). */
     TP_CUDA_FATAL(
         cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    kernel<<<grid, kAttThreads, smem, st>>>(args);
+    kernel<<<grid, threads, smem, st>>>(args);
     TP_CUDA_LAUNCHED();
 }
 
-void att_forward_dispatch(int hs, dim3 grid, bool decode, cudaStream_t st, const AttFwdArgs &a)
+/* tensor_cores: the bf16 kernel (training and evaluation in runtime.precision "bf16"). */
+void att_forward_dispatch(int hs, dim3 grid, bool decode, bool tensor_cores, cudaStream_t st,
+                          const AttFwdArgs &a)
 {
+    static_assert(kTcBM == kFwdBM, "both forward kernels tile queries alike (same grid)");
+    /* Head sizes up to 64 (GPT-2's): 50 and 70 KiB of shared memory. At 128 the tiles would
+     * take 110 KiB, more than sm_86/89 allow, so that size keeps the fp32 kernel. */
+    if (tensor_cores && !decode && hs <= 64) {
+        if (hs <= 32)
+            launch_att(attention_forward_tc_kernel<32>, grid, TcLayout<32>::bytes, st, a,
+                       kTcThreads);
+        else
+            launch_att(attention_forward_tc_kernel<64>, grid, TcLayout<64>::bytes, st, a,
+                       kTcThreads);
+        return;
+    }
     if (hs <= 32) {
         if (decode)
             launch_att(attention_forward_kernel<32, 1, kFwdBN32>, grid,
@@ -706,7 +861,8 @@ extern "C" void tp_cuda_attention_forward(tp_backend_t *be, const float *qkv, fl
     a.qpos0 = 0;
     a.scale = 1.0f / sqrtf((float)hs);
     dim3 grid((unsigned)(B * NH), (unsigned)((T + kFwdBM - 1) / kFwdBM));
-    att_forward_dispatch(hs, grid, false, tp_cuda_stream(be), a);
+    att_forward_dispatch(hs, grid, false, tp_cuda_precision(be) == TP_PREC_BF16, tp_cuda_stream(be),
+                         a);
 }
 
 extern "C" void tp_cuda_attention_backward(tp_backend_t *be, const float *dout, const float *qkv,
@@ -762,5 +918,5 @@ extern "C" void tp_cuda_attention_decode(tp_backend_t *be, const float *q, const
     a.nkv = (int)(pos + 1);
     a.qpos0 = (int)pos;
     a.scale = 1.0f / sqrtf((float)hs);
-    att_forward_dispatch(hs, dim3((unsigned)(B * NH), 1), true, tp_cuda_stream(be), a);
+    att_forward_dispatch(hs, dim3((unsigned)(B * NH), 1), true, false, tp_cuda_stream(be), a);
 }

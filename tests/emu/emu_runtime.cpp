@@ -148,6 +148,17 @@ void run_block(Launch *L, unsigned bx, unsigned by, unsigned bz)
 }
 } // namespace
 
+namespace nvcuda
+{
+namespace wmma
+{
+[[noreturn]] void emu_wmma_fail(const char *what)
+{
+    emu_fail(what);
+}
+} // namespace wmma
+} // namespace nvcuda
+
 extern "C" {
 
 const char *cudaGetErrorString(cudaError_t e)
@@ -218,7 +229,9 @@ void emu_warp_sync(unsigned mask)
 
 void *emu_dynamic_smem(void)
 {
-    return g_launch->smem.data();
+    /* 128-byte aligned, as a GPU's shared memory window is (wmma needs 32). */
+    uintptr_t p = (uintptr_t)g_launch->smem.data();
+    return (void *)((p + 127) & ~(uintptr_t)127);
 }
 
 void emu_run(void (*body)(void *), void *arg, dim3 grid, dim3 block, size_t smem)
@@ -248,7 +261,7 @@ void emu_run(void (*body)(void *), void *arg, dim3 grid, dim3 block, size_t smem
     L.nt = nt;
     L.fibers.resize(nt);
     L.slots.assign(nt, 0);
-    L.smem.assign(smem / sizeof(float) + 1, NAN);
+    L.smem.assign(smem / sizeof(float) + 32, NAN);
     if (L.stack_threads < nt) {
         free(L.stacks);
         L.stacks = (char *)malloc((size_t)nt * kStack);

@@ -21,7 +21,7 @@ def fail(src_name, text, pos, what):
 
 def transform(text, name):
     text = re.sub(r"\btp_cuda_", "tp_emu_", text)
-    text = re.sub(r"extern\s+__shared__\s+(\w+)\s+(\w+)\s*\[\s*\]\s*;",
+    text = re.sub(r"extern\s+__shared__\s+(?:__align__\(\d+\)\s+)?(\w+)\s+(\w+)\s*\[\s*\]\s*;",
                   r"\1 *\2 = (\1 *)emu_dynamic_smem();", text)
     out, i = [], 0
     while True:

@@ -76,11 +76,13 @@ extern emu_ctx emu_cur; /* the running fiber's indices (one host thread runs eve
 #define __host__
 #define __forceinline__ inline
 #define __launch_bounds__(...)
+#define __align__(n) alignas(n)
 /* Blocks run one at a time, so a function-static array is exactly one block's shared memory. */
 #define __shared__ static
 
 extern "C" {
 void __syncthreads(void);
+#define __syncwarp(...) emu_warp_sync(0xffffffffu)
 /* Barrier of the calling warp's lanes for a shuffle with `mask`; aborts when the mask names a
  * lane that has exited or does not exist (undefined behaviour on a GPU). */
 void emu_warp_sync(unsigned mask);
