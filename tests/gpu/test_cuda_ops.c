@@ -41,9 +41,9 @@
  * products by ~4e-3, fp32 accumulation): 1e-2, the issue's figure, for every op in bf16 mode
  * (non-matmul ops are expected to stay fp32 there, well inside it).
  *
- * In bf16 the attention forward runs on tensor cores (Q K^T and P V with bf16 inputs), and the
- * fp32 backward then recomputes P from that forward's log-sum-exp: measured in the CPU emulation
- * (tests/emu) 4.4e-3 for out and 6.8e-3 for dqkv, inside bf16's 1e-2.
+ * In bf16 (head sizes up to 64) attention runs on tensor cores: every product with bf16 inputs
+ * and fp32 accumulation, softmax and dS in fp32. Measured in the CPU emulation (tests/emu):
+ * 4.4e-3 for out and 2.7e-3 for dqkv, inside bf16's 1e-2.
  *
  * Attention: the cuda att buffer holds per-row log-sum-exp statistics (its size comes from
  * tp_op_attention_att_numel), not the probabilities the ref keeps, so only out and dqkv are
