@@ -13,7 +13,8 @@ if(NOT TULPAR_SANITIZE)
     endif()
     set(emu_gen ${CMAKE_CURRENT_BINARY_DIR}/emu)
     set(emu_sources)
-    foreach(src kernels_basic.cu kernels_conv.cu kernels_transformer.cu cuda_ops.h cuda_common.h)
+    foreach(src kernels_basic.cu kernels_conv.cu kernels_transformer.cu kernels_attention_tc.cu
+            cuda_ops.h cuda_common.h attention_impl.h)
         string(REGEX REPLACE "\\.cu$" ".cpp" out ${src})
         add_custom_command(
             OUTPUT ${emu_gen}/${out}

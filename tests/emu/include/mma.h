@@ -46,37 +46,30 @@ inline void fill_fragment(fragment<Use, 16, 16, 16, T, L> &f, float v)
         e = v;
 }
 
-inline void load_matrix_sync(fragment<matrix_a, 16, 16, 16, __nv_bfloat16, row_major> &f,
-                             const __nv_bfloat16 *p, unsigned ldm)
+/* A bf16 tile into x (element (r, c) at x[r * 16 + c]): row-major at p[r * ldm + c], column-major
+ * at p[c * ldm + r]; a warp collective. */
+inline void load_bf16_tile(float *x, const __nv_bfloat16 *p, unsigned ldm, bool col)
 {
     check_ptr(p, ldm, 2);
     emu_warp_sync(0xffffffffu);
     for (int r = 0; r < 16; r++)
         for (int c = 0; c < 16; c++)
-            f.x[r * 16 + c] = __bfloat162float(p[r * ldm + c]);
+            x[r * 16 + c] = __bfloat162float(col ? p[c * ldm + r] : p[r * ldm + c]);
     emu_warp_sync(0xffffffffu);
 }
 
-inline void load_matrix_sync(fragment<matrix_b, 16, 16, 16, __nv_bfloat16, row_major> &f,
+template <class Use>
+inline void load_matrix_sync(fragment<Use, 16, 16, 16, __nv_bfloat16, row_major> &f,
                              const __nv_bfloat16 *p, unsigned ldm)
 {
-    check_ptr(p, ldm, 2);
-    emu_warp_sync(0xffffffffu);
-    for (int r = 0; r < 16; r++)
-        for (int c = 0; c < 16; c++)
-            f.x[r * 16 + c] = __bfloat162float(p[r * ldm + c]);
-    emu_warp_sync(0xffffffffu);
+    load_bf16_tile(f.x, p, ldm, false);
 }
 
-inline void load_matrix_sync(fragment<matrix_b, 16, 16, 16, __nv_bfloat16, col_major> &f,
+template <class Use>
+inline void load_matrix_sync(fragment<Use, 16, 16, 16, __nv_bfloat16, col_major> &f,
                              const __nv_bfloat16 *p, unsigned ldm)
 {
-    check_ptr(p, ldm, 2);
-    emu_warp_sync(0xffffffffu);
-    for (int r = 0; r < 16; r++)
-        for (int c = 0; c < 16; c++)
-            f.x[r * 16 + c] = __bfloat162float(p[c * ldm + r]);
-    emu_warp_sync(0xffffffffu);
+    load_bf16_tile(f.x, p, ldm, true);
 }
 
 inline void load_matrix_sync(fragment<accumulator, 16, 16, 16, float> &f, const float *p,

@@ -1,0 +1,51 @@
+/* Private to the attention kernels (kernels_transformer.cu: fp32, and kernels_attention_tc.cu:
+ * bf16 on tensor cores): their arguments, the launch helper, and the tensor-core entry points.
+ * Included only by .cu files (C++). */
+#ifndef TP_CUDA_ATTENTION_IMPL_H
+#define TP_CUDA_ATTENTION_IMPL_H
+
+#include "cuda_common.h"
+
+constexpr int kAttThreads = 256;
+
+/* Forward and decode: q, k, v, out point at head 0 of batch 0; row r of batch b at
+ * base + b * bstride + r * rstride. Query rows are 0..nq-1 at positions qpos0 + row; keys
+ * 0..nkv-1; key j is visible to position t when j <= t. */
+struct AttFwdArgs {
+    const float *q, *k, *v;
+    float *out, *lse; /* lse [B, NH, nq], or NULL */
+    int64_t q_bstride, q_rstride, kv_bstride, kv_rstride, o_bstride, o_rstride;
+    int NH, hs, nq, nkv, qpos0;
+    float scale;
+};
+
+struct AttBwdArgs {
+    const float *qkv, *dout, *lse;
+    float *dqkv, *dsum; /* dsum: D_i [B, NH, T], written by kernel 1, read by kernel 2 */
+    int T, C, NH, hs;
+    float scale;
+};
+
+/* The tensor-core kernels' query and key tiles, and the largest head size they take. */
+constexpr int kTcBM = 64, kTcBN = 64, kTcMaxHead = 64;
+
+/* Each kernel that needs more than 48 KiB of dynamic shared memory opts in first (cheap; per
+ * call keeps it correct on whichever device is current). static: every file launches its own
+ * kernels, so each keeps its own copy. */
+template <typename Kernel, typename Args>
+static void launch_att(Kernel kernel, dim3 grid, size_t smem, cudaStream_t st, const Args &args,
+                       int threads = kAttThreads)
+{
+    TP_CUDA_FATAL(
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    kernel<<<grid, threads, smem, st>>>(args);
+    TP_CUDA_LAUNCHED();
+}
+
+/* kernels_attention_tc.cu, for runtime.precision "bf16" and head sizes up to kTcMaxHead: the
+ * forward over grid (B * NH, query tiles of kTcBM), and the backward's two kernels (dQ and D,
+ * then dK and dV). */
+void tp_cuda_attention_forward_tc(int hs, dim3 grid, cudaStream_t st, const AttFwdArgs &a);
+void tp_cuda_attention_backward_tc(int hs, int B_NH, int T, cudaStream_t st, const AttBwdArgs &a);
+
+#endif
