@@ -6,6 +6,8 @@
 
 #include "cuda_common.h"
 
+#include <stdint.h>
+
 constexpr int kAttThreads = 256;
 
 /* Forward and decode: q, k, v, out point at head 0 of batch 0; row r of batch b at
@@ -17,14 +19,35 @@ struct AttFwdArgs {
     int64_t q_bstride, q_rstride, kv_bstride, kv_rstride, o_bstride, o_rstride;
     int NH, hs, nq, nkv, qpos0;
     float scale;
+    bool vec; /* tensor-core tile loads may read float4 (att_vec_ok) */
 };
 
 struct AttBwdArgs {
     const float *qkv, *dout, *lse;
-    float *dqkv, *dsum; /* dsum: D_i [B, NH, T], written by kernel 1, read by kernel 2 */
+    const float *out;   /* the forward's output [B, T, C] (the tensor-core path's D_i) */
+    float *dqkv, *dsum; /* dsum: D_i [B, NH, T], written before kernel 2 reads it */
     int T, C, NH, hs;
     float scale;
+    bool vec;
 };
+
+/* A 16-byte load (p 16-byte aligned, else a GPU faults; the CPU emulation checks). */
+__device__ __forceinline__ float4 att_load4(const float *p)
+{
+#ifdef TP_EMU_CUDA_RUNTIME_H
+    if ((uintptr_t)p % 16 != 0) emu_fail("float4 load from an address not 16-byte aligned");
+#endif
+    return *(const float4 *)p;
+}
+
+/* 16-byte loads of head rows are safe: every pointer 16-byte aligned, every row stride and the
+ * head size multiples of 4 floats. */
+static inline bool att_vec_ok(const void *p0, const void *p1, const void *p2, int64_t s0,
+                              int64_t s1, int hs)
+{
+    return ((uintptr_t)p0 | (uintptr_t)p1 | (uintptr_t)p2) % 16 == 0 && s0 % 4 == 0 &&
+           s1 % 4 == 0 && hs % 4 == 0;
+}
 
 /* The tensor-core kernels' query and key tiles, and the largest head size they take. */
 constexpr int kTcBM = 64, kTcBN = 64, kTcMaxHead = 64;
@@ -43,8 +66,8 @@ static void launch_att(Kernel kernel, dim3 grid, size_t smem, cudaStream_t st, c
 }
 
 /* kernels_attention_tc.cu, for runtime.precision "bf16" and head sizes up to kTcMaxHead: the
- * forward over grid (B * NH, query tiles of kTcBM), and the backward's two kernels (dQ and D,
- * then dK and dV). */
+ * forward over grid (B * NH, query tiles of kTcBM), and the backward's three kernels (D from
+ * dout and out, dQ, then dK and dV). */
 void tp_cuda_attention_forward_tc(int hs, dim3 grid, cudaStream_t st, const AttFwdArgs &a);
 void tp_cuda_attention_backward_tc(int hs, int B_NH, int T, cudaStream_t st, const AttBwdArgs &a);
 

@@ -47,6 +47,8 @@ typedef struct cuda_state {
     size_t scratch_cap[TP_CUDA_SCRATCH_SLOTS];
     stage_slot_t *stage; // a ring, oldest copy at stage_next
     int n_stage, stage_next;
+    cudaEvent_t *marks; // the op profile's timing marks (runtime.profile), reused every step
+    int n_marks, cap_marks;
 } cuda_state_t;
 
 static cuda_state_t *state_of(const tp_backend_t *be)
@@ -192,6 +194,9 @@ static void state_free(cuda_state_t *s)
         if (s->stage[i].copied) (void)cudaEventDestroy(s->stage[i].copied);
     }
     free(s->stage);
+    for (int i = 0; i < s->cap_marks; i++)
+        if (s->marks[i]) (void)cudaEventDestroy(s->marks[i]);
+    free(s->marks);
     if (s->cublas) (void)cublasDestroy(s->cublas);
     if (s->stream) (void)cudaStreamDestroy(s->stream);
     free(s);
@@ -393,6 +398,38 @@ static void cuda_download(tp_backend_t *be, void *dst, const void *src, size_t b
     TP_CUDA_FATAL(cudaStreamSynchronize(st));
 }
 
+// ---- op profile marks (backend_profile.h) ----------------------------------------------------
+
+static int cuda_timer_mark(tp_backend_t *be)
+{
+    cuda_state_t *s = state_of(be);
+    if (s->n_marks == s->cap_marks) {
+        int cap = s->cap_marks ? 2 * s->cap_marks : 512;
+        cudaEvent_t *m = (cudaEvent_t *)realloc(s->marks, (size_t)cap * sizeof *m);
+        if (!m) return -1;
+        memset(m + s->cap_marks, 0, (size_t)(cap - s->cap_marks) * sizeof *m);
+        s->marks = m;
+        s->cap_marks = cap;
+    }
+    cudaEvent_t *ev = &s->marks[s->n_marks];
+    if (!*ev) TP_CUDA_FATAL(cudaEventCreate(ev));
+    TP_CUDA_FATAL(cudaEventRecord(*ev, s->stream));
+    return s->n_marks++;
+}
+
+static double cuda_timer_ms(tp_backend_t *be, int a, int b)
+{
+    cuda_state_t *s = state_of(be);
+    float ms = 0.0f;
+    TP_CUDA_FATAL(cudaEventElapsedTime(&ms, s->marks[a], s->marks[b]));
+    return (double)ms;
+}
+
+static void cuda_timer_reset(tp_backend_t *be)
+{
+    state_of(be)->n_marks = 0;
+}
+
 // ---- gemm -----------------------------------------------------------------------------------
 
 static int gemm_int(int64_t v, const char *what)
@@ -477,4 +514,7 @@ extern "C" const tp_backend_iface_t tp_backend_cuda_iface = {
     .attention_decode = tp_cuda_attention_decode,
     .axpy = tp_cuda_axpy,
     .add = tp_cuda_add,
+    .timer_mark = cuda_timer_mark,
+    .timer_ms = cuda_timer_ms,
+    .timer_reset = cuda_timer_reset,
 };

@@ -69,8 +69,8 @@ int64_t tp_cuda_attention_att_numel(tp_backend_t *be, int64_t B, int64_t T, int6
 void tp_cuda_attention_forward(tp_backend_t *be, const float *qkv, float *out, float *att,
                                int64_t B, int64_t T, int64_t C, int64_t NH);
 void tp_cuda_attention_backward(tp_backend_t *be, const float *dout, const float *qkv,
-                                const float *att, float *dqkv, int64_t B, int64_t T, int64_t C,
-                                int64_t NH);
+                                const float *att, const float *out, float *dqkv, int64_t B,
+                                int64_t T, int64_t C, int64_t NH);
 void tp_cuda_attention_decode(tp_backend_t *be, const float *q, const float *kcache,
                               const float *vcache, float *out, int64_t B, int64_t pos, int64_t Tmax,
                               int64_t C, int64_t NH);

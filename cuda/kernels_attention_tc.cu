@@ -42,11 +42,26 @@ template <int D> struct TcLayout {
                   "wmma needs 256-bit aligned tiles");
 };
 
-/* rows x D tile of fp32 global memory into bf16 shared memory (zero past nrows and hs). */
+/* rows x D tile of fp32 global memory into bf16 shared memory (zero past nrows and hs). With
+ * vec (hs, rstride and src's address multiples of 4 floats: GPT-2's heads) each thread moves 16
+ * bytes at a time. */
 template <int D>
 __device__ __forceinline__ void load_tile_bf16(__nv_bfloat16 *dst, int rows, const float *src,
-                                               int64_t rstride, int nrows, int hs)
+                                               int64_t rstride, int nrows, int hs, bool vec)
 {
+    if (vec) {
+        for (int e = threadIdx.x; e < rows * (D / 4); e += kTcThreads) {
+            int r = e / (D / 4), d = 4 * (e % (D / 4));
+            float4 x = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            if (r < nrows && d < hs) x = att_load4(src + (int64_t)r * rstride + d);
+            __nv_bfloat16 *o = dst + r * TcLayout<D>::LDH + d;
+            o[0] = __float2bfloat16(x.x);
+            o[1] = __float2bfloat16(x.y);
+            o[2] = __float2bfloat16(x.z);
+            o[3] = __float2bfloat16(x.w);
+        }
+        return;
+    }
     for (int e = threadIdx.x; e < rows * D; e += kTcThreads) {
         int r = e / D, d = e % D;
         float x = (r < nrows && d < hs) ? src[(int64_t)r * rstride + d] : 0.0f;
@@ -72,7 +87,7 @@ __global__ void __launch_bounds__(kTcThreads) attention_forward_tc_kernel(AttFwd
     const float *qb = a.q + b * a.q_bstride + (int64_t)h * a.hs;
     const float *kb = a.k + b * a.kv_bstride + (int64_t)h * a.hs;
     const float *vb = a.v + b * a.kv_bstride + (int64_t)h * a.hs;
-    load_tile_bf16<D>(sQ, kTcBM, qb + l0 * a.q_rstride, a.q_rstride, a.nq - l0, a.hs);
+    load_tile_bf16<D>(sQ, kTcBM, qb + l0 * a.q_rstride, a.q_rstride, a.nq - l0, a.hs, a.vec);
     for (int e = threadIdx.x; e < kTcBM * D; e += kTcThreads)
         sO[(e / D) * L::LDO + e % D] = 0.0f;
 
@@ -84,9 +99,9 @@ __global__ void __launch_bounds__(kTcThreads) attention_forward_tc_kernel(AttFwd
     for (int k0 = 0; k0 < kv_end; k0 += kTcBN) {
         __syncthreads(); /* every warp is done with the previous sK, sV */
         load_tile_bf16<D>(sK, kTcBN, kb + (int64_t)k0 * a.kv_rstride, a.kv_rstride, kv_end - k0,
-                          a.hs);
+                          a.hs, a.vec);
         load_tile_bf16<D>(sV, kTcBN, vb + (int64_t)k0 * a.kv_rstride, a.kv_rstride, kv_end - k0,
-                          a.hs);
+                          a.hs, a.vec);
         __syncthreads();
         /* S strip = Q strip K^T: K rows are keys, so K^T is K read column-major. */
         for (int n = 0; n < kTcBN / 16; n++) {
@@ -153,10 +168,10 @@ __global__ void __launch_bounds__(kTcThreads) attention_forward_tc_kernel(AttFwd
 /* ---- attention backward on tensor cores (runtime.precision = "bf16") --------------------------
  * FlashAttention-2's backward with every product on tensor cores (bf16 inputs, fp32
  * accumulation) and P, dP, D and dS in fp32. dS = P (dP - D) is formed in fp32 before rounding,
- * so no bf16 value carries a cancellation (the fp32 kernels' one-pass trick would). Same launch
- * shape and order as the fp32 kernels, 128 threads:
- *   kernel 1, per query tile: pass 1 sums D_i = sum_j P_ij dP_ij over the key tiles, pass 2
- *     recomputes S and dP and accumulates dQ = scale dS K; writes dQ and D;
+ * so no bf16 value carries a cancellation (the fp32 kernels' one-pass trick would). 128 threads:
+ *   kernel 0 (attention_dsum_kernel): D_i = dO_i . O_i from the forward's fp32 output;
+ *   kernel 1, per query tile: over the key tiles it sees, recomputes S and dP and accumulates
+ *     dQ = scale dS K;
  *   kernel 2, per key tile: over the query tiles that see it, S^T = K Q^T and dP^T = V dO^T,
  *     then dV += P^T dO and dK += dS^T Q.
  * Each warp owns 16 rows of the block's tile (queries in kernel 1, keys in kernel 2); its
@@ -216,6 +231,24 @@ __device__ __forceinline__ void tc_mm_nn(tc_acc_t (&acc)[D / 16], const __nv_bfl
         }
 }
 
+/* D_i = dout_i . out_i for every (batch, head, position), one warp each, in fp32:
+ * FlashAttention-2's shortcut for sum_j P_ij dP_ij, which is what the dQ and dK/dV kernels subtract
+ * from dP. */
+__global__ void __launch_bounds__(256) attention_dsum_kernel(AttBwdArgs a, int64_t rows)
+{
+    const int lane = threadIdx.x % 32;
+    const int64_t w = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) / 32;
+    if (w >= rows) return; /* rows = B * NH * T; the whole warp leaves together */
+    const int64_t t = w % a.T, bh = w / a.T, b = bh / a.NH, h = bh % a.NH;
+    const int64_t off = (b * a.T + t) * a.C + h * a.hs;
+    float s = 0.0f;
+    for (int d = lane; d < a.hs; d += 32)
+        s += a.dout[off + d] * a.out[off + d];
+    for (int o = 16; o > 0; o /= 2)
+        s += __shfl_xor_sync(0xffffffffu, s, o);
+    if (lane == 0) a.dsum[bh * a.T + t] = s;
+}
+
 template <int D>
 __global__ void __launch_bounds__(kTcThreads) attention_backward_dq_tc_kernel(AttBwdArgs a)
 {
@@ -233,38 +266,31 @@ __global__ void __launch_bounds__(kTcThreads) attention_backward_dq_tc_kernel(At
     const int64_t C3 = 3 * (int64_t)a.C;
     const float *qb = a.qkv + (int64_t)b * T * C3 + (int64_t)h * a.hs;
     const float *ob = a.dout + (int64_t)b * T * a.C + (int64_t)h * a.hs;
-    load_tile_bf16<D>(sQ, kTcBM, qb + q0 * C3, C3, T - q0, a.hs);
-    load_tile_bf16<D>(sdO, kTcBM, ob + (int64_t)q0 * a.C, a.C, T - q0, a.hs);
+    load_tile_bf16<D>(sQ, kTcBM, qb + q0 * C3, C3, T - q0, a.hs, a.vec);
+    load_tile_bf16<D>(sdO, kTcBM, ob + (int64_t)q0 * a.C, a.C, T - q0, a.hs, a.vec);
     const int row = 16 * warp + lane / 2, half = lane % 2, tpos = q0 + row;
     const float lse = tpos < T ? a.lse[(int64_t)bh * T + tpos] : 0.0f;
     const int kv_end = min(q0 + kTcBM, T);
     const __nv_bfloat16 *wQ = sQ + 16 * warp * L::LDH, *wdO = sdO + 16 * warp * L::LDH;
     float *wS = sS + 16 * warp * L::LDS, *wdP = sdP + 16 * warp * L::LDS;
-    float dpart = 0.0f, Di = 0.0f;
+    const float Di = tpos < T ? a.dsum[(int64_t)bh * T + tpos] : 0.0f;
     tc_acc_t acc[D / 16];
     for (int n = 0; n < D / 16; n++)
         tcw::fill_fragment(acc[n], 0.0f);
-    for (int pass = 0; pass < 2; pass++) {
-        for (int k0 = 0; k0 < kv_end; k0 += kTcBN) {
-            __syncthreads();
-            load_tile_bf16<D>(sK, kTcBN, qb + a.C + k0 * C3, C3, kv_end - k0, a.hs);
-            load_tile_bf16<D>(sV, kTcBN, qb + 2 * a.C + k0 * C3, C3, kv_end - k0, a.hs);
-            __syncthreads();
-            tc_mm_nt<D>(wQ, L::LDH, sK, L::LDH, wS, L::LDS);
-            tc_mm_nt<D>(wdO, L::LDH, sV, L::LDH, wdP, L::LDS);
-            __syncwarp();
-            for (int c = half * (kTcBN / 2); c < (half + 1) * (kTcBN / 2); c++) {
-                float p = k0 + c > tpos ? 0.0f : expf(sS[row * L::LDS + c] * a.scale - lse);
-                float dp = sdP[row * L::LDS + c];
-                if (pass == 0)
-                    dpart += p * dp;
-                else
-                    sP[row * L::LDP + c] = __float2bfloat16(p * (dp - Di));
-            }
-            __syncwarp();
-            if (pass == 1) tc_mm_nn<D>(acc, sP + 16 * warp * L::LDP, L::LDP, sK, L::LDH);
+    for (int k0 = 0; k0 < kv_end; k0 += kTcBN) {
+        __syncthreads();
+        load_tile_bf16<D>(sK, kTcBN, qb + a.C + k0 * C3, C3, kv_end - k0, a.hs, a.vec);
+        load_tile_bf16<D>(sV, kTcBN, qb + 2 * a.C + k0 * C3, C3, kv_end - k0, a.hs, a.vec);
+        __syncthreads();
+        tc_mm_nt<D>(wQ, L::LDH, sK, L::LDH, wS, L::LDS);
+        tc_mm_nt<D>(wdO, L::LDH, sV, L::LDH, wdP, L::LDS);
+        __syncwarp();
+        for (int c = half * (kTcBN / 2); c < (half + 1) * (kTcBN / 2); c++) {
+            float p = k0 + c > tpos ? 0.0f : expf(sS[row * L::LDS + c] * a.scale - lse);
+            sP[row * L::LDP + c] = __float2bfloat16(p * (sdP[row * L::LDS + c] - Di));
         }
-        if (pass == 0) Di = dpart + __shfl_xor_sync(0xffffffffu, dpart, 1);
+        __syncwarp();
+        tc_mm_nn<D>(acc, sP + 16 * warp * L::LDP, L::LDP, sK, L::LDH);
     }
     for (int n = 0; n < D / 16; n++) /* the S strip is free now: dQ goes through it */
         tcw::store_matrix_sync(wS + 16 * n, acc[n], L::LDS, tcw::mem_row_major);
@@ -273,7 +299,6 @@ __global__ void __launch_bounds__(kTcThreads) attention_backward_dq_tc_kernel(At
         float *dq = a.dqkv + ((int64_t)b * T + tpos) * C3 + (int64_t)h * a.hs;
         for (int d = half * (D / 2); d < (half + 1) * (D / 2); d++)
             if (d < a.hs) dq[d] = a.scale * sS[row * L::LDS + d];
-        if (half == 0) a.dsum[(int64_t)bh * T + tpos] = Di;
     }
 }
 
@@ -296,8 +321,8 @@ __global__ void __launch_bounds__(kTcThreads) attention_backward_dkv_tc_kernel(A
     const int64_t C3 = 3 * (int64_t)a.C;
     const float *base = a.qkv + (int64_t)b * T * C3 + (int64_t)h * a.hs;
     const float *ob = a.dout + (int64_t)b * T * a.C + (int64_t)h * a.hs;
-    load_tile_bf16<D>(sK, kTcBN, base + a.C + k0 * C3, C3, T - k0, a.hs);
-    load_tile_bf16<D>(sV, kTcBN, base + 2 * a.C + k0 * C3, C3, T - k0, a.hs);
+    load_tile_bf16<D>(sK, kTcBN, base + a.C + k0 * C3, C3, T - k0, a.hs, a.vec);
+    load_tile_bf16<D>(sV, kTcBN, base + 2 * a.C + k0 * C3, C3, T - k0, a.hs, a.vec);
     const int krow = 16 * warp + lane / 2, half = lane % 2, kpos = k0 + krow;
     const __nv_bfloat16 *wK = sK + 16 * warp * L::LDH, *wV = sV + 16 * warp * L::LDH;
     float *wS = sS + 16 * warp * L::LDS, *wdP = sdP + 16 * warp * L::LDS;
@@ -309,8 +334,8 @@ __global__ void __launch_bounds__(kTcThreads) attention_backward_dkv_tc_kernel(A
     /* Query tiles start at multiples of 64 like key tiles: the first that sees key k0 is k0's. */
     for (int q0 = k0; q0 < T; q0 += kTcBM) {
         __syncthreads();
-        load_tile_bf16<D>(sQ, kTcBM, base + q0 * C3, C3, T - q0, a.hs);
-        load_tile_bf16<D>(sdO, kTcBM, ob + (int64_t)q0 * a.C, a.C, T - q0, a.hs);
+        load_tile_bf16<D>(sQ, kTcBM, base + q0 * C3, C3, T - q0, a.hs, a.vec);
+        load_tile_bf16<D>(sdO, kTcBM, ob + (int64_t)q0 * a.C, a.C, T - q0, a.hs, a.vec);
         for (int i = threadIdx.x; i < kTcBM; i += kTcThreads) {
             bool in = q0 + i < T;
             sL[i] = in ? a.lse[(int64_t)bh * T + q0 + i] : 0.0f;
@@ -357,6 +382,10 @@ void tp_cuda_attention_forward_tc(int hs, dim3 grid, cudaStream_t st, const AttF
 
 void tp_cuda_attention_backward_tc(int hs, int B_NH, int T, cudaStream_t st, const AttBwdArgs &a)
 {
+    int64_t rows = (int64_t)B_NH * T;
+    int64_t blocks = (rows * 32 + 255) / 256;
+    attention_dsum_kernel<<<(unsigned)blocks, 256, 0, st>>>(a, rows);
+    TP_CUDA_LAUNCHED();
     dim3 grid((unsigned)B_NH, (unsigned)((T + kTcBM - 1) / kTcBM));
     if (hs <= 32) {
         launch_att(attention_backward_dq_tc_kernel<32>, grid, TcBwdLayout<32>::bytes, st, a,

@@ -157,15 +157,18 @@ __global__ void __launch_bounds__(kThreads)
         const float *xr = x + r * C, *d = dy + r * C;
         const float m = mean[r], rs = rstd[r];
         float sg = 0.0f, sgx = 0.0f;
+        /* g rounded once (no fused multiply-add into sg) so that both loops see the same g:
+         * with C = 1, g - sg is then exactly 0 as in the ref, not a rounding error that rstd
+         * (up to 1/sqrt(1e-5)) magnifies (seen on an H100: 1.65e-5 relative). */
         for (int64_t c = lane; c < C; c += 32) {
-            float g = d[c] * w[c];
+            float g = __fmul_rn(d[c], w[c]);
             sg += g;
             sgx += g * ((xr[c] - m) * rs);
         }
         sg = warp_sum(sg) / (float)C;
         sgx = warp_sum(sgx) / (float)C;
         for (int64_t c = lane; c < C; c += 32) {
-            float g = d[c] * w[c], xhat = (xr[c] - m) * rs;
+            float g = __fmul_rn(d[c], w[c]), xhat = (xr[c] - m) * rs;
             dx[r * C + c] += rs * (g - sg - xhat * sgx);
         }
     }
@@ -685,14 +688,15 @@ extern "C" void tp_cuda_attention_forward(tp_backend_t *be, const float *qkv, fl
     a.nq = a.nkv = (int)T;
     a.qpos0 = 0;
     a.scale = 1.0f / sqrtf((float)hs);
+    a.vec = att_vec_ok(a.q, a.k, a.v, 3 * C, T * 3 * C, hs);
     dim3 grid((unsigned)(B * NH), (unsigned)((T + kFwdBM - 1) / kFwdBM));
     att_forward_dispatch(hs, grid, false, tp_cuda_precision(be) == TP_PREC_BF16, tp_cuda_stream(be),
                          a);
 }
 
 extern "C" void tp_cuda_attention_backward(tp_backend_t *be, const float *dout, const float *qkv,
-                                           const float *att, float *dqkv, int64_t B, int64_t T,
-                                           int64_t C, int64_t NH)
+                                           const float *att, const float *out, float *dqkv,
+                                           int64_t B, int64_t T, int64_t C, int64_t NH)
 {
     if (B <= 0 || T <= 0 || NH <= 0 || C / NH <= 0) return;
     att_check(B, T, C, NH);
@@ -701,8 +705,10 @@ extern "C" void tp_cuda_attention_backward(tp_backend_t *be, const float *dout, 
     a.qkv = qkv;
     a.dout = dout;
     a.lse = att;
+    a.out = out;
     a.dqkv = dqkv;
     a.dsum = (float *)tp_cuda_scratch(be, 0, (size_t)(B * NH * T) * sizeof(float));
+    a.vec = att_vec_ok(qkv, dout, qkv + C, 3 * C, C, hs);
     a.T = (int)T;
     a.C = (int)C;
     a.NH = (int)NH;
@@ -749,5 +755,6 @@ extern "C" void tp_cuda_attention_decode(tp_backend_t *be, const float *q, const
     a.nkv = (int)(pos + 1);
     a.qpos0 = (int)pos;
     a.scale = 1.0f / sqrtf((float)hs);
+    a.vec = false; /* decode runs the fp32 kernel, which does not read it */
     att_forward_dispatch(hs, dim3((unsigned)(B * NH), 1), true, false, tp_cuda_stream(be), a);
 }

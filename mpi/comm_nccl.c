@@ -177,6 +177,20 @@ static tp_status_t after_compute(nccl_state_t *s)
     return TP_OK;
 }
 
+/* With one rank every reduction is the identity, so all-reduce and reduce-scatter are copies
+ * (nothing at all in place). NCCL's own one-rank path is not used: before 2.29.7 its kernel for
+ * ncclAvg leaves the last (count mod blocks) elements unwritten (NVIDIA/nccl#1950; seen on an
+ * H100 with NCCL 2.28.3 in tests/gpu/test_comm_nccl.c: NaNs in the tail of a 1048583-element
+ * reduce-scatter), and a ZeRO run on one GPU reduce-scatters its gradients with AVG. */
+static tp_status_t one_rank_reduce(nccl_state_t *s, const void *send, void *recv, size_t count,
+                                   tp_dtype_t dt)
+{
+    if (send != recv && count > 0)
+        TP_CUDA_CHECK(cudaMemcpyAsync(recv, send, count * tp_dtype_size(dt),
+                                      cudaMemcpyDeviceToDevice, s->stream));
+    return TP_OK;
+}
+
 /* ---- blocking collectives -------------------------------------------------------------- */
 
 static tp_status_t nccl_allreduce(tp_comm_t *c, void *buf, size_t count, tp_dtype_t dt,
@@ -184,8 +198,11 @@ static tp_status_t nccl_allreduce(tp_comm_t *c, void *buf, size_t count, tp_dtyp
 {
     nccl_state_t *s = c->impl;
     TP_TRY(after_compute(s));
-    TP_NCCL_CHECK_COMM(
-        s->comm, ncclAllReduce(buf, buf, count, nccl_type(dt), nccl_op(op), s->comm, s->stream));
+    if (c->size == 1)
+        TP_TRY(one_rank_reduce(s, buf, buf, count, dt));
+    else
+        TP_NCCL_CHECK_COMM(s->comm, ncclAllReduce(buf, buf, count, nccl_type(dt), nccl_op(op),
+                                                  s->comm, s->stream));
     return sync_stream(c);
 }
 
@@ -215,8 +232,11 @@ static tp_status_t nccl_reduce_scatter(tp_comm_t *c, const void *send, void *rec
 {
     nccl_state_t *s = c->impl;
     TP_TRY(after_compute(s));
-    TP_NCCL_CHECK_COMM(s->comm, ncclReduceScatter(send, recv, recv_count, nccl_type(dt),
-                                                  nccl_op(op), s->comm, s->stream));
+    if (c->size == 1)
+        TP_TRY(one_rank_reduce(s, send, recv, recv_count, dt));
+    else
+        TP_NCCL_CHECK_COMM(s->comm, ncclReduceScatter(send, recv, recv_count, nccl_type(dt),
+                                                      nccl_op(op), s->comm, s->stream));
     return sync_stream(c);
 }
 
@@ -264,12 +284,18 @@ static tp_status_t nccl_istart(tp_comm_t *c, tp_comm_req_t *req)
     ncclDataType_t t = nccl_type(req->dt);
     switch (req->kind) {
     case TP_REQ_ALLREDUCE:
-        TP_NCCL_CHECK_COMM(s->comm, ncclAllReduce(req->recv, req->recv, req->count, t,
-                                                  nccl_op(req->op), s->comm, s->stream));
+        if (c->size == 1)
+            TP_TRY(one_rank_reduce(s, req->recv, req->recv, req->count, req->dt));
+        else
+            TP_NCCL_CHECK_COMM(s->comm, ncclAllReduce(req->recv, req->recv, req->count, t,
+                                                      nccl_op(req->op), s->comm, s->stream));
         break;
     case TP_REQ_REDUCE_SCATTER:
-        TP_NCCL_CHECK_COMM(s->comm, ncclReduceScatter(req->send, req->recv, req->count, t,
-                                                      nccl_op(req->op), s->comm, s->stream));
+        if (c->size == 1)
+            TP_TRY(one_rank_reduce(s, req->send, req->recv, req->count, req->dt));
+        else
+            TP_NCCL_CHECK_COMM(s->comm, ncclReduceScatter(req->send, req->recv, req->count, t,
+                                                          nccl_op(req->op), s->comm, s->stream));
         break;
     case TP_REQ_ALLGATHER:
         TP_NCCL_CHECK_COMM(s->comm,

@@ -1,7 +1,9 @@
 /* Backend dispatch: the public tp_op_* functions forward to the backend's interface struct. */
 #include "backend_impl.h"
+#include "backend_profile.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -9,6 +11,7 @@ void tp_backend_free(tp_backend_t *be)
 {
     if (!be) return;
     if (be->scalar) be->iface->release(be, be->scalar);
+    tp_backend_profile_free(be);
     if (be->iface->shutdown) be->iface->shutdown(be);
     free(be->blocks);
     free(be);
@@ -105,13 +108,17 @@ int64_t tp_backend_bytes_peak(const tp_backend_t *be)
 
 void tp_backend_upload(tp_backend_t *be, void *dst, const void *src, size_t bytes)
 {
+    int h = tp_profile_mark(be);
     be->iface->upload(be, dst, src, bytes);
+    tp_profile_op(be, h, "upload", 0);
 }
 
 void tp_backend_download(tp_backend_t *be, void *dst, const void *src, size_t bytes)
 {
     be->host_waits++;
+    int h = tp_profile_mark(be);
     be->iface->download(be, dst, src, bytes);
+    tp_profile_op(be, h, "download", 0);
 }
 
 void tp_backend_synchronize(tp_backend_t *be)
@@ -129,98 +136,138 @@ void tp_op_gemm(tp_backend_t *be, bool ta, bool tb, int64_t M, int64_t N, int64_
                 const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
                 int64_t ldc)
 {
+    int h = tp_profile_mark(be);
     be->iface->gemm(be, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    if (h >= 0) {
+        char key[64];
+        snprintf(key, sizeof key, "gemm %c%c %lldx%lldx%lld", ta ? 'T' : 'N', tb ? 'T' : 'N',
+                 (long long)M, (long long)N, (long long)K);
+        tp_profile_op(be, h, key, 2.0 * (double)M * (double)N * (double)K);
+    }
 }
 
 void tp_op_bias_add(tp_backend_t *be, float *y, const float *b, int64_t rows, int64_t cols,
                     bool per_row)
 {
+    int h = tp_profile_mark(be);
     be->iface->bias_add(be, y, b, rows, cols, per_row);
+    tp_profile_op(be, h, "bias_add", 0);
 }
 
 void tp_op_bias_grad(tp_backend_t *be, const float *dy, float *db, int64_t rows, int64_t cols,
                      bool per_row)
 {
+    int h = tp_profile_mark(be);
     be->iface->bias_grad(be, dy, db, rows, cols, per_row);
+    tp_profile_op(be, h, "bias_grad", 0);
 }
 
 void tp_op_act_forward(tp_backend_t *be, tp_act_t act, const float *x, float *y, int64_t n)
 {
+    int h = tp_profile_mark(be);
     be->iface->act_forward(be, act, x, y, n);
+    tp_profile_op(be, h, "act_forward", 0);
 }
 
 void tp_op_act_backward(tp_backend_t *be, tp_act_t act, const float *x, const float *dy, float *dx,
                         int64_t n)
 {
+    int h = tp_profile_mark(be);
     be->iface->act_backward(be, act, x, dy, dx, n);
+    tp_profile_op(be, h, "act_backward", 0);
 }
 
 void tp_op_dropout_forward(tp_backend_t *be, const float *x, float *y, uint8_t *mask, int64_t rows,
                            int64_t cols, float p, uint64_t seed, uint64_t stream, int64_t row0)
 {
+    int h = tp_profile_mark(be);
     be->iface->dropout_forward(be, x, y, mask, rows, cols, p, seed, stream, row0);
+    tp_profile_op(be, h, "dropout_forward", 0);
 }
 
 void tp_op_dropout_backward(tp_backend_t *be, const float *dy, const uint8_t *mask, float *dx,
                             int64_t n, float p)
 {
+    int h = tp_profile_mark(be);
     be->iface->dropout_backward(be, dy, mask, dx, n, p);
+    tp_profile_op(be, h, "dropout_backward", 0);
 }
 
 void tp_op_im2col(tp_backend_t *be, const float *x, float *col, int64_t B, int64_t C, int64_t H,
                   int64_t W, int64_t k)
 {
+    int h = tp_profile_mark(be);
     be->iface->im2col(be, x, col, B, C, H, W, k);
+    tp_profile_op(be, h, "im2col", 0);
 }
 
 void tp_op_col2im(tp_backend_t *be, const float *col, float *dx, int64_t B, int64_t C, int64_t H,
                   int64_t W, int64_t k)
 {
+    int h = tp_profile_mark(be);
     be->iface->col2im(be, col, dx, B, C, H, W, k);
+    tp_profile_op(be, h, "col2im", 0);
 }
 
 void tp_op_swap01(tp_backend_t *be, const float *src, float *dst, int64_t A, int64_t Bd, int64_t D)
 {
+    int h = tp_profile_mark(be);
     be->iface->swap01(be, src, dst, A, Bd, D);
+    tp_profile_op(be, h, "swap01", 0);
 }
 
 void tp_op_maxpool_forward(tp_backend_t *be, const float *x, float *y, int32_t *argmax, int64_t B,
                            int64_t C, int64_t H, int64_t W, int64_t k)
 {
+    int h = tp_profile_mark(be);
     be->iface->maxpool_forward(be, x, y, argmax, B, C, H, W, k);
+    tp_profile_op(be, h, "maxpool_forward", 0);
 }
 
 void tp_op_maxpool_backward(tp_backend_t *be, const float *dy, const int32_t *argmax, float *dx,
                             int64_t B, int64_t C, int64_t H, int64_t W, int64_t k)
 {
+    int h = tp_profile_mark(be);
     be->iface->maxpool_backward(be, dy, argmax, dx, B, C, H, W, k);
+    tp_profile_op(be, h, "maxpool_backward", 0);
 }
 
 void tp_op_softmax_xent_forward(tp_backend_t *be, const float *logits, const int32_t *labels,
                                 float *probs, float *loss, int64_t B, int64_t C)
 {
+    int h = tp_profile_mark(be);
     be->iface->softmax_xent_forward(be, logits, labels, probs, loss, B, C);
+    tp_profile_op(be, h, "softmax_xent_forward", 0);
 }
 
 void tp_op_softmax_xent_backward(tp_backend_t *be, const float *probs, const int32_t *labels,
                                  float *dlogits, int64_t B, int64_t C, float scale)
 {
+    int h = tp_profile_mark(be);
     be->iface->softmax_xent_backward(be, probs, labels, dlogits, B, C, scale);
+    tp_profile_op(be, h, "softmax_xent_backward", 0);
 }
 
 void tp_op_sumsq_to(tp_backend_t *be, const float *x, int64_t n, double *out, bool accumulate)
 {
+    int h = tp_profile_mark(be);
     be->iface->sumsq_to(be, x, n, out, accumulate);
+    tp_profile_op(be, h, "sumsq_to", 0);
 }
 
 void tp_op_sum_to(tp_backend_t *be, const float *x, int64_t n, double *out, bool accumulate)
 {
+    int h = tp_profile_mark(be);
     be->iface->sum_to(be, x, n, out, accumulate);
+    tp_profile_op(be, h, "sum_to", 0);
 }
 
 void tp_op_clip_by_norm(tp_backend_t *be, float *x, int64_t n, const double *sumsq, double max_norm)
 {
-    if (max_norm > 0 && n > 0) be->iface->clip_by_norm(be, x, n, sumsq, max_norm);
+    if (max_norm <= 0 || n <= 0) return;
+    int h = tp_profile_mark(be);
+    be->iface->clip_by_norm(be, x, n, sumsq, max_norm);
+    tp_profile_op(be, h, "clip_by_norm", 0);
 }
 
 double tp_op_sumsq(tp_backend_t *be, const float *x, int64_t n)
@@ -243,84 +290,112 @@ double tp_op_sumsq(tp_backend_t *be, const float *x, int64_t n)
 
 void tp_op_scale(tp_backend_t *be, float *x, float alpha, int64_t n)
 {
+    int h = tp_profile_mark(be);
     be->iface->scale(be, x, alpha, n);
+    tp_profile_op(be, h, "scale", 0);
 }
 
 void tp_op_fill(tp_backend_t *be, float *x, float value, int64_t n)
 {
+    int h = tp_profile_mark(be);
     be->iface->fill(be, x, value, n);
+    tp_profile_op(be, h, "fill", 0);
 }
 
 void tp_op_copy(tp_backend_t *be, float *dst, const float *src, int64_t n)
 {
+    int h = tp_profile_mark(be);
     be->iface->copy(be, dst, src, n);
+    tp_profile_op(be, h, "copy", 0);
 }
 
 void tp_op_adamw(tp_backend_t *be, float *p, const float *g, float *m, float *v, int64_t n,
                  float lr, float beta1, float beta2, float eps, float wd, float bc1, float bc2)
 {
+    int h = tp_profile_mark(be);
     be->iface->adamw(be, p, g, m, v, n, lr, beta1, beta2, eps, wd, bc1, bc2);
+    tp_profile_op(be, h, "adamw", 0);
 }
 
 void tp_op_sgd(tp_backend_t *be, float *p, const float *g, float *buf, int64_t n, float lr,
                float momentum, float wd, bool nesterov, bool first)
 {
+    int h = tp_profile_mark(be);
     be->iface->sgd(be, p, g, buf, n, lr, momentum, wd, nesterov, first);
+    tp_profile_op(be, h, "sgd", 0);
 }
 
 void tp_op_embedding_forward(tp_backend_t *be, const int32_t *tokens, const float *wte,
                              const float *wpe, float *out, int64_t B, int64_t T, int64_t C)
 {
+    int h = tp_profile_mark(be);
     be->iface->embedding_forward(be, tokens, wte, wpe, out, B, T, C);
+    tp_profile_op(be, h, "embedding_forward", 0);
 }
 
 void tp_op_embedding_backward(tp_backend_t *be, const float *dout, const int32_t *tokens,
                               float *dwte, float *dwpe, int64_t B, int64_t T, int64_t C)
 {
+    int h = tp_profile_mark(be);
     be->iface->embedding_backward(be, dout, tokens, dwte, dwpe, B, T, C);
+    tp_profile_op(be, h, "embedding_backward", 0);
 }
 
 void tp_op_layernorm_forward(tp_backend_t *be, const float *x, const float *w, const float *b,
                              float *y, float *mean, float *rstd, int64_t N, int64_t C)
 {
+    int h = tp_profile_mark(be);
     be->iface->layernorm_forward(be, x, w, b, y, mean, rstd, N, C);
+    tp_profile_op(be, h, "layernorm_forward", 0);
 }
 
 void tp_op_layernorm_backward(tp_backend_t *be, const float *dy, const float *x, const float *w,
                               const float *mean, const float *rstd, float *dx, float *dw, float *db,
                               int64_t N, int64_t C)
 {
+    int h = tp_profile_mark(be);
     be->iface->layernorm_backward(be, dy, x, w, mean, rstd, dx, dw, db, N, C);
+    tp_profile_op(be, h, "layernorm_backward", 0);
 }
 
 void tp_op_attention_forward(tp_backend_t *be, const float *qkv, float *out, float *att, int64_t B,
                              int64_t T, int64_t C, int64_t NH)
 {
+    int h = tp_profile_mark(be);
     be->iface->attention_forward(be, qkv, out, att, B, T, C, NH);
+    tp_profile_op(be, h, "attention_forward", 2.0 * (double)B * (double)T * (double)T * (double)C);
 }
 
 void tp_op_attention_backward(tp_backend_t *be, const float *dout, const float *qkv,
-                              const float *att, float *dqkv, int64_t B, int64_t T, int64_t C,
-                              int64_t NH)
+                              const float *att, const float *out, float *dqkv, int64_t B, int64_t T,
+                              int64_t C, int64_t NH)
 {
-    be->iface->attention_backward(be, dout, qkv, att, dqkv, B, T, C, NH);
+    int h = tp_profile_mark(be);
+    be->iface->attention_backward(be, dout, qkv, att, out, dqkv, B, T, C, NH);
+    tp_profile_op(be, h, "attention_backward", 5.0 * (double)B * (double)T * (double)T * (double)C);
 }
 
 void tp_op_attention_decode(tp_backend_t *be, const float *q, const float *kcache,
                             const float *vcache, float *out, int64_t B, int64_t pos, int64_t Tmax,
                             int64_t C, int64_t NH)
 {
+    int h = tp_profile_mark(be);
     be->iface->attention_decode(be, q, kcache, vcache, out, B, pos, Tmax, C, NH);
+    tp_profile_op(be, h, "attention_decode", 0);
 }
 
 void tp_op_axpy(tp_backend_t *be, float *y, const float *x, float alpha, int64_t n)
 {
+    int h = tp_profile_mark(be);
     be->iface->axpy(be, y, x, alpha, n);
+    tp_profile_op(be, h, "axpy", 0);
 }
 
 void tp_op_add(tp_backend_t *be, const float *a, const float *b, float *out, int64_t n)
 {
+    int h = tp_profile_mark(be);
     be->iface->add(be, a, b, out, n);
+    tp_profile_op(be, h, "add", 0);
 }
 
 void *tp_host_alloc(tp_backend_t *be, size_t bytes)

@@ -157,10 +157,12 @@ void tp_op_attention_forward(tp_backend_t *be, const float *qkv, float *out, flo
 /* Elements the `att` buffer of attention forward/backward needs: B x NH x T x T on the CPU
  * backends; backends with fused (flash-style) attention keep only per-row statistics. */
 int64_t tp_op_attention_att_numel(tp_backend_t *be, int64_t B, int64_t T, int64_t NH);
-/* dqkv [B, T, 3C] (OVERWRITTEN) from dout [B, T, C] and the forward's qkv and att. */
+/* dqkv [B, T, 3C] (OVERWRITTEN) from dout [B, T, C] and the forward's qkv, att and out (its
+ * output [B, T, C]: fused backends take FlashAttention-2's D_i = dout_i . out_i per head from it
+ * instead of recomputing the scores for it). */
 void tp_op_attention_backward(tp_backend_t *be, const float *dout, const float *qkv,
-                              const float *att, float *dqkv, int64_t B, int64_t T, int64_t C,
-                              int64_t NH);
+                              const float *att, const float *out, float *dqkv, int64_t B, int64_t T,
+                              int64_t C, int64_t NH);
 /* Attention of one new position `pos` per sequence against a KV cache: q [B, C]; kcache and
  * vcache [B, Tmax, C] already hold keys and values of positions 0..pos; out [B, C]. Equals row
  * pos of tp_op_attention_forward. */

@@ -346,15 +346,15 @@ TP_SIMD_CLONES static void attention_backward_head(const float *dout, const floa
 }
 
 void tp_cpu_attention_backward(tp_backend_t *be, const float *dout, const float *qkv,
-                               const float *att, float *dqkv, int64_t B, int64_t T, int64_t C,
-                               int64_t NH)
+                               const float *att, const float *out, float *dqkv, int64_t B,
+                               int64_t T, int64_t C, int64_t NH)
 {
     int64_t hs = C / NH, C3 = 3 * C, ld = padded(T);
     int nt = omp_get_max_threads();
     float *scratch;
     int64_t stride = tp_cpu_scratch(be, nt, (hs + 1 + T) * ld + 3 * T * hs, &scratch);
     if (!stride) {
-        tp_ref_attention_backward(be, dout, qkv, att, dqkv, B, T, C, NH);
+        tp_ref_attention_backward(be, dout, qkv, att, out, dqkv, B, T, C, NH);
         return;
     }
     float scale = 1.0f / sqrtf((float)hs);

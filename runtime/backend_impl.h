@@ -82,14 +82,24 @@ typedef struct tp_backend_iface {
     /* Optional: NULL means B * NH * T * T. */
     int64_t (*attention_att_numel)(tp_backend_t *be, int64_t B, int64_t T, int64_t NH);
     void (*attention_backward)(tp_backend_t *be, const float *dout, const float *qkv,
-                               const float *att, float *dqkv, int64_t B, int64_t T, int64_t C,
-                               int64_t NH);
+                               const float *att, const float *out, float *dqkv, int64_t B,
+                               int64_t T, int64_t C, int64_t NH);
     void (*attention_decode)(tp_backend_t *be, const float *q, const float *kcache,
                              const float *vcache, float *out, int64_t B, int64_t pos, int64_t Tmax,
                              int64_t C, int64_t NH);
     void (*axpy)(tp_backend_t *be, float *y, const float *x, float alpha, int64_t n);
     void (*add)(tp_backend_t *be, const float *a, const float *b, float *out, int64_t n);
+
+    /* Optional timing marks for the op profile, recorded on the device stream (NULL: the host
+     * clock, right for synchronous backends). timer_mark records one and returns its index
+     * (-1 on failure); timer_ms is the time between two marks once both have run; timer_reset
+     * makes every index free again. */
+    int (*timer_mark)(tp_backend_t *be);
+    double (*timer_ms)(tp_backend_t *be, int a, int b);
+    void (*timer_reset)(tp_backend_t *be);
 } tp_backend_iface_t;
+
+typedef struct tp_profile tp_profile_t; /* backend_profile.c */
 
 /* One live allocation, for the memory accounting of tp_backend_alloc/release. */
 typedef struct tp_backend_block {
@@ -108,7 +118,10 @@ struct tp_backend {
     int64_t bytes_in_use, bytes_peak;
     double *scalar; /* one double of backend memory for tp_op_sumsq's result; made on first use */
     int64_t host_waits; /* downloads and synchronizes so far (tp_backend_host_waits) */
+    tp_profile_t *prof; /* NULL unless the op profile is on (backend_profile.h) */
 };
+
+void tp_backend_profile_free(tp_backend_t *be);
 
 /* A backend object for iface (tp_backend_create's second half; tests use it for backends that
  * are not registered, such as the CUDA emulation of tests/emu). */

@@ -130,8 +130,8 @@ void tp_ref_attention_forward(tp_backend_t *be, const float *qkv, float *out, fl
 }
 
 void tp_ref_attention_backward(tp_backend_t *be, const float *dout, const float *qkv,
-                               const float *att, float *dqkv, int64_t B, int64_t T, int64_t C,
-                               int64_t NH)
+                               const float *att, const float *out, float *dqkv, int64_t B,
+                               int64_t T, int64_t C, int64_t NH)
 {
     int64_t hs = C / NH, C3 = 3 * C;
     double scale = 1.0 / sqrt((double)hs);

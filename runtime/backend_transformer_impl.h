@@ -20,8 +20,8 @@ void tp_ref_layernorm_backward(tp_backend_t *be, const float *dy, const float *x
 void tp_ref_attention_forward(tp_backend_t *be, const float *qkv, float *out, float *att, int64_t B,
                               int64_t T, int64_t C, int64_t NH);
 void tp_ref_attention_backward(tp_backend_t *be, const float *dout, const float *qkv,
-                               const float *att, float *dqkv, int64_t B, int64_t T, int64_t C,
-                               int64_t NH);
+                               const float *att, const float *out, float *dqkv, int64_t B,
+                               int64_t T, int64_t C, int64_t NH);
 void tp_ref_attention_decode(tp_backend_t *be, const float *q, const float *kcache,
                              const float *vcache, float *out, int64_t B, int64_t pos, int64_t Tmax,
                              int64_t C, int64_t NH);
@@ -39,8 +39,8 @@ void tp_cpu_layernorm_backward(tp_backend_t *be, const float *dy, const float *x
 void tp_cpu_attention_forward(tp_backend_t *be, const float *qkv, float *out, float *att, int64_t B,
                               int64_t T, int64_t C, int64_t NH);
 void tp_cpu_attention_backward(tp_backend_t *be, const float *dout, const float *qkv,
-                               const float *att, float *dqkv, int64_t B, int64_t T, int64_t C,
-                               int64_t NH);
+                               const float *att, const float *out, float *dqkv, int64_t B,
+                               int64_t T, int64_t C, int64_t NH);
 void tp_cpu_attention_decode(tp_backend_t *be, const float *q, const float *kcache,
                              const float *vcache, float *out, int64_t B, int64_t pos, int64_t Tmax,
                              int64_t C, int64_t NH);

@@ -76,6 +76,7 @@ typedef struct tp_config {
     char backend[TP_CFG_STR];   /* "cpu" | "ref" | "cuda" */
     int64_t threads;            /* OpenMP threads per rank; 0 = cores / ranks on the node */
     char precision[TP_CFG_STR]; /* "fp32" or "bf16" */
+    bool profile;               /* time every backend op; profile.json in the run directory */
 
     /* comm */
     double comm_timeout_s; /* abort when one collective makes no progress this long */

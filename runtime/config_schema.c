@@ -144,6 +144,9 @@ const tp_config_key_t tp_config_schema[] = {
     {"runtime", "precision", STRING(precision), .def = "fp32", .choices = {"fp32", "bf16"},
      .doc = "matrix products in fp32 (TF32 on GPUs) or bf16 with fp32 accumulation (cuda); "
             "weights, optimizer state, loss and norms stay fp32"},
+    {"runtime", "profile", BOOL(profile), .def = "false",
+     .doc = "time every backend op (GPU kernels through CUDA events, no host waits) from the "
+            "second step on; a table at the end and profile.json in the run directory"},
 
     /* comm */
     {"comm", "timeout_s", FLOAT(comm_timeout_s), .def = "300.0", .fmin = 0, .fmax = 86400,

@@ -320,7 +320,7 @@ static void gpt_backward(tp_model_t *m, const tp_pass_ctx_t *ctx, int64_t B, flo
         /* res2 = x + proj(attention(ln1(x))) */
         linear_backward(be, g->dres, a->atty, bp(g, l, PROJW), bp(g, l, PROJB), g->dln, N);
         tp_model_grads_ready(m, bp(g, l, PROJW)->offset);
-        tp_op_attention_backward(be, g->dln, a->qkv, a->att, g->dqkv, B, T, C, NH);
+        tp_op_attention_backward(be, g->dln, a->qkv, a->att, a->atty, g->dqkv, B, T, C, NH);
         linear_backward(be, g->dqkv, a->ln1, bp(g, l, QKVW), bp(g, l, QKVB), g->dln, N);
         tp_model_grads_ready(m, bp(g, l, QKVW)->offset);
         tp_op_layernorm_backward(be, g->dln, x, bp(g, l, LN1W)->data, a->ln1_mean, a->ln1_rstd,

@@ -69,4 +69,10 @@ tp_status_t tp_summary_write(const char *path, const tp_summary_t *s);
 /* "1h02m03s" style. */
 void tp_format_duration(double seconds, char *out, size_t cap);
 
+/* The op profile of runtime.profile (backend_profile.h): a table in the log and
+ * RUN_DIR/profile.json {"profiled_steps", "ops_ms_per_step", "span_ms_per_step", "ops": [{"name",
+ * "kind", "calls_per_step", "ms_per_step", "flops_per_step"}]}, longest first. */
+struct tp_backend;
+tp_status_t tp_profile_report(struct tp_backend *be, const char *run_dir, double step_ms_median);
+
 #endif

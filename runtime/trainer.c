@@ -17,6 +17,7 @@
 #include "evaluate.h"
 #include "generate.h"
 #include "grad_sync.h"
+#include "backend_profile.h"
 #include "model.h"
 #include "optim.h"
 #include "report.h"
@@ -292,6 +293,10 @@ static tp_status_t train_step(trainer_t *t)
     int64_t first = 0, i = t->step - t->start_step, mb = t->micro_batch;
     double t0 = tp_now();
     int64_t waits0 = tp_backend_host_waits(m->be);
+    /* The op profile leaves out this run's first step (allocations, cuBLAS heuristics) and
+     * whatever ran between steps (evaluation, checkpoints). */
+    if (t->cfg->profile && i == 1) TP_TRY(tp_backend_profile_begin(m->be));
+    tp_backend_profile_discard(m->be);
     tp_sampler_batch(t->sampler, epoch, in_epoch, t->idx, &first);
     tp_model_zero_grad(m);
     /* Each rank's gradient is the mean over its slice; the average over ranks is then the mean
@@ -319,6 +324,7 @@ static tp_status_t train_step(trainer_t *t)
     tp_comm_set_context(t->rt->comm, t->step + 1, "end of the step");
     TP_TRY(tp_grad_sync_finish_step(t->sync));
     t->step_s[i] = tp_now() - t0;
+    tp_backend_profile_collect(m->be);
     int64_t waits = tp_backend_host_waits(m->be) - waits0;
     if (i == 0)
         t->first_step_waits = waits;
@@ -512,6 +518,7 @@ static tp_status_t finish(trainer_t *t)
                 s.samples_per_s, s.achieved_gflops, s.step_time_ms_median, s.compute_ms_median,
                 s.comm_ms_median, s.comm_total_ms_median, 100 * s.comm_fraction, s.wall_s,
                 s.core_hours, path);
+    if (cfg->profile) TP_TRY(tp_profile_report(t->rt->be, t->opts->run_dir, s.step_time_ms_median));
     tp_log_info("memory: parameters+gradients+optimizer %.1f MB, activations %.1f MB, backend "
                 "peak %.1f MB, process peak RSS %.1f MB",
                 (double)s.param_state_bytes / 1e6, (double)s.activation_bytes / 1e6,

@@ -50,17 +50,6 @@ struct Launch {
 Launch *g_launch;
 int g_max_dynamic_smem = 48 * 1024;
 
-[[noreturn]] void emu_fail(const char *what)
-{
-    Launch *L = g_launch;
-    fprintf(stderr,
-            "CUDA emulation: %s (block %u,%u,%u thread %u,%u,%u of grid %ux%ux%u, block "
-            "%ux%ux%u)\n",
-            what, emu_cur.bid.x, emu_cur.bid.y, emu_cur.bid.z, emu_cur.tid.x, emu_cur.tid.y,
-            emu_cur.tid.z, L ? L->grid.x : 0, L ? L->grid.y : 0, L ? L->grid.z : 0,
-            L ? L->block.x : 0, L ? L->block.y : 0, L ? L->block.z : 0);
-    abort();
-}
 
 void release(Launch *L, int g)
 {
@@ -147,6 +136,19 @@ void run_block(Launch *L, unsigned bx, unsigned by, unsigned bz)
     }
 }
 } // namespace
+
+/* Outside the anonymous namespace: cuda_runtime.h declares it for checks in kernel code. */
+[[noreturn]] void emu_fail(const char *what)
+{
+    Launch *L = g_launch;
+    fprintf(stderr,
+            "CUDA emulation: %s (block %u,%u,%u thread %u,%u,%u of grid %ux%ux%u, block "
+            "%ux%ux%u)\n",
+            what, emu_cur.bid.x, emu_cur.bid.y, emu_cur.bid.z, emu_cur.tid.x, emu_cur.tid.y,
+            emu_cur.tid.z, L ? L->grid.x : 0, L ? L->grid.y : 0, L ? L->grid.z : 0,
+            L ? L->block.x : 0, L ? L->block.y : 0, L ? L->block.z : 0);
+    abort();
+}
 
 namespace nvcuda
 {

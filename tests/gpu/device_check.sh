@@ -21,10 +21,12 @@
 #       libnccl/libcudart/libcublas on the loader path or only in pip packages), test_cuda_ops,
 #       test_comm_nccl (one process, no mpirun), tests/gpu/test_cuda_train.py (50 steps cpu vs
 #       cuda, checkpoints across backends, generate), GPT-2 124M training throughput with tulpar
-#       (batch 16, context 1024, bf16, 25 steps on random tokens, median step after 5), the same
-#       with tests/gpu/torch_gpt_baseline.py, and last a short table (tests/gpu/device_tools.py
+#       (batch 16, context 1024, bf16, 25 steps on random tokens, median step after 5), its op
+#       profile (runtime.profile, 8 steps), the same training with
+#       tests/gpu/torch_gpt_baseline.py, and last a short table (tests/gpu/device_tools.py
 #       summary). Logs go to $OUT (the device tool's folder) or a temporary directory; at most 8
-#       files: state.txt env.log ops.log nccl.log train.log tulpar.log torch.log summary.txt.
+#       files: state.txt ops.log nccl.log train.log tulpar.log profile.log torch.log summary.txt. DEVCHECK_ONLY="tulpar profile" runs only the steps named (env ops nccl
+#       train tulpar profile torch).
 set -uo pipefail
 SELF=$(realpath "$0")
 cd "$(dirname "$SELF")/../.." || exit 1
@@ -205,6 +207,11 @@ step() {
     local l t t0 rc
     l=$(left)
     t=$((want < l ? want : l))
+    if [ -n "${DEVCHECK_ONLY:-}" ] && [[ " $DEVCHECK_ONLY " != *" $name "* ]]; then
+        echo "rc $name skipped" >>"$STATE"
+        echo "== $name: skipped (DEVCHECK_ONLY=$DEVCHECK_ONLY)"
+        return
+    fi
     if [ "$t" -lt 10 ]; then
         echo "rc $name notime" >>"$STATE"
         echo "== $name: not run (time budget of ${BUDGET}s spent)"
@@ -283,6 +290,18 @@ run_tput() {
         --peak "$("$PY" tests/gpu/device_tools.py peak "${DEVCHECK_DEVICE:-}")"
 }
 
+# The same training with runtime.profile: where the step's time goes, op by op (CUDA events).
+# Separate from run_tput so that the events do not touch the measured throughput.
+run_profile() {
+    local work=$1
+    [ -f "$work/tok124m/train.bin" ] ||
+        "$PY" tests/gpu/device_tools.py tokens "$work/tok124m" --train 1048576 --val 65536 || return 1
+    tput_sets "$work/tok124m" 8 16 cuda bf16 8
+    "$PKG/bin/tulpar" train configs/gpt2_124m.cfg --run-dir "$work/prof" "${TPUT_ARGS[@]}" \
+        --set runtime.profile=true || return 1
+    rm -rf "$work/prof/checkpoints"
+}
+
 run_check() {
     [ -f "$TARBALL" ] || die "no $TARBALL: run 'tests/gpu/device_check.sh package' first and carry device-pkg"
     rm -rf "${PKG:?}/bin" "${PKG:?}/libexec" "${PKG:?}/lib"
@@ -302,8 +321,9 @@ run_check() {
     echo "== device check: ${dev:-no GPU visible}; results in $RES; budget ${BUDGET}s"
     head -3 "$PKG/MANIFEST.txt" 2>/dev/null
 
-    step env 40 "$RES/env.log" "$SELF" _env
-    cat "$RES/env.log"
+    # (env.log stays out of $RES: the device tool brings back at most 8 files; it is printed.)
+    step env 40 "$work/env.log" "$SELF" _env
+    cat "$work/env.log"
 
     step ops 90 "$RES/ops.log" "$PKG/bin/test_cuda_ops"
     grep -E "^testing|FAIL|test_cuda_ops:|SKIP" "$RES/ops.log" | head -25
@@ -318,6 +338,9 @@ run_check() {
     step tulpar 120 "$RES/tulpar.log" "$SELF" _tput "$work"
     grep -E "^model|^step (1|5|25)/|summary:|memory:|error" "$RES/tulpar.log" | head -12
     tail -1 "$RES/tulpar.log"
+
+    step profile 60 "$RES/profile.log" "$SELF" _profile "$work"
+    sed -n '/op profile (rank/,/op profile ->/p' "$RES/profile.log" | sed 's/^[^]]*] //' | head -45
 
     step torch 170 "$RES/torch.log" "$PY" tests/gpu/torch_gpt_baseline.py \
         --batch 16 --seq 1024 --warmup 5 --steps 20 --compile auto
@@ -340,6 +363,9 @@ _env) # internal steps, each run by `step` under its own timeout
     ;;
 _tput)
     run_tput "$2"
+    ;;
+_profile)
+    run_profile "$2"
     ;;
 *)
     sed -n '2,30p' "$0" >&2

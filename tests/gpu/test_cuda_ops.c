@@ -848,8 +848,8 @@ static void test_attention(void)
         tp_op_attention_forward(g_ref, qkv, outr, ar, B, T, C, NH);
         tp_op_attention_forward(g_gpu, dq, outg, ag, B, T, C, NH);
         expect("attention_forward out", sh, relerr(dgetf(outg, no), outr, no), K_ATTN);
-        tp_op_attention_backward(g_ref, dout, qkv, ar, dr, B, T, C, NH);
-        tp_op_attention_backward(g_gpu, ddo, dq, ag, dg, B, T, C, NH);
+        tp_op_attention_backward(g_ref, dout, qkv, ar, outr, dr, B, T, C, NH);
+        tp_op_attention_backward(g_gpu, ddo, dq, ag, outg, dg, B, T, C, NH);
         expect("attention_backward dqkv", sh, relerr(dgetf(dg, nqkv), dr, nqkv), K_ATTN);
 
         /* Decode: a cache with Tmax = T + 3 whose slots after pos are NaN (never to be read),

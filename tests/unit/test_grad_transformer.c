@@ -154,7 +154,7 @@ static void test_attention(int64_t B, int64_t T, int64_t C, int64_t NH)
     c.att = zeros((size_t)(B * NH * T * T)), c.g = rnd((size_t)(B * T * C), 1.0f);
     float *dqkv = zeros(nq);
     attn_objective(&c);
-    tp_op_attention_backward(g_be, c.g, c.qkv, c.att, dqkv, B, T, C, NH);
+    tp_op_attention_backward(g_be, c.g, c.qkv, c.att, c.out, dqkv, B, T, C, NH);
     char what[64];
     snprintf(what, sizeof what, "attention(B=%lld T=%lld C=%lld NH=%lld) dqkv", (long long)B,
              (long long)T, (long long)C, (long long)NH);
@@ -235,7 +235,7 @@ static void block_backward(block_t *k)
     tp_op_gemm(be, true, false, C, C, N, 1.0f, k->a, C, g, C, 1.0f, k->dp[P_WP], C);
     tp_op_bias_grad(be, g, k->dp[P_BP], N, C, false);
     tp_op_gemm(be, false, true, N, C, C, 1.0f, g, C, k->p[P_WP], C, 0.0f, k->da, C);
-    tp_op_attention_backward(be, k->da, k->qkv, k->att, k->dqkv, k->B, k->T, C, k->NH);
+    tp_op_attention_backward(be, k->da, k->qkv, k->att, k->a, k->dqkv, k->B, k->T, C, k->NH);
     tp_op_gemm(be, true, false, C, 3 * C, N, 1.0f, k->h, C, k->dqkv, 3 * C, 1.0f, k->dp[P_WQKV],
                3 * C);
     tp_op_bias_grad(be, k->dqkv, k->dp[P_BQKV], N, 3 * C, false);

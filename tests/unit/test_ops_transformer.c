@@ -230,9 +230,9 @@ static void test_attention(void)
          * poisoned dqkv (overwritten). */
         nan_upper(ar, B * NH, T);
         float *dr = poisoned(nqkv), *dc = poisoned(nqkv), *dc2 = poisoned(nqkv);
-        tp_op_attention_backward(g_ref, dout, qkv, ar, dr, B, T, C, NH);
-        tp_op_attention_backward(g_cpu, dout, qkv, ar, dc, B, T, C, NH);
-        tp_op_attention_backward(g_cpu, dout, qkv, ar, dc2, B, T, C, NH);
+        tp_op_attention_backward(g_ref, dout, qkv, ar, outr, dr, B, T, C, NH);
+        tp_op_attention_backward(g_cpu, dout, qkv, ar, outr, dc, B, T, C, NH);
+        tp_op_attention_backward(g_cpu, dout, qkv, ar, outr, dc2, B, T, C, NH);
         /* fp32 dot products (hs terms) and fp32 sums over up to T positions on both sides; the
          * softmax Jacobian's difference datt - sum(att datt) can cancel, hence 4x. */
         expect("attention_backward", sh, relerr(dc, dr, nqkv), 4 * tol);
@@ -323,7 +323,7 @@ static void test_threads(void)
         float *rstd = mean + N, *dx = rstd + N, *dw = dx + no, *db = dw + C, *dte = db + C;
         float *dpe = dte + V * C, *emb = dpe + T * C;
         tp_op_attention_forward(be, qkv, out, att, B, T, C, NH);
-        tp_op_attention_backward(be, dout, qkv, att, dqkv, B, T, C, NH);
+        tp_op_attention_backward(be, dout, qkv, att, out, dqkv, B, T, C, NH);
         tp_op_layernorm_forward(be, qkv, w, w, y, mean, rstd, N, C);
         tp_op_layernorm_backward(be, dout, qkv, w, mean, rstd, dx, dw, db, N, C);
         tp_op_embedding_forward(be, tok, wte, wpe, emb, B, T, C);
@@ -371,7 +371,7 @@ static void print_speed(void)
     float *dw = rnd((size_t)C, 1.0f), *db = rnd((size_t)C, 1.0f);
     double fwd, bwd, lnf, lnb;
     TIME_MIN(fwd, tp_op_attention_forward(g_cpu, qkv, out, att, B, T, C, NH));
-    TIME_MIN(bwd, tp_op_attention_backward(g_cpu, dout, qkv, att, dqkv, B, T, C, NH));
+    TIME_MIN(bwd, tp_op_attention_backward(g_cpu, dout, qkv, att, out, dqkv, B, T, C, NH));
     TIME_MIN(lnf, tp_op_layernorm_forward(g_cpu, x, w, w, y, mean, rstd, N, C));
     TIME_MIN(lnb, tp_op_layernorm_backward(g_cpu, dout, x, w, mean, rstd, dx, dw, db, N, C));
     printf("speed (cpu, %d threads, B=%lld T=%lld C=%lld NH=%lld, best of 15): attention fwd "

@@ -23,6 +23,16 @@ struct dim3 {
 struct uint3 {
     unsigned x, y, z;
 };
+/* CUDA's 16-byte vector. A load through a misaligned float4 pointer faults on a GPU: kernels
+ * load them through att_load4 (cuda/attention_impl.h), which checks the alignment here. */
+struct alignas(16) float4 {
+    float x, y, z, w;
+};
+[[noreturn]] void emu_fail(const char *what);
+static inline float4 make_float4(float x, float y, float z, float w)
+{
+    return float4{x, y, z, w};
+}
 
 typedef int cudaError_t;
 enum { cudaSuccess = 0, cudaErrorInvalidValue = 1, cudaErrorNotReady = 600 };

@@ -1,0 +1,40 @@
+/* Op profile (runtime.profile): how long each backend op ran, summed over training steps, so a
+ * slow step can be traced to the ops that make it slow (GPU kernels included) without an
+ * external profiler. Host backends read the clock around each op (their ops are synchronous);
+ * device backends record events on their stream (iface timer_*), so profiling adds no host wait:
+ * the times are read at the step's end, when the backend has finished anyway. */
+#ifndef TP_BACKEND_PROFILE_H
+#define TP_BACKEND_PROFILE_H
+
+#include <stdint.h>
+
+#include "backend.h"
+
+typedef struct tp_profile_entry {
+    char
+        name[64]; /* the op ("layernorm_forward"); gemm with its shape ("gemm NT 768x2304x50304") */
+    int64_t calls;
+    double ms;    /* summed over the collected steps */
+    double flops; /* summed; 0 for ops that are not counted (memory-bound ones) */
+} tp_profile_entry_t;
+
+/* Time the ops from now on. */
+tp_status_t tp_backend_profile_begin(tp_backend_t *be);
+bool tp_backend_profiling(const tp_backend_t *be);
+/* Once the backend has finished every op queued so far (after a synchronize): fold their times
+ * into the totals and count one step. */
+void tp_backend_profile_collect(tp_backend_t *be);
+/* Forget the ops since the last collect (work between steps: evaluation, checkpoints). */
+void tp_backend_profile_discard(tp_backend_t *be);
+/* Entries sorted by time (longest first), ops not yet collected discarded; *steps: collected steps;
+ * *span_ms: summed time from the first op to the end of the last one of each step (ops' total /
+ * span = how busy). */
+int tp_backend_profile_entries(tp_backend_t *be, const tp_profile_entry_t **out, int64_t *steps,
+                               double *span_ms);
+
+/* For backend.c's op wrappers: a mark before an op (-1 when not profiling) and the op's entry
+ * after it. */
+int tp_profile_mark(tp_backend_t *be);
+void tp_profile_op(tp_backend_t *be, int start, const char *name, double flops);
+
+#endif
