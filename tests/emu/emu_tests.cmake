@@ -32,7 +32,8 @@ if(NOT TULPAR_SANITIZE)
     # The rewritten headers and the emulated CUDA runtime come before cuda/ and the real one.
     target_include_directories(tulpar_cuda_emu BEFORE PUBLIC ${emu_gen}
         ${CMAKE_CURRENT_LIST_DIR}/include)
-    target_compile_options(tulpar_cuda_emu PRIVATE ${TULPAR_WARN})
+    # Kernels' "#pragma unroll" is nvcc's; the host compiler has its own spelling.
+    target_compile_options(tulpar_cuda_emu PRIVATE ${TULPAR_WARN} -Wno-unknown-pragmas)
     target_link_libraries(tulpar_cuda_emu PUBLIC tulpar_rt)
     foreach(t gpu/test_cuda_ops unit/test_gpt_reference unit/test_model)
         get_filename_component(name ${t} NAME)

@@ -878,29 +878,52 @@ static void test_attention(void)
     }
 }
 
-static void run_all(void)
+static const struct {
+    const char *name;
+    void (*run)(void);
+} g_groups[] = {
+    {"gemm", test_gemm},
+    {"bias", test_bias},
+    {"act", test_act},
+    {"gelu_range", test_gelu_range},
+    {"dropout", test_dropout},
+    {"im2col", test_im2col},
+    {"swap01", test_swap01},
+    {"maxpool", test_maxpool},
+    {"softmax_xent", test_softmax_xent},
+    {"sumsq", test_sumsq},
+    {"vector_ops", test_vector_ops},
+    {"adamw", test_adamw},
+    {"sgd", test_sgd},
+    {"embedding", test_embedding},
+    {"layernorm", test_layernorm},
+    {"attention", test_attention},
+};
+
+/* Every group, or only those named on the command line (a kernel being worked on: under the
+ * CPU emulation the whole test takes minutes). */
+static void run_all(int argc, char **argv)
 {
     g_seed = 1; /* the same inputs in both precisions */
-    test_gemm();
-    test_bias();
-    test_act();
-    test_gelu_range();
-    test_dropout();
-    test_im2col();
-    test_swap01();
-    test_maxpool();
-    test_softmax_xent();
-    test_sumsq();
-    test_vector_ops();
-    test_adamw();
-    test_sgd();
-    test_embedding();
-    test_layernorm();
-    test_attention();
+    for (size_t i = 0; i < sizeof g_groups / sizeof g_groups[0]; i++) {
+        bool on = argc <= 1;
+        for (int k = 1; k < argc; k++)
+            on |= strcmp(argv[k], g_groups[i].name) == 0;
+        if (on) g_groups[i].run();
+    }
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    for (int k = 1; k < argc; k++) {
+        bool known = false;
+        for (size_t i = 0; i < sizeof g_groups / sizeof g_groups[0]; i++)
+            known |= strcmp(argv[k], g_groups[i].name) == 0;
+        if (!known) {
+            fprintf(stderr, "test_cuda_ops: unknown group '%s'\n", argv[k]);
+            return 2;
+        }
+    }
     /* TP_TEST_GPU_BACKEND=cpu runs the same comparisons on another backend: a check of this
      * test itself on machines without a GPU (precisions that backend refuses are left out). */
     const char *name = getenv("TP_TEST_GPU_BACKEND");
@@ -938,7 +961,7 @@ int main(void)
             continue;
         }
         CHECKF(st == TP_OK, "%s backend refuses runtime.precision %s", name, g_prec_name[g_prec]);
-        if (st == TP_OK) run_all();
+        if (st == TP_OK) run_all(argc, argv);
     }
     print_table();
     tp_backend_free(g_gpu);
