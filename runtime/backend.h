@@ -100,10 +100,11 @@ void tp_op_maxpool_forward(tp_backend_t *be, const float *x, float *y, int32_t *
                            int64_t C, int64_t H, int64_t W, int64_t k);
 void tp_op_maxpool_backward(tp_backend_t *be, const float *dy, const int32_t *argmax, float *dx,
                             int64_t B, int64_t C, int64_t H, int64_t W, int64_t k);
-/* Row-wise softmax of logits [B, C] into probs; loss[b] = -log probs[b, labels[b]]. */
+/* Row-wise softmax of logits [B, C] into probs; loss[b] = -log probs[b, labels[b]]. Logits may
+ * be -inf (classes left out, such as a padded vocabulary's): their probability is 0. */
 void tp_op_softmax_xent_forward(tp_backend_t *be, const float *logits, const int32_t *labels,
                                 float *probs, float *loss, int64_t B, int64_t C);
-/* dlogits = scale * (probs - onehot(labels)) */
+/* dlogits = scale * (probs - onehot(labels)); dlogits may be probs (in place). */
 void tp_op_softmax_xent_backward(tp_backend_t *be, const float *probs, const int32_t *labels,
                                  float *dlogits, int64_t B, int64_t C, float scale);
 /* Sum of squares, accumulated in double in fixed-size chunks combined in order, so the result

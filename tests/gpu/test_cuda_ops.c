@@ -542,22 +542,28 @@ static void test_maxpool(void)
 
 static void test_softmax_xent(void)
 {
+    /* pad: the last `pad` logits of each row are -inf (a padded vocabulary, as GPT's logits:
+     * 50257 -> 50304, 257 -> 320); backward then also runs in place (dlogits = probs). */
     static const struct {
-        int64_t B, C;
+        int64_t B, C, pad;
         float scale;
-    } cases[] = {{1, 1, 1.0f},      {7, 10, 3.0f},     {33, 130, 5.0f},
-                 {4, 3, 50.0f},     {5, 1000, 50.0f},  {3, 7, 100.0f},
-                 {4, 50257, 20.0f}, {64, 50257, 5.0f}, {3, 4097, 1.0f}};
-    char sh[64];
+    } cases[] = {{1, 1, 0, 1.0f},       {7, 10, 0, 3.0f},     {33, 130, 0, 5.0f},
+                 {4, 3, 0, 50.0f},      {5, 1000, 0, 50.0f},  {3, 7, 0, 100.0f},
+                 {4, 50257, 0, 20.0f},  {64, 50257, 0, 5.0f}, {3, 4097, 0, 1.0f},
+                 {6, 50304, 47, 20.0f}, {5, 320, 63, 5.0f},   {3, 64, 62, 3.0f}};
+    char sh[80];
     for (size_t s = 0; s < sizeof cases / sizeof cases[0]; s++) {
-        int64_t B = cases[s].B, C = cases[s].C;
+        int64_t B = cases[s].B, C = cases[s].C, pad = cases[s].pad;
         size_t n = (size_t)(B * C);
-        snprintf(sh, sizeof sh, "B=%lld C=%lld |logit|<=%g", (long long)B, (long long)C,
-                 (double)cases[s].scale);
+        snprintf(sh, sizeof sh, "B=%lld C=%lld pad=%lld |logit|<=%g", (long long)B, (long long)C,
+                 (long long)pad, (double)cases[s].scale);
         float *z = hrnd(n, cases[s].scale);
+        for (int64_t b = 0; b < B; b++)
+            for (int64_t c = C - pad; c < C; c++)
+                z[b * C + c] = -INFINITY;
         int32_t *lab = hkeep(xmalloc((size_t)B * 4));
         for (int64_t b = 0; b < B; b++)
-            lab[b] = (int32_t)((b * 7 + 3) % C);
+            lab[b] = (int32_t)((b * 7 + 3) % (C - pad));
         float *pr = hnan(n), *lr = hnan((size_t)B);
         float *dz = dputf(z, n), *pg = dnan(n), *lg = dnan((size_t)B);
         int32_t *dlab = dput(lab, (size_t)B * 4);
@@ -572,7 +578,12 @@ static void test_softmax_xent(void)
         float scale = s % 2 ? 1.0f / (float)B : 0.37f;
         float *dr = hnan(n), *dp = dputf(pr, n), *dg = dnan(n);
         tp_op_softmax_xent_backward(g_ref, pr, lab, dr, B, C, scale);
-        tp_op_softmax_xent_backward(g_gpu, dp, dlab, dg, B, C, scale);
+        if (pad > 0) { /* in place, as the GPT's backward runs it */
+            dg = dp;
+            tp_op_softmax_xent_backward(g_gpu, dp, dlab, dp, B, C, scale);
+        } else {
+            tp_op_softmax_xent_backward(g_gpu, dp, dlab, dg, B, C, scale);
+        }
         expect("softmax_xent_backward", sh, relerr(dgetf(dg, n), dr, n), K_ELEM);
         case_end();
     }

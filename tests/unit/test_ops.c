@@ -401,20 +401,24 @@ static void test_maxpool(void)
 static void test_softmax_xent(void)
 {
     static const struct {
-        int64_t B, C;
+        int64_t B, C, pad; /* the last `pad` logits of a row are -inf (a padded vocabulary) */
         float scale;
-    } cases[] = {{1, 1, 1.0f},     {7, 10, 3.0f},  {33, 130, 5.0f},  {4, 3, 50.0f},
-                 {5, 1000, 50.0f}, {3, 7, 100.0f}, {4, 50257, 20.0f}};
-    char sh[64];
+    } cases[] = {{1, 1, 0, 1.0f},      {7, 10, 0, 3.0f},      {33, 130, 0, 5.0f},
+                 {4, 3, 0, 50.0f},     {5, 1000, 0, 50.0f},   {3, 7, 0, 100.0f},
+                 {4, 50257, 0, 20.0f}, {4, 50304, 47, 20.0f}, {3, 64, 62, 3.0f}};
+    char sh[80];
     for (size_t s = 0; s < sizeof cases / sizeof cases[0]; s++) {
-        int64_t B = cases[s].B, C = cases[s].C;
+        int64_t B = cases[s].B, C = cases[s].C, pad = cases[s].pad;
         size_t n = (size_t)(B * C);
-        snprintf(sh, sizeof sh, "B=%lld C=%lld |logit|<=%g", (long long)B, (long long)C,
-                 (double)cases[s].scale);
+        snprintf(sh, sizeof sh, "B=%lld C=%lld pad=%lld |logit|<=%g", (long long)B, (long long)C,
+                 (long long)pad, (double)cases[s].scale);
         float *z = rnd(n, cases[s].scale);
+        for (int64_t b = 0; b < B; b++)
+            for (int64_t c = C - pad; c < C; c++)
+                z[b * C + c] = -INFINITY;
         int32_t *lab = xmalloc((size_t)B * 4);
         for (int64_t b = 0; b < B; b++)
-            lab[b] = (int32_t)((b * 7 + 3) % C);
+            lab[b] = (int32_t)((b * 7 + 3) % (C - pad));
         float *pr = poisoned(n), *pc = poisoned(n), *pc2 = poisoned(n);
         float *lr = poisoned((size_t)B), *lc = poisoned((size_t)B), *lc2 = poisoned((size_t)B);
         tp_op_softmax_xent_forward(g_ref, z, lab, pr, lr, B, C);
@@ -447,7 +451,8 @@ static void test_softmax_xent(void)
         float *dr = poisoned(n), *dc = poisoned(n), *dc2 = poisoned(n);
         tp_op_softmax_xent_backward(g_ref, pr, lab, dr, B, C, scale);
         tp_op_softmax_xent_backward(g_cpu, pr, lab, dc, B, C, scale);
-        tp_op_softmax_xent_backward(g_cpu, pr, lab, dc2, B, C, scale);
+        memcpy(dc2, pr, n * sizeof(float)); /* in place (dlogits = probs) gives the same */
+        tp_op_softmax_xent_backward(g_cpu, dc2, lab, dc2, B, C, scale);
         expect("softmax_xent_backward", sh, relerr(dc, dr, n), 1e-6); /* same formula */
         same_bits("softmax_xent_backward", sh, dc, dc2, n * sizeof(float));
         free(z), free(lab), free(pr), free(pc), free(pc2), free(lr), free(lc), free(lc2);
