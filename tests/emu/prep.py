@@ -30,6 +30,8 @@ def transform(text, name):
             out.append(text[i:])
             break
         k = j
+        while k > i and text[k - 1].isspace():  # clang-format may break before <<<
+            k -= 1
         if text[k - 1] == ">":  # template arguments: back to the matching '<'
             depth, k = 0, k - 1
             while True:

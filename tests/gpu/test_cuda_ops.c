@@ -793,7 +793,9 @@ static void test_embedding(void)
 
 static void test_layernorm(void)
 {
-    static const int64_t shapes[][2] = {{1, 8}, {7, 33}, {21, 64}, {192, 96}, {5, 1}, {514, 768}};
+    /* C up to 1024 takes the fused backward, 1280 (GPT-2 774M) the two-kernel one. */
+    static const int64_t shapes[][2] = {{1, 8}, {7, 33},    {21, 64},  {192, 96},
+                                        {5, 1}, {514, 768}, {9, 1280}, {2100, 1024}};
     char sh[96];
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         for (int offset = 0; offset < 2; offset++) {
