@@ -192,6 +192,30 @@ __device__ __forceinline__ void mm_abt(float (&s)[NT][4], const uint32_t (&a)[KS
     }
 }
 
+/* mm_abt with A's fragments read from shared memory (rows r0.. of a row-major tile) as they are
+ * used, instead of held in registers: the dK/dV kernel's register budget. */
+template <int D>
+__device__ __forceinline__ void mm_abt_smem(float (&s)[8][4], const __nv_bfloat16 *atile, int r0,
+                                            const __nv_bfloat16 *rows)
+{
+    const int g = (threadIdx.x % 32) / 4, t = threadIdx.x % 4;
+    const __nv_bfloat16 *a0 = atile + (r0 + g) * Tile<D>::LD + 2 * t, *a1 = a0 + 8 * Tile<D>::LD;
+#pragma unroll
+    for (int j = 0; j < 8; j++)
+        s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
+#pragma unroll
+    for (int kk = 0; kk < D / 16; kk++) {
+        const uint32_t a[4] = {ld_pair(a0 + 16 * kk), ld_pair(a1 + 16 * kk),
+                               ld_pair(a0 + 16 * kk + 8), ld_pair(a1 + 16 * kk + 8)};
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            const __nv_bfloat16 *p = rows + (8 * j + g) * Tile<D>::LD + 2 * t + 16 * kk;
+            const uint32_t b[2] = {ld_pair(p), ld_pair(p + 8)};
+            mma_bf16(s[j], a, b);
+        }
+    }
+}
+
 /* acc[n] += P V over a 64-wide k range: P given as accumulator-layout values p[8][4] (columns
  * 8j..8j+7), V^T as the rows of a transposed tile (row n = output column n, stride LDT). */
 template <int D>
@@ -437,7 +461,7 @@ template <int D> struct DkvSmem {
 };
 
 template <int D>
-__global__ void __launch_bounds__(kTcThreads) attention_backward_dkv_tc_kernel(AttBwdArgs a)
+__global__ void __launch_bounds__(kTcThreads, 3) attention_backward_dkv_tc_kernel(AttBwdArgs a)
 {
     using S = DkvSmem<D>;
     extern __shared__ __align__(128) uint8_t tcb_smem[];
@@ -457,9 +481,6 @@ __global__ void __launch_bounds__(kTcThreads) attention_backward_dkv_tc_kernel(A
     load_tile<D>(sK, nullptr, base + a.C + k0 * C3, C3, T - k0, a.hs, a.vec);
     load_tile<D>(sV, nullptr, base + 2 * a.C + k0 * C3, C3, T - k0, a.hs, a.vec);
     __syncthreads();
-    uint32_t ka[D / 16][4], va[D / 16][4];
-    load_a<D>(ka, sK, 16 * warp);
-    load_a<D>(va, sV, 16 * warp);
     const int kpos[2] = {k0 + 16 * warp + g, k0 + 16 * warp + g + 8};
     float dk[D / 8][4], dv[D / 8][4];
 #pragma unroll
@@ -479,8 +500,8 @@ __global__ void __launch_bounds__(kTcThreads) attention_backward_dkv_tc_kernel(A
         }
         __syncthreads();
         float st[8][4], dpt[8][4]; /* keys x queries */
-        mm_abt<D / 16, 8>(st, ka, sQ, Tile<D>::LD);
-        mm_abt<D / 16, 8>(dpt, va, sdO, Tile<D>::LD);
+        mm_abt_smem<D>(st, sK, 16 * warp, sQ);
+        mm_abt_smem<D>(dpt, sV, 16 * warp, sdO);
 #pragma unroll
         for (int j = 0; j < 8; j++)
 #pragma unroll

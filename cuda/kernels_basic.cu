@@ -38,13 +38,6 @@ template <typename T> static __device__ T warp_sum(T v)
     return v;
 }
 
-static __device__ float warp_max(float v)
-{
-    for (int o = 16; o > 0; o >>= 1)
-        v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-    return v;
-}
-
 // Sum over the block; every thread gets the result. sh holds 32 values; callable repeatedly.
 template <typename T> static __device__ T block_sum(T v, T *sh)
 {
@@ -54,16 +47,6 @@ template <typename T> static __device__ T block_sum(T v, T *sh)
     if (lane == 0) sh[warp] = v;
     __syncthreads();
     return warp_sum(lane < nw ? sh[lane] : (T)0);
-}
-
-static __device__ float block_max(float v, float *sh)
-{
-    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = (blockDim.x + 31) >> 5;
-    v = warp_max(v);
-    __syncthreads();
-    if (lane == 0) sh[warp] = v;
-    __syncthreads();
-    return warp_max(lane < nw ? sh[lane] : -FLT_MAX);
 }
 
 // ---- scalar formulas (runtime/ops_math.h, runtime/rng.c) -------------------------------------
@@ -278,29 +261,192 @@ void tp_cuda_dropout_backward(tp_backend_t *be, const float *dy, const uint8_t *
 }
 
 // ---- softmax cross-entropy: one block per row (vocabularies of 50k and more) -----------------
+// Memory-bound: the forward reads a row once for an online max and sum (running max, sum
+// rescaled when the max grows), then reads it again to write the probabilities; the backward
+// streams rows without a per-element 64-bit division. Rows are 16-byte accessed where the
+// pointers allow (C is odd for GPT-2, so each row has a scalar head and tail).
+
+// float4s each thread loads before using them, so that several 16-byte loads are in flight per
+// thread (a loop of one load each waits a full memory latency per iteration).
+#define XENT_BATCH 4
+
+// Threads per row: a function of C only, so the summation order is fixed for a shape; 512 for
+// large vocabularies (about 25 float4s per thread for 50257 classes), fewer for small rows.
+static int xent_threads(int64_t C)
+{
+    int64_t t = (C / 8 + 31) / 32 * 32;
+    return (int)(t < 32 ? 32 : t > 512 ? 512 : t);
+}
+
+// A 16-byte load or store (p 16-byte aligned, else a GPU faults; the CPU emulation checks).
+static __device__ __forceinline__ float4 load4(const float *p)
+{
+#ifdef TP_EMU_CUDA_RUNTIME_H
+    if ((uintptr_t)p % 16 != 0) emu_fail("float4 load from an address not 16-byte aligned");
+#endif
+    return *(const float4 *)p;
+}
+
+// Streaming store (evict-first): the probabilities are not read again soon, and keeping them out
+// of L2 leaves room for the logits the second pass re-reads.
+static __device__ __forceinline__ void store4_cs(float *p, float4 v)
+{
+#ifdef TP_EMU_CUDA_RUNTIME_H
+    if ((uintptr_t)p % 16 != 0) emu_fail("float4 store to an address not 16-byte aligned");
+    *(float4 *)p = v;
+#else
+    __stcs((float4 *)p, v);
+#endif
+}
+
+static __device__ __forceinline__ void store4(float *p, float4 v)
+{
+#ifdef TP_EMU_CUDA_RUNTIME_H
+    if ((uintptr_t)p % 16 != 0) emu_fail("float4 store to an address not 16-byte aligned");
+#endif
+    *(float4 *)p = v;
+}
+
+// Scalars before a row's first 16-byte boundary (at most 3, at most C).
+static __device__ __forceinline__ int64_t head_len(const float *p, int64_t C)
+{
+    int64_t h = (int64_t)((16 - (uintptr_t)p % 16) % 16 / 4);
+    return h < C ? h : C;
+}
+
+// Online softmax state: m the running max, s the sum of exp(z - m). -FLT_MAX (not -inf) as the
+// empty max keeps exp(m - m') finite, so an empty state merges as 0.
+static __device__ __forceinline__ void ms_add(float &m, float &s, float x)
+{
+    if (x > m) {
+        s *= expf(m - x);
+        m = x;
+    }
+    s += expf(x - m);
+}
+
+static __device__ __forceinline__ void ms_add4(float &m, float &s, float4 v)
+{
+    float m4 = fmaxf(fmaxf(v.x, v.y), fmaxf(v.z, v.w));
+    if (m4 > m) { // rare after a row's first elements
+        s *= expf(m - m4);
+        m = m4;
+    }
+    s += (expf(v.x - m) + expf(v.y - m)) + (expf(v.z - m) + expf(v.w - m));
+}
+
+static __device__ __forceinline__ float4 xent_prob4(float4 x, float m, float inv)
+{
+    return make_float4(expf(x.x - m) * inv, expf(x.y - m) * inv, expf(x.z - m) * inv,
+                       expf(x.w - m) * inv);
+}
+
+// scale * (p - onehot(y)) for columns c .. c + 3.
+static __device__ __forceinline__ float4 xent_grad4(float4 x, int64_t c, int64_t y, float scale)
+{
+    return make_float4(
+        scale * (x.x - (c == y ? 1.0f : 0.0f)), scale * (x.y - (c + 1 == y ? 1.0f : 0.0f)),
+        scale * (x.z - (c + 2 == y ? 1.0f : 0.0f)), scale * (x.w - (c + 3 == y ? 1.0f : 0.0f)));
+}
+
+// __fmul_rn keeps the compiler from contracting into an fma, which would make the merge
+// asymmetric; symmetric, every lane of the xor butterfly ends with the same bits.
+static __device__ __forceinline__ void ms_merge(float &m, float &s, float m2, float s2)
+{
+    float mx = fmaxf(m, m2);
+    s = __fmul_rn(s, expf(m - mx)) + __fmul_rn(s2, expf(m2 - mx));
+    m = mx;
+}
+
+static __device__ void warp_max_sum(float &m, float &s)
+{
+    for (int o = 16; o > 0; o >>= 1) {
+        float m2 = __shfl_xor_sync(0xffffffffu, m, o), s2 = __shfl_xor_sync(0xffffffffu, s, o);
+        ms_merge(m, s, m2, s2);
+    }
+}
+
+// (max, sum) over the block; every thread gets the result. shm and shs hold 32 values each.
+static __device__ void block_max_sum(float &m, float &s, float *shm, float *shs)
+{
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = (blockDim.x + 31) >> 5;
+    warp_max_sum(m, s);
+    __syncthreads(); // shm/shs may still be read for the previous row
+    if (lane == 0) {
+        shm[warp] = m;
+        shs[warp] = s;
+    }
+    __syncthreads();
+    m = lane < nw ? shm[lane] : -FLT_MAX;
+    s = lane < nw ? shs[lane] : 0.0f;
+    warp_max_sum(m, s);
+}
 
 static __global__ void softmax_xent_forward_kernel(const float *logits, const int32_t *labels,
                                                    float *probs, float *loss, int64_t B, int64_t C)
 {
-    __shared__ float sh[32];
+    __shared__ float shm[32], shs[32];
+    const int tid = threadIdx.x, T = blockDim.x;
     for (int64_t b = blockIdx.x; b < B; b += gridDim.x) {
         const float *z = logits + b * C;
         float *pr = probs + b * C;
-        float mx = -FLT_MAX;
-        for (int64_t c = threadIdx.x; c < C; c += blockDim.x)
-            mx = fmaxf(mx, z[c]);
-        mx = block_max(mx, sh);
-        float sum = 0.0f;
-        for (int64_t c = threadIdx.x; c < C; c += blockDim.x)
-            sum += expf(z[c] - mx);
-        sum = block_sum(sum, sh);
-        for (int64_t c = threadIdx.x; c < C; c += blockDim.x)
-            pr[c] = expf(z[c] - mx) / sum;
-        if (threadIdx.x == 0) {
-            int32_t y = labels[b];
-            // An out-of-range label has no probability: NaN rather than a stray read.
-            loss[b] = y >= 0 && y < C ? logf(sum) + mx - z[y] : __int_as_float(0x7fc00000);
+        const int64_t h = head_len(z, C), nv = (C - h) / 4, t0 = h + 4 * nv;
+        const float *zv = z + h;
+        const int32_t y = labels[b];
+        // Read before the barriers below, so before any thread writes the probabilities (which
+        // may be in place). An out-of-range label has no probability: NaN, not a stray read.
+        const float zy = y >= 0 && y < C ? z[y] : __int_as_float(0x7fc00000);
+        float m = -FLT_MAX, s = 0.0f;
+        if (tid < h) ms_add(m, s, z[tid]);
+        if (tid < C - t0) ms_add(m, s, z[t0 + tid]);
+        int64_t v = tid;
+        for (; v + (XENT_BATCH - 1) * T < nv; v += XENT_BATCH * T) {
+            float4 x[XENT_BATCH];
+#pragma unroll
+            for (int u = 0; u < XENT_BATCH; u++)
+                x[u] = load4(zv + 4 * (v + u * T));
+            float mb = m; // one rescale per batch
+#pragma unroll
+            for (int u = 0; u < XENT_BATCH; u++)
+                mb = fmaxf(mb, fmaxf(fmaxf(x[u].x, x[u].y), fmaxf(x[u].z, x[u].w)));
+            if (mb > m) {
+                s *= expf(m - mb);
+                m = mb;
+            }
+#pragma unroll
+            for (int u = 0; u < XENT_BATCH; u++)
+                s += (expf(x[u].x - m) + expf(x[u].y - m)) + (expf(x[u].z - m) + expf(x[u].w - m));
         }
+        for (; v < nv; v += T)
+            ms_add4(m, s, load4(zv + 4 * v));
+        block_max_sum(m, s, shm, shs);
+
+        const float inv = 1.0f / s;
+        if (((uintptr_t)z ^ (uintptr_t)pr) % 16 == 0) {
+            float *pv = pr + h;
+            if (tid < h) pr[tid] = expf(z[tid] - m) * inv;
+            if (tid < C - t0) pr[t0 + tid] = expf(z[t0 + tid] - m) * inv;
+            // Back to front: the row's end was read last, so it is the likeliest still in L2.
+            const int64_t last = nv - 1; // float4 index j from the end is last - j
+            int64_t j = tid;
+            for (; j + (XENT_BATCH - 1) * T < nv; j += XENT_BATCH * T) {
+                float4 x[XENT_BATCH];
+#pragma unroll
+                for (int u = 0; u < XENT_BATCH; u++)
+                    x[u] = load4(zv + 4 * (last - j - u * T));
+#pragma unroll
+                for (int u = 0; u < XENT_BATCH; u++)
+                    store4_cs(pv + 4 * (last - j - u * T), xent_prob4(x[u], m, inv));
+            }
+            for (; j < nv; j += T)
+                store4_cs(pv + 4 * (last - j), xent_prob4(load4(zv + 4 * (last - j)), m, inv));
+        } else {
+            for (int64_t j = tid; j < C; j += T) {
+                int64_t c = C - 1 - j;
+                pr[c] = expf(z[c] - m) * inv;
+            }
+        }
+        if (tid == 0) loss[b] = logf(s) + m - zy;
     }
 }
 
@@ -308,10 +454,33 @@ static __global__ void softmax_xent_backward_kernel(const float *probs, const in
                                                     float *dlogits, int64_t B, int64_t C,
                                                     float scale)
 {
-    GRID_STRIDE(i, B * C)
-    {
-        int64_t b = i / C, c = i % C;
-        dlogits[i] = scale * (probs[i] - (c == labels[b] ? 1.0f : 0.0f));
+    const int tid = threadIdx.x, T = blockDim.x;
+    for (int64_t b = blockIdx.x; b < B; b += gridDim.x) {
+        const float *p = probs + b * C;
+        float *d = dlogits + b * C;
+        const int64_t y = labels[b]; // out of range: no column matches, as in ref
+        if (((uintptr_t)p ^ (uintptr_t)d) % 16 == 0) {
+            const int64_t h = head_len(p, C), nv = (C - h) / 4, t0 = h + 4 * nv;
+            if (tid < h) d[tid] = scale * (p[tid] - (tid == y ? 1.0f : 0.0f));
+            if (tid < C - t0) d[t0 + tid] = scale * (p[t0 + tid] - (t0 + tid == y ? 1.0f : 0.0f));
+            int64_t v = tid;
+            for (; v + (XENT_BATCH - 1) * T < nv; v += XENT_BATCH * T) {
+                float4 x[XENT_BATCH];
+#pragma unroll
+                for (int u = 0; u < XENT_BATCH; u++)
+                    x[u] = load4(p + h + 4 * (v + u * T));
+#pragma unroll
+                for (int u = 0; u < XENT_BATCH; u++) {
+                    int64_t c = h + 4 * (v + u * T);
+                    store4(d + c, xent_grad4(x[u], c, y, scale));
+                }
+            }
+            for (; v < nv; v += T)
+                store4(d + h + 4 * v, xent_grad4(load4(p + h + 4 * v), h + 4 * v, y, scale));
+        } else {
+            for (int64_t c = tid; c < C; c += T)
+                d[c] = scale * (p[c] - (c == y ? 1.0f : 0.0f));
+        }
     }
 }
 
@@ -320,17 +489,17 @@ void tp_cuda_softmax_xent_forward(tp_backend_t *be, const float *logits, const i
 {
     if (B <= 0 || C <= 0) return;
     unsigned g = (unsigned)(B < MAX_BLOCKS ? B : MAX_BLOCKS);
-    softmax_xent_forward_kernel<<<g, RED_THREADS, 0, tp_cuda_stream(be)>>>(logits, labels, probs,
-                                                                           loss, B, C);
+    softmax_xent_forward_kernel<<<g, xent_threads(C), 0, tp_cuda_stream(be)>>>(logits, labels,
+                                                                               probs, loss, B, C);
     TP_CUDA_LAUNCHED();
 }
 
 void tp_cuda_softmax_xent_backward(tp_backend_t *be, const float *probs, const int32_t *labels,
                                    float *dlogits, int64_t B, int64_t C, float scale)
 {
-    int64_t n = B * C;
-    if (n <= 0) return;
-    softmax_xent_backward_kernel<<<blocks_for(n, EW_THREADS), EW_THREADS, 0, tp_cuda_stream(be)>>>(
+    if (B <= 0 || C <= 0) return;
+    unsigned g = (unsigned)(B < MAX_BLOCKS ? B : MAX_BLOCKS);
+    softmax_xent_backward_kernel<<<g, xent_threads(C), 0, tp_cuda_stream(be)>>>(
         probs, labels, dlogits, B, C, scale);
     TP_CUDA_LAUNCHED();
 }
