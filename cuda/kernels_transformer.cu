@@ -23,9 +23,6 @@ constexpr int kThreads = 256;
 constexpr int64_t kMaxBlocks = 65535;
 /* Layernorm backward: rows per partial sum of dw and db (fixed, so the sum order is too). */
 constexpr int64_t kLnChunk = 128;
-/* The fused layernorm backward: channels per lane (rows up to 32 x 32 = 1024) and warps. */
-constexpr int kLnFusedPerLane = 32;
-constexpr int64_t kLnFusedWarps = 1024;
 constexpr float kLnEps = 1e-5f; /* TP_LN_EPS of runtime/ops_math.h */
 
 unsigned blocks_for(int64_t n, int64_t per_block)
@@ -177,61 +174,6 @@ __global__ void __launch_bounds__(kThreads)
     }
 }
 
-/* The whole backward in one pass for rows of up to 32 * PER_LANE channels (GPT-2: 768, 1024):
- * warp w computes dx for rows w, w + W, w + 2W, ... (W warps in the grid) as layernorm_dx_kernel
- * does, and adds dy xhat and dy into per-lane partials of dw and db for its columns, written once
- * to part[w] at the end: dy and x are read once instead of twice (the two-kernel path's second
- * read was a third of the op's traffic). layernorm_dwdb_final_kernel then sums the W partials in
- * warp order, so the result does not depend on timing. */
-template <int PER_LANE>
-__global__ void __launch_bounds__(kThreads)
-    layernorm_backward_fused_kernel(const float *dy, const float *x, const float *w,
-                                    const float *mean, const float *rstd, float *dx, float *part,
-                                    int64_t N, int64_t C, int64_t W)
-{
-    const int lane = threadIdx.x & 31;
-    const int64_t gw = (int64_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
-    if (gw >= W) return; /* the last block's spare warps, whole warps at a time */
-    float pw[PER_LANE], pb[PER_LANE];
-#pragma unroll
-    for (int i = 0; i < PER_LANE; i++)
-        pw[i] = pb[i] = 0.0f;
-    for (int64_t r = gw; r < N; r += W) {
-        const float *xr = x + r * C, *d = dy + r * C;
-        const float m = mean[r], rs = rstd[r];
-        float sg = 0.0f, sgx = 0.0f;
-#pragma unroll
-        for (int i = 0; i < PER_LANE; i++) {
-            const int64_t c = lane + 32 * i;
-            if (c < C) {
-                float g = __fmul_rn(d[c], w[c]); /* as in layernorm_dx_kernel */
-                sg += g;
-                sgx += g * ((xr[c] - m) * rs);
-            }
-        }
-        sg = warp_sum(sg) / (float)C;
-        sgx = warp_sum(sgx) / (float)C;
-#pragma unroll
-        for (int i = 0; i < PER_LANE; i++) {
-            const int64_t c = lane + 32 * i;
-            if (c < C) {
-                const float dc = d[c], g = __fmul_rn(dc, w[c]), xhat = (xr[c] - m) * rs;
-                dx[r * C + c] += rs * (g - sg - xhat * sgx);
-                pw[i] += dc * xhat;
-                pb[i] += dc;
-            }
-        }
-    }
-#pragma unroll
-    for (int i = 0; i < PER_LANE; i++) {
-        const int64_t c = lane + 32 * i;
-        if (c < C) {
-            part[gw * 2 * C + c] = pw[i];
-            part[gw * 2 * C + C + c] = pb[i];
-        }
-    }
-}
-
 /* part[k] = (sum of dy xhat, sum of dy) over the rows of chunk k, one thread per column (reads
  * coalesced along the row). */
 __global__ void __launch_bounds__(kThreads)
@@ -254,8 +196,7 @@ __global__ void __launch_bounds__(kThreads)
     }
 }
 
-/* The partials (of row chunks, or of the fused kernel's warps) in order (double: cheap here, and
- * closer to the reference). */
+/* The chunks' partials in chunk order (double: cheap here, and closer to the reference). */
 __global__ void __launch_bounds__(kThreads)
     layernorm_dwdb_final_kernel(const float *part, float *dw, float *db, int64_t C, int64_t nchunk)
 {
@@ -707,20 +648,6 @@ extern "C" void tp_cuda_layernorm_backward(tp_backend_t *be, const float *dy, co
 {
     if (N <= 0 || C <= 0) return;
     cudaStream_t st = tp_cuda_stream(be);
-    if (C <= 32 * kLnFusedPerLane) {
-        /* Warps: enough to fill the GPU, few enough that their partials stay small; a function
-         * of N alone, so the summation order is too. */
-        const int64_t warps = N < kLnFusedWarps ? N : kLnFusedWarps, wpb = kThreads / 32;
-        float *part = (float *)tp_cuda_scratch(be, 0, (size_t)(warps * 2 * C) * sizeof(float));
-        layernorm_backward_fused_kernel<kLnFusedPerLane>
-            <<<(unsigned)((warps + wpb - 1) / wpb), kThreads, 0, st>>>(dy, x, w, mean, rstd, dx,
-                                                                       part, N, C, warps);
-        TP_CUDA_LAUNCHED();
-        layernorm_dwdb_final_kernel<<<blocks_for(C, kThreads), kThreads, 0, st>>>(part, dw, db, C,
-                                                                                  warps);
-        TP_CUDA_LAUNCHED();
-        return;
-    }
     layernorm_dx_kernel<<<blocks_for(N, kThreads / 32), kThreads, 0, st>>>(dy, x, w, mean, rstd, dx,
                                                                            N, C);
     TP_CUDA_LAUNCHED();

@@ -12,9 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Row alignment of the logits, in floats (256 bytes). */
-#define TP_GPT_LOGITS_ALIGN 64
-
 /* Per-block parameters, in registration (= flat buffer) order. */
 enum { LN1W, LN1B, QKVW, QKVB, PROJW, PROJB, LN2W, LN2B, FCW, FCB, FCPW, FCPB, N_BLOCK_PARAMS };
 
@@ -40,14 +37,7 @@ struct tp_gpt {
     float *encoded;            /* [BT C] */
     gpt_layer_acts_t *layer;
     float *lnf, *lnf_mean, *lnf_rstd;
-    /* [BT Vp] each, Vp = V rounded up to TP_GPT_LOGITS_ALIGN: rows start 256-byte aligned, which
-     * the LM head's three matrix products need to run at full speed (cuBLAS reads misaligned
-     * rows element by element: 125 against 200 TFLOP/s on an H100, GPT-2's V = 50257). The
-     * padding columns of logits hold -inf from the start (no product writes them), so softmax
-     * gives them probability 0 and dlogits 0; losses go to m->target_loss. The backward's
-     * dlogits overwrite probs, which keeps the logits' padding intact. */
-    float *logits, *probs;
-    int64_t Vp;
+    float *logits, *probs; /* [BT V], [BT V]; losses go to m->target_loss */
     float *host_logits;
     /* gradient scratch (also the forward's projection scratch) */
     float *dres, *dln, *dqkv, *dfch;
@@ -193,15 +183,13 @@ static tp_status_t gpt_prepare(tp_model_t *m)
     ALLOC(g->lnf, BT * C, "ln_f");
     ALLOC(g->lnf_mean, BT, "ln_f mean");
     ALLOC(g->lnf_rstd, BT, "ln_f rstd");
-    g->Vp = (d.V + TP_GPT_LOGITS_ALIGN - 1) / TP_GPT_LOGITS_ALIGN * TP_GPT_LOGITS_ALIGN;
-    ALLOC(g->logits, BT * g->Vp, "logits");
-    ALLOC(g->probs, BT * g->Vp, "probabilities");
+    ALLOC(g->logits, BT * d.V, "logits");
+    ALLOC(g->probs, BT * d.V, "probabilities");
     ALLOC(g->dres, BT * C, "residual gradient");
     ALLOC(g->dln, BT * C, "gradient scratch");
     ALLOC(g->dqkv, BT * 3 * C, "qkv gradient");
     ALLOC(g->dfch, BT * 4 * C, "mlp gradient");
 #undef ALLOC
-    if (ok) tp_op_fill(be, g->logits, -INFINITY, BT * g->Vp); /* the padding's -inf */
     g->host_logits = tp_malloc((size_t)(B * d.V) * sizeof(float), "logits");
     return ok && g->host_logits ? TP_OK : TP_ERR_NOMEM;
 }
@@ -295,10 +283,10 @@ static int64_t gpt_forward(tp_model_t *m, const tp_pass_ctx_t *ctx, int64_t B, i
     tp_op_layernorm_forward(be, x, g->lnfw.data, g->lnfb.data, g->lnf, g->lnf_mean, g->lnf_rstd, N,
                             C);
     /* Tied LM head: logits = lnf wte^T. */
-    tp_op_gemm(be, false, true, N, V, C, 1.0f, g->lnf, C, g->wte.data, C, 0.0f, g->logits, g->Vp);
+    tp_op_gemm(be, false, true, N, V, C, 1.0f, g->lnf, C, g->wte.data, C, 0.0f, g->logits, V);
     if (correct) *correct = 0;
     if (!g->have_targets) return 0;
-    tp_op_softmax_xent_forward(be, g->logits, g->targets, g->probs, m->target_loss, N, g->Vp);
+    tp_op_softmax_xent_forward(be, g->logits, g->targets, g->probs, m->target_loss, N, V);
     return N;
 }
 
@@ -307,11 +295,10 @@ static void gpt_backward(tp_model_t *m, const tp_pass_ctx_t *ctx, int64_t B, flo
     struct tp_gpt *g = m->gpt;
     tp_backend_t *be = m->be;
     int64_t T = g->cur_T, C = g->d.C, NH = g->d.n_head, V = g->d.V, N = B * T, L = g->d.n_layer;
-    int64_t Vp = g->Vp;
-    float *dlogits = g->probs; /* in place: the probabilities are not needed any more */
-    tp_op_softmax_xent_backward(be, g->probs, g->targets, dlogits, N, Vp, scale);
-    tp_op_gemm(be, true, false, V, C, N, 1.0f, dlogits, Vp, g->lnf, C, 1.0f, g->wte.grad, C);
-    tp_op_gemm(be, false, false, N, C, V, 1.0f, dlogits, Vp, g->wte.data, C, 0.0f, g->dln, C);
+    float *dlogits = g->logits; /* the logits are not needed any more */
+    tp_op_softmax_xent_backward(be, g->probs, g->targets, dlogits, N, V, scale);
+    tp_op_gemm(be, true, false, V, C, N, 1.0f, dlogits, V, g->lnf, C, 1.0f, g->wte.grad, C);
+    tp_op_gemm(be, false, false, N, C, V, 1.0f, dlogits, V, g->wte.data, C, 0.0f, g->dln, C);
     tp_op_fill(be, g->dres, 0.0f, N * C);
     const float *top = L > 0 ? g->layer[L - 1].res3 : g->encoded;
     tp_op_layernorm_backward(be, g->dln, top, g->lnfw.data, g->lnf_mean, g->lnf_rstd, g->dres,
@@ -350,7 +337,7 @@ const float *tp_gpt_fetch_logits(tp_model_t *m, int64_t B, int64_t t)
     struct tp_gpt *g = m->gpt;
     int64_t T = g->cur_T, V = g->d.V;
     for (int64_t b = 0; b < B; b++)
-        tp_backend_download(m->be, g->host_logits + b * V, g->logits + (b * T + t) * g->Vp,
+        tp_backend_download(m->be, g->host_logits + b * V, g->logits + (b * T + t) * V,
                             (size_t)V * sizeof(float));
     return g->host_logits;
 }
