@@ -58,9 +58,13 @@ typedef struct nccl_state {
     int failed;              /* NCCL or CUDA failed asynchronously: abort at free, never destroy */
 } nccl_state_t;
 
-typedef struct nccl_req {
-    cudaEvent_t done; /* recorded on the communication stream after the NCCL call */
-} nccl_req_t;
+/* A request's state is its completion event (recorded on the communication stream after the NCCL
+ * call), held in req->impl itself: cudaEvent_t is a pointer, so starting a bucket's collective
+ * allocates nothing, and the events come from the pool. */
+static cudaEvent_t req_event(const tp_comm_req_t *req)
+{
+    return (cudaEvent_t)req->impl;
+}
 
 static ncclDataType_t nccl_type(tp_dtype_t dt)
 {
@@ -275,10 +279,9 @@ static void event_give(nccl_state_t *s, cudaEvent_t ev)
 static tp_status_t nccl_istart(tp_comm_t *c, tp_comm_req_t *req)
 {
     nccl_state_t *s = c->impl;
-    nccl_req_t *q = tp_calloc(1, sizeof *q, "NCCL request");
-    if (!q) return TP_ERR_NOMEM;
-    req->impl = q;
-    TP_TRY(event_take(s, &q->done));
+    cudaEvent_t done = NULL;
+    TP_TRY(event_take(s, &done));
+    req->impl = (void *)done;
     TP_TRY(after_compute(s));
     int h = tp_gpu_timing_begin(s->timing, s->stream, TP_GPU_COLL);
     ncclDataType_t t = nccl_type(req->dt);
@@ -303,21 +306,19 @@ static tp_status_t nccl_istart(tp_comm_t *c, tp_comm_req_t *req)
         break;
     }
     tp_gpu_timing_end(s->timing, h, s->stream);
-    TP_CUDA_CHECK(cudaEventRecord(q->done, s->stream));
+    TP_CUDA_CHECK(cudaEventRecord(done, s->stream));
     return TP_OK;
 }
 
 static tp_status_t nccl_test(tp_comm_t *c, tp_comm_req_t *req, int *done)
 {
-    nccl_req_t *q = req->impl;
-    return poll_done(c, q->done, 0, done);
+    return poll_done(c, req_event(req), 0, done);
 }
 
 static tp_status_t nccl_wait(tp_comm_t *c, tp_comm_req_t *req)
 {
-    nccl_req_t *q = req->impl;
     int done = 0;
-    return poll_done(c, q->done, 1, &done);
+    return poll_done(c, req_event(req), 1, &done);
 }
 
 /* The compute stream waits for the collective's event; the host goes on. cudaStreamWaitEvent
@@ -327,11 +328,10 @@ static tp_status_t nccl_wait(tp_comm_t *c, tp_comm_req_t *req)
 static tp_status_t nccl_wait_ordered(tp_comm_t *c, tp_comm_req_t *req)
 {
     nccl_state_t *s = c->impl;
-    nccl_req_t *q = req->impl;
     TP_TRY(check_async(c));
     /* The interval around the wait is how long compute stood still for the collective. */
     int h = tp_gpu_timing_begin(s->timing, s->compute, TP_GPU_WAIT);
-    TP_CUDA_CHECK(cudaStreamWaitEvent(s->compute, q->done, 0));
+    TP_CUDA_CHECK(cudaStreamWaitEvent(s->compute, req_event(req), 0));
     tp_gpu_timing_end(s->timing, h, s->compute);
     return TP_OK;
 }
@@ -368,10 +368,8 @@ static tp_status_t nccl_sync(tp_comm_t *c)
 
 static void nccl_req_free(tp_comm_t *c, tp_comm_req_t *req)
 {
-    nccl_req_t *q = req->impl;
-    if (!q) return;
-    event_give(c->impl, q->done); /* re-recording a pending event later is fine */
-    free(q);
+    if (!req->impl) return;
+    event_give(c->impl, req_event(req)); /* re-recording a pending event later is fine */
     req->impl = NULL;
 }
 

@@ -50,7 +50,6 @@ struct Launch {
 Launch *g_launch;
 int g_max_dynamic_smem = 48 * 1024;
 
-
 void release(Launch *L, int g)
 {
     L->groups[g].waiting = 0;
@@ -150,17 +149,6 @@ void run_block(Launch *L, unsigned bx, unsigned by, unsigned bz)
     abort();
 }
 
-namespace nvcuda
-{
-namespace wmma
-{
-[[noreturn]] void emu_wmma_fail(const char *what)
-{
-    emu_fail(what);
-}
-} // namespace wmma
-} // namespace nvcuda
-
 extern "C" {
 
 const char *cudaGetErrorString(cudaError_t e)
@@ -231,7 +219,7 @@ void emu_warp_sync(unsigned mask)
 
 void *emu_dynamic_smem(void)
 {
-    /* 128-byte aligned, as a GPU's shared memory window is (wmma needs 32). */
+    /* 128-byte aligned, as a GPU's shared memory window is. */
     uintptr_t p = (uintptr_t)g_launch->smem.data();
     return (void *)((p + 127) & ~(uintptr_t)127);
 }

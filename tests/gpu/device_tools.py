@@ -221,6 +221,15 @@ def cmd_summary(a):
             ratio = tp["tokens_per_s"] / pt["tokens_per_s"]
             out.append("goal tokens/s >= PyTorch's: %s (tulpar / pytorch = %.2fx)"
                        % ("PASS" if ratio >= 1.0 else "FAIL", ratio))
+    # Where tulpar's step goes: the op-kind table of the runtime.profile run (profile.log).
+    prof = read(os.path.join(d, "profile.log")).splitlines()
+    head = [i for i, line in enumerate(prof) if line.strip().startswith("op kind")]
+    if head:
+        m = re.search(r"op profile \(rank.*?ops ([\d.]+) ms per step", "\n".join(prof))
+        out.append("tulpar op profile (runtime.profile; ops %s ms per step), longest op kinds:"
+                   % (m.group(1) if m else "?"))
+        for line in prof[head[0]:head[0] + 9]:
+            out.append("  " + line.strip())
     out.append("=" * 100)
     print("\n".join(out))
 
