@@ -125,7 +125,8 @@ def last_json(text, key=None):
 
 def verdict(rc):
     return {"0": "PASS", "77": "SKIPPED", "124": "TIMEOUT", "137": "TIMEOUT (killed)",
-            "notime": "NOT RUN (time budget spent)", "": "NOT RUN"}.get(rc, "FAIL (rc %s)" % rc)
+            "notime": "NOT RUN (time budget spent)", "skipped": "NOT RUN (DEVCHECK_ONLY)",
+            "": "NOT RUN"}.get(rc, "FAIL (rc %s)" % rc)
 
 
 def fmt(x, spec="%.3g"):
