@@ -103,6 +103,32 @@ if p1.returncode == 0 and p2.returncode == 0:
             x[32:64] = y[32:64] = 0
         worst = max(worst, float(np.max(np.abs(x - y)) / max(float(np.max(np.abs(a[k]))), 1e-30)))
     h.check(worst < 1e-5, "GPT: 2 ranks == 1 rank after 20 steps (relative error %.2g)" % worst)
+# The op profile (runtime.profile): the same 1-rank run with every op timed gives the same
+# parameters bit for bit, a table in the log and profile.json with the ops of steps 2..20.
+prof = h.path("prof")
+p = h.run(["train", cfg2, "--run-dir", prof, "--set", "eval.at_end=false", "--set", "runtime.profile=true"],
+          timeout=300)
+h.check(p.returncode == 0 and "op profile (rank 0" in p.stdout and "op kind" in p.stdout,
+        "runtime.profile prints the op table", p.stderr[-800:])
+if p.returncode == 0 and p1.returncode == 0:
+    a, b = read_params(newest_checkpoint(one)), read_params(newest_checkpoint(prof))
+    h.check(all(np.array_equal(a[k], b[k]) for k in a), "profiling leaves the training bit-identical")
+    pj = json.load(open(os.path.join(prof, "profile.json")))
+    ops = {o["name"]: o for o in pj["ops"]}
+    h.check(pj["profiled_steps"] == 19, "profile.json covers the 19 steps after the first (%s)" % pj["profiled_steps"])
+    # 2 layers x 2 micro-batches per step; the LM head's product carries its shape and FLOPs.
+    att = ops.get("attention_forward", {})
+    h.check(att.get("calls_per_step") == 4, "attention_forward 4 calls per step (%s)" % att.get("calls_per_step"))
+    head = ops.get("gemm NT 128x256x32", {})  # 4 sequences x 32 positions per micro-batch
+    h.check(head.get("calls_per_step") == 2 and head.get("flops_per_step") == 2 * 2 * 128 * 256 * 32,
+            "the LM head's gemm entry: shape, calls and FLOPs (%s)" % head)
+    total = sum(o["ms_per_step"] for o in pj["ops"])
+    h.check(abs(total - pj["ops_ms_per_step"]) < 1e-6 * max(total, 1) and
+            0 < pj["ops_ms_per_step"] <= pj["span_ms_per_step"] * 1.001,
+            "ops' times sum to ops_ms_per_step, within the span (%.3f of %.3f ms)"
+            % (pj["ops_ms_per_step"], pj["span_ms_per_step"]))
+    h.check([o["ms_per_step"] for o in pj["ops"]] == sorted((o["ms_per_step"] for o in pj["ops"]), reverse=True),
+            "profile.json lists the longest ops first")
 part = h.path("part")
 p = h.run(["train", cfg2, "--run-dir", part, "--set", "eval.at_end=false", "--stop-at", "10"], np=2, timeout=300)
 p = h.run(["train", cfg2, "--run-dir", part, "--set", "eval.at_end=false", "--resume", "auto"], np=2, timeout=300)
