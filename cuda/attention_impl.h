@@ -25,7 +25,7 @@ struct AttFwdArgs {
 struct AttBwdArgs {
     const float *qkv, *dout, *lse;
     const float *out;   /* the forward's output [B, T, C] (the tensor-core path's D_i) */
-    float *dqkv, *dsum; /* dsum: D_i [B, NH, T], written before kernel 2 reads it */
+    float *dqkv, *dsum; /* dsum: D_i [B, NH, T], written before the kernels that read it */
     int T, C, NH, hs;
     float scale;
     bool vec;

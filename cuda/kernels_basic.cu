@@ -270,8 +270,11 @@ void tp_cuda_dropout_backward(tp_backend_t *be, const float *dy, const uint8_t *
 // thread (a loop of one load each waits a full memory latency per iteration).
 #define XENT_BATCH 4
 
-// Threads per row: a function of C only, so the summation order is fixed for a shape; 512 for
-// large vocabularies (about 25 float4s per thread for 50257 classes), fewer for small rows.
+// Threads per row: a function of C only; 512 for large vocabularies (about 25 float4s per thread
+// for 50257 classes), fewer for small rows. Which elements a thread sums also depends on the
+// row's address mod 16 (its scalar head), so with C not a multiple of 4 a row's loss can differ
+// in the last bits with its position in the batch; for the same inputs at the same addresses
+// the result is the same on every run.
 static int xent_threads(int64_t C)
 {
     int64_t t = (C / 8 + 31) / 32 * 32;

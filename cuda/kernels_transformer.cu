@@ -540,8 +540,9 @@ void att_forward_dispatch(int hs, dim3 grid, bool decode, bool tensor_cores, cud
                           const AttFwdArgs &a)
 {
     static_assert(kTcBM == kFwdBM, "both forward kernels tile queries alike (same grid)");
-    /* Head sizes up to 64 (GPT-2's): 50 and 70 KiB of shared memory. At 128 the tiles would
-     * take 110 KiB, more than sm_86/89 allow, so that size keeps the fp32 kernel. */
+    /* Head sizes up to 64 (GPT-2's; 14.5 and 27 KiB of shared memory). At 128 the backward's
+     * dK/dV kernel would take about 105 KiB, more than sm_86/89 allow, so that size keeps the
+     * fp32 kernels in both directions (their lse must match). */
     if (tensor_cores && !decode && hs <= kTcMaxHead) {
         tp_cuda_attention_forward_tc(hs, grid, st, a);
         return;
@@ -716,8 +717,8 @@ extern "C" void tp_cuda_attention_backward(tp_backend_t *be, const float *dout, 
     a.scale = 1.0f / sqrtf((float)hs);
     cudaStream_t st = tp_cuda_stream(be);
     int bnh = (int)(B * NH);
-    /* bf16 with head sizes up to 64: the tensor-core pair of kernels, as in the forward (whose
-     * lse they must match: both form S from bf16 q and k). */
+    /* bf16 with head sizes up to 64: the tensor-core kernels (D, dQ, dK/dV), as in the forward
+     * (whose lse they must match: both form S from bf16 q and k). */
     if (tp_cuda_precision(be) == TP_PREC_BF16 && hs <= kTcMaxHead) {
         tp_cuda_attention_backward_tc(hs, bnh, (int)T, st, a);
         return;

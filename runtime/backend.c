@@ -275,7 +275,9 @@ double tp_op_sumsq(tp_backend_t *be, const float *x, int64_t n)
     double host = 0;
     be->host_waits++;
     if (be->iface->host_memory) {
+        int h = tp_profile_mark(be);
         be->iface->sumsq_to(be, x, n, &host, false);
+        tp_profile_op(be, h, "sumsq", 0);
         return host;
     }
     if (!be->scalar) be->scalar = be->iface->alloc(be, sizeof(double));
@@ -283,7 +285,9 @@ double tp_op_sumsq(tp_backend_t *be, const float *x, int64_t n)
         TP_ERR(TP_ERR_NOMEM, "backend %s: cannot allocate the sumsq result", be->iface->name);
         return NAN;
     }
+    int h = tp_profile_mark(be);
     be->iface->sumsq_to(be, x, n, be->scalar, false);
+    tp_profile_op(be, h, "sumsq", 0);
     be->iface->download(be, &host, be->scalar, sizeof host);
     return host;
 }

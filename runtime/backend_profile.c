@@ -23,6 +23,7 @@ struct tp_profile {
     int n_e, cap_e;
     int64_t steps;
     double span_ms;
+    bool active; /* inside a step: between tp_backend_profile_step_begin and collect */
 };
 
 static bool grow(void **p, int *cap, int need, size_t elem)
@@ -64,7 +65,7 @@ void tp_backend_profile_free(tp_backend_t *be)
 int tp_profile_mark(tp_backend_t *be)
 {
     tp_profile_t *p = be->prof;
-    if (!p) return -1;
+    if (!p || !p->active) return -1; /* between steps (evaluation...) nothing is recorded */
     if (be->iface->timer_mark) {
         int m = be->iface->timer_mark(be);
         if (m >= 0) p->n_marks = m + 1;
@@ -96,6 +97,14 @@ void tp_profile_op(tp_backend_t *be, int start, const char *name, double flops)
     p->pend[p->n_pend++] = (pending_t){.entry = k, .start = start, .end = end, .flops = flops};
 }
 
+/* Drop the marks since the last collect (their indices are free again). */
+static void forget_pending(tp_profile_t *p, tp_backend_t *be)
+{
+    p->n_pend = 0;
+    p->n_marks = 0;
+    if (be->iface->timer_reset) be->iface->timer_reset(be);
+}
+
 static double between_ms(tp_backend_t *be, int a, int b)
 {
     if (be->iface->timer_mark) return be->iface->timer_ms(be, a, b);
@@ -116,16 +125,16 @@ void tp_backend_profile_collect(tp_backend_t *be)
         p->span_ms += between_ms(be, p->pend[0].start, p->pend[p->n_pend - 1].end);
         p->steps++;
     }
-    tp_backend_profile_discard(be);
+    forget_pending(p, be);
+    p->active = false;
 }
 
-void tp_backend_profile_discard(tp_backend_t *be)
+void tp_backend_profile_step_begin(tp_backend_t *be)
 {
     tp_profile_t *p = be->prof;
     if (!p) return;
-    p->n_pend = 0;
-    p->n_marks = 0;
-    if (be->iface->timer_reset) be->iface->timer_reset(be);
+    forget_pending(p, be);
+    p->active = true;
 }
 
 static int by_time(const void *a, const void *b)
@@ -144,7 +153,8 @@ int tp_backend_profile_entries(tp_backend_t *be, const tp_profile_entry_t **out,
     *span_ms = 0;
     if (!p) return 0;
     /* Pending entries refer to the unsorted order. */
-    tp_backend_profile_discard(be);
+    forget_pending(p, be);
+    p->active = false;
     qsort(p->e, (size_t)p->n_e, sizeof *p->e, by_time);
     /* Ops only ever seen between steps (discarded) have no calls: sorted last, dropped. */
     while (p->n_e > 0 && p->e[p->n_e - 1].calls == 0)

@@ -21,12 +21,13 @@ typedef struct tp_profile_entry {
 /* Time the ops from now on. */
 tp_status_t tp_backend_profile_begin(tp_backend_t *be);
 bool tp_backend_profiling(const tp_backend_t *be);
-/* Once the backend has finished every op queued so far (after a synchronize): fold their times
- * into the totals and count one step. */
+/* The step has ended and the backend has finished it (after a synchronize): fold its ops'
+ * times into the totals, count one step, and stop recording until the next step_begin. */
 void tp_backend_profile_collect(tp_backend_t *be);
-/* Forget the ops since the last collect (work between steps: evaluation, checkpoints). */
-void tp_backend_profile_discard(tp_backend_t *be);
-/* Entries sorted by time (longest first), ops not yet collected discarded; *steps: collected steps;
+/* A training step starts: record its ops (nothing is recorded between a collect and the next
+ * step_begin, so evaluation and checkpoints stay out and add no marks). */
+void tp_backend_profile_step_begin(tp_backend_t *be);
+/* Entries sorted by time (longest first), ops not yet collected dropped; *steps: collected steps;
  * *span_ms: summed time from the first op to the end of the last one of each step (ops' total /
  * span = how busy). */
 int tp_backend_profile_entries(tp_backend_t *be, const tp_profile_entry_t **out, int64_t *steps,

@@ -296,7 +296,7 @@ static tp_status_t train_step(trainer_t *t)
     /* The op profile leaves out this run's first step (allocations, cuBLAS heuristics) and
      * whatever ran between steps (evaluation, checkpoints). */
     if (t->cfg->profile && i == 1) TP_TRY(tp_backend_profile_begin(m->be));
-    tp_backend_profile_discard(m->be);
+    tp_backend_profile_step_begin(m->be);
     tp_sampler_batch(t->sampler, epoch, in_epoch, t->idx, &first);
     tp_model_zero_grad(m);
     /* Each rank's gradient is the mean over its slice; the average over ranks is then the mean

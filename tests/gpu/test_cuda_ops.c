@@ -551,12 +551,13 @@ static void test_softmax_xent(void)
                  {4, 3, 0, 50.0f},      {5, 1000, 0, 50.0f},  {3, 7, 0, 100.0f},
                  {4, 50257, 0, 20.0f},  {64, 50257, 0, 5.0f}, {3, 4097, 0, 1.0f},
                  {6, 50304, 47, 20.0f}, {5, 320, 63, 5.0f},   {3, 64, 62, 3.0f}};
-    char sh[80];
+    char sh[96];
     for (size_t s = 0; s < sizeof cases / sizeof cases[0]; s++) {
         int64_t B = cases[s].B, C = cases[s].C, pad = cases[s].pad;
         size_t n = (size_t)(B * C);
-        snprintf(sh, sizeof sh, "B=%lld C=%lld pad=%lld |logit|<=%g", (long long)B, (long long)C,
-                 (long long)pad, (double)cases[s].scale);
+        snprintf(sh, sizeof sh, "B=%lld C=%lld pad=%lld |logit|<=%g%s", (long long)B, (long long)C,
+                 (long long)pad, (double)cases[s].scale,
+                 pad == 0 && s % 3 == 2 ? " (output skewed)" : "");
         float *z = hrnd(n, cases[s].scale);
         for (int64_t b = 0; b < B; b++)
             for (int64_t c = C - pad; c < C; c++)
@@ -565,7 +566,11 @@ static void test_softmax_xent(void)
         for (int64_t b = 0; b < B; b++)
             lab[b] = (int32_t)((b * 7 + 3) % (C - pad));
         float *pr = hnan(n), *lr = hnan((size_t)B);
-        float *dz = dputf(z, n), *pg = dnan(n), *lg = dnan((size_t)B);
+        /* Every third unpadded case writes to a buffer one float off the input's alignment: the
+         * kernels' 16-byte path needs both rows alike, so that case takes their scalar path. */
+        bool skew = pad == 0 && s % 3 == 2;
+        float *dz = dputf(z, n), *lg = dnan((size_t)B);
+        float *pg = skew ? dputf_off(hnan(n), n) : dnan(n);
         int32_t *dlab = dput(lab, (size_t)B * 4);
         tp_op_softmax_xent_forward(g_ref, z, lab, pr, lr, B, C);
         tp_op_softmax_xent_forward(g_gpu, dz, dlab, pg, lg, B, C);
@@ -576,9 +581,9 @@ static void test_softmax_xent(void)
                K_ELEM);
 
         float scale = s % 2 ? 1.0f / (float)B : 0.37f;
-        float *dr = hnan(n), *dp = dputf(pr, n), *dg = dnan(n);
+        float *dr = hnan(n), *dp = dputf(pr, n), *dg = skew ? dputf_off(hnan(n), n) : dnan(n);
         tp_op_softmax_xent_backward(g_ref, pr, lab, dr, B, C, scale);
-        if (pad > 0) { /* in place, as the GPT's backward runs it */
+        if (pad > 0) { /* in place (the contract allows dlogits = probs) */
             dg = dp;
             tp_op_softmax_xent_backward(g_gpu, dp, dlab, dp, B, C, scale);
         } else {
