@@ -5,6 +5,7 @@
 #define TP_CUDA_ATTENTION_IMPL_H
 
 #include "cuda_common.h"
+#include "cuda_vec.h"
 
 #include <stdint.h>
 
@@ -30,15 +31,6 @@ struct AttBwdArgs {
     float scale;
     bool vec;
 };
-
-/* A 16-byte load (p 16-byte aligned, else a GPU faults; the CPU emulation checks). */
-__device__ __forceinline__ float4 att_load4(const float *p)
-{
-#ifdef TP_EMU_CUDA_RUNTIME_H
-    if ((uintptr_t)p % 16 != 0) emu_fail("float4 load from an address not 16-byte aligned");
-#endif
-    return *(const float4 *)p;
-}
 
 /* 16-byte loads of head rows are safe: every pointer 16-byte aligned, every row stride and the
  * head size multiples of 4 floats. */

@@ -136,7 +136,7 @@ __device__ __forceinline__ void load_tile(__nv_bfloat16 *dst, __nv_bfloat16 *dst
         for (int e = threadIdx.x; e < 64 * (D / 4); e += kTcThreads) {
             int r = e / (D / 4), d = 4 * (e % (D / 4));
             float4 x = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-            if (r < nrows && d < hs) x = att_load4(src + (int64_t)r * rstride + d);
+            if (r < nrows && d < hs) x = vec_load4(src + (int64_t)r * rstride + d);
             const float v[4] = {x.x, x.y, x.z, x.w};
 #pragma unroll
             for (int i = 0; i < 4; i++) {
@@ -238,6 +238,28 @@ __device__ __forceinline__ void mm_pv(float (&acc)[D / 8][4], const float (&p)[8
     }
 }
 
+/* A warp's 16 x D accumulator (D/8 tiles of m16n8) set to zero. */
+template <int D> __device__ __forceinline__ void zero_acc(float (&acc)[D / 8][4])
+{
+#pragma unroll
+    for (int n = 0; n < D / 8; n++)
+        acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
+}
+
+/* Row r (0: g, 1: g + 8) of a warp's accumulator, channel by channel below hs: put(d, value). */
+template <int D, typename Put>
+__device__ __forceinline__ void acc_row(const float (&acc)[D / 8][4], int r, int hs, Put put)
+{
+    const int t = threadIdx.x % 4;
+#pragma unroll
+    for (int n = 0; n < D / 8; n++)
+#pragma unroll
+        for (int e = 0; e < 2; e++) {
+            const int d = 8 * n + 2 * t + e;
+            if (d < hs) put(d, acc[n][2 * r + e]);
+        }
+}
+
 /* Sum over the 4 lanes of a quad (the lanes holding one row of an accumulator). */
 __device__ __forceinline__ float quad_sum(float v)
 {
@@ -250,12 +272,11 @@ __device__ __forceinline__ float quad_max(float v)
     return fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
 }
 
-/* ---- forward
- * ------------------------------------------------------------------------------------- One block
- * per (batch x head, 64-query tile); warp w owns query rows 16w..16w+15 and keeps its Q fragments,
- * the online-softmax state of its rows (max and sum) and its O accumulator in registers. Per key
- * tile: S = Q K^T, mask and scale, rescale, P in bf16 straight from S's registers, O += P V (V
- * transposed in shared memory for the B operand). */
+/* ---- forward -----------------------------------------------------------------------------------
+ * One block per (batch x head, 64-query tile); warp w owns query rows 16w..16w+15 and keeps its Q
+ * fragments, the online-softmax state of its rows (max and sum) and its O accumulator in
+ * registers. Per key tile: S = Q K^T, mask and scale, rescale, P in bf16 straight from S's
+ * registers, O += P V (V transposed in shared memory for the B operand). */
 template <int D> struct FwdSmem {
     static constexpr size_t q = 0, k = Tile<D>::rows64, vt = 2 * Tile<D>::rows64;
     static constexpr size_t bytes = vt + Tile<D>::trans;
@@ -282,9 +303,7 @@ __global__ void __launch_bounds__(kTcThreads) attention_forward_tc_kernel(AttFwd
     const int tpos[2] = {a.qpos0 + l0 + 16 * warp + g, a.qpos0 + l0 + 16 * warp + g + 8};
     float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f}; /* l: this lane's part */
     float o[D / 8][4];
-#pragma unroll
-    for (int n = 0; n < D / 8; n++)
-        o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
+    zero_acc<D>(o);
     const int kv_end = min(a.qpos0 + l0 + kTcBM, a.nkv);
     for (int k0 = 0; k0 < kv_end; k0 += kTcBN) {
         __syncthreads(); /* every warp is done with the previous K and V */
@@ -340,19 +359,12 @@ __global__ void __launch_bounds__(kTcThreads) attention_forward_tc_kernel(AttFwd
         const int row = l0 + 16 * warp + g + 8 * r;
         if (row >= a.nq) continue;
         float *out = a.out + b * a.o_bstride + row * a.o_rstride + (int64_t)h * a.hs;
-#pragma unroll
-        for (int n = 0; n < D / 8; n++)
-#pragma unroll
-            for (int e = 0; e < 2; e++) {
-                const int d = 8 * n + 2 * t + e;
-                if (d < a.hs) out[d] = o[n][2 * r + e] / lsum;
-            }
+        acc_row<D>(o, r, a.hs, [&](int d, float v) { out[d] = v / lsum; });
         if (a.lse && t == 0) a.lse[(int64_t)bh * a.nq + row] = m[r] + logf(lsum);
     }
 }
 
-/* ---- backward
- * ------------------------------------------------------------------------------------
+/* ---- backward ----------------------------------------------------------------------------------
  * FlashAttention-2's backward, P, dP, D and dS in fp32 (dS = P (dP - D) is formed before
  * rounding, so no bf16 value carries a cancellation). 128 threads:
  *   kernel 0 (attention_dsum_kernel): D_i = dO_i . O_i from the forward's fp32 output;
@@ -417,9 +429,7 @@ __global__ void __launch_bounds__(kTcThreads) attention_backward_dq_tc_kernel(At
         Di[r] = tpos[r] < T ? a.dsum[(int64_t)bh * T + tpos[r]] : 0.0f;
     }
     float dq[D / 8][4];
-#pragma unroll
-    for (int n = 0; n < D / 8; n++)
-        dq[n][0] = dq[n][1] = dq[n][2] = dq[n][3] = 0.0f;
+    zero_acc<D>(dq);
     const int kv_end = min(q0 + kTcBM, T);
     for (int k0 = 0; k0 < kv_end; k0 += kTcBN) {
         __syncthreads();
@@ -443,13 +453,7 @@ __global__ void __launch_bounds__(kTcThreads) attention_backward_dq_tc_kernel(At
     for (int r = 0; r < 2; r++) {
         if (tpos[r] >= T) continue;
         float *dqr = a.dqkv + ((int64_t)b * T + tpos[r]) * C3 + (int64_t)h * a.hs;
-#pragma unroll
-        for (int n = 0; n < D / 8; n++)
-#pragma unroll
-            for (int e = 0; e < 2; e++) {
-                const int d = 8 * n + 2 * t + e;
-                if (d < a.hs) dqr[d] = a.scale * dq[n][2 * r + e];
-            }
+        acc_row<D>(dq, r, a.hs, [&](int d, float v) { dqr[d] = a.scale * v; });
     }
 }
 
@@ -483,11 +487,8 @@ __global__ void __launch_bounds__(kTcThreads, 3) attention_backward_dkv_tc_kerne
     __syncthreads();
     const int kpos[2] = {k0 + 16 * warp + g, k0 + 16 * warp + g + 8};
     float dk[D / 8][4], dv[D / 8][4];
-#pragma unroll
-    for (int n = 0; n < D / 8; n++)
-#pragma unroll
-        for (int e = 0; e < 4; e++)
-            dk[n][e] = dv[n][e] = 0.0f;
+    zero_acc<D>(dk);
+    zero_acc<D>(dv);
     /* Query tiles start at multiples of 64 like key tiles: the first that sees key k0 is k0's. */
     for (int q0 = k0; q0 < T; q0 += kTcBM) {
         __syncthreads();
@@ -518,16 +519,8 @@ __global__ void __launch_bounds__(kTcThreads, 3) attention_backward_dkv_tc_kerne
     for (int r = 0; r < 2; r++) {
         if (kpos[r] >= T) continue;
         float *dkv = a.dqkv + ((int64_t)b * T + kpos[r]) * C3 + (int64_t)h * a.hs;
-#pragma unroll
-        for (int n = 0; n < D / 8; n++)
-#pragma unroll
-            for (int e = 0; e < 2; e++) {
-                const int d = 8 * n + 2 * t + e;
-                if (d < a.hs) {
-                    dkv[a.C + d] = a.scale * dk[n][2 * r + e];
-                    dkv[2 * a.C + d] = dv[n][2 * r + e];
-                }
-            }
+        acc_row<D>(dk, r, a.hs, [&](int d, float v) { dkv[a.C + d] = a.scale * v; });
+        acc_row<D>(dv, r, a.hs, [&](int d, float v) { dkv[2 * a.C + d] = v; });
     }
 }
 

@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "cuda_common.h"
+#include "cuda_vec.h"
 #include "cuda_ops.h"
 
 // Threads per block for elementwise kernels and reductions (multiples of 32; reductions depend
@@ -281,34 +282,9 @@ static int xent_threads(int64_t C)
     return (int)(t < 32 ? 32 : t > 512 ? 512 : t);
 }
 
-// A 16-byte load or store (p 16-byte aligned, else a GPU faults; the CPU emulation checks).
-static __device__ __forceinline__ float4 load4(const float *p)
-{
-#ifdef TP_EMU_CUDA_RUNTIME_H
-    if ((uintptr_t)p % 16 != 0) emu_fail("float4 load from an address not 16-byte aligned");
-#endif
-    return *(const float4 *)p;
-}
-
-// Streaming store (evict-first): the probabilities are not read again soon, and keeping them out
-// of L2 leaves room for the logits the second pass re-reads.
-static __device__ __forceinline__ void store4_cs(float *p, float4 v)
-{
-#ifdef TP_EMU_CUDA_RUNTIME_H
-    if ((uintptr_t)p % 16 != 0) emu_fail("float4 store to an address not 16-byte aligned");
-    *(float4 *)p = v;
-#else
-    __stcs((float4 *)p, v);
-#endif
-}
-
-static __device__ __forceinline__ void store4(float *p, float4 v)
-{
-#ifdef TP_EMU_CUDA_RUNTIME_H
-    if ((uintptr_t)p % 16 != 0) emu_fail("float4 store to an address not 16-byte aligned");
-#endif
-    *(float4 *)p = v;
-}
+// 16-byte accesses: cuda_vec.h. The probabilities are stored evict-first (vec_store4_cs): they
+// are not read again soon, and keeping them out of L2 leaves room for the logits the second pass
+// re-reads.
 
 // Scalars before a row's first 16-byte boundary (at most 3, at most C).
 static __device__ __forceinline__ int64_t head_len(const float *p, int64_t C)
@@ -407,7 +383,7 @@ static __global__ void softmax_xent_forward_kernel(const float *logits, const in
             float4 x[XENT_BATCH];
 #pragma unroll
             for (int u = 0; u < XENT_BATCH; u++)
-                x[u] = load4(zv + 4 * (v + u * T));
+                x[u] = vec_load4(zv + 4 * (v + u * T));
             float mb = m; // one rescale per batch
 #pragma unroll
             for (int u = 0; u < XENT_BATCH; u++)
@@ -421,7 +397,7 @@ static __global__ void softmax_xent_forward_kernel(const float *logits, const in
                 s += (expf(x[u].x - m) + expf(x[u].y - m)) + (expf(x[u].z - m) + expf(x[u].w - m));
         }
         for (; v < nv; v += T)
-            ms_add4(m, s, load4(zv + 4 * v));
+            ms_add4(m, s, vec_load4(zv + 4 * v));
         block_max_sum(m, s, shm, shs);
 
         const float inv = 1.0f / s;
@@ -436,13 +412,14 @@ static __global__ void softmax_xent_forward_kernel(const float *logits, const in
                 float4 x[XENT_BATCH];
 #pragma unroll
                 for (int u = 0; u < XENT_BATCH; u++)
-                    x[u] = load4(zv + 4 * (last - j - u * T));
+                    x[u] = vec_load4(zv + 4 * (last - j - u * T));
 #pragma unroll
                 for (int u = 0; u < XENT_BATCH; u++)
-                    store4_cs(pv + 4 * (last - j - u * T), xent_prob4(x[u], m, inv));
+                    vec_store4_cs(pv + 4 * (last - j - u * T), xent_prob4(x[u], m, inv));
             }
             for (; j < nv; j += T)
-                store4_cs(pv + 4 * (last - j), xent_prob4(load4(zv + 4 * (last - j)), m, inv));
+                vec_store4_cs(pv + 4 * (last - j),
+                              xent_prob4(vec_load4(zv + 4 * (last - j)), m, inv));
         } else {
             for (int64_t j = tid; j < C; j += T) {
                 int64_t c = C - 1 - j;
@@ -471,15 +448,16 @@ static __global__ void softmax_xent_backward_kernel(const float *probs, const in
                 float4 x[XENT_BATCH];
 #pragma unroll
                 for (int u = 0; u < XENT_BATCH; u++)
-                    x[u] = load4(p + h + 4 * (v + u * T));
+                    x[u] = vec_load4(p + h + 4 * (v + u * T));
 #pragma unroll
                 for (int u = 0; u < XENT_BATCH; u++) {
                     int64_t c = h + 4 * (v + u * T);
-                    store4(d + c, xent_grad4(x[u], c, y, scale));
+                    vec_store4(d + c, xent_grad4(x[u], c, y, scale));
                 }
             }
             for (; v < nv; v += T)
-                store4(d + h + 4 * v, xent_grad4(load4(p + h + 4 * v), h + 4 * v, y, scale));
+                vec_store4(d + h + 4 * v,
+                           xent_grad4(vec_load4(p + h + 4 * v), h + 4 * v, y, scale));
         } else {
             for (int64_t c = tid; c < C; c += T)
                 d[c] = scale * (p[c] - (c == y ? 1.0f : 0.0f));

@@ -46,11 +46,6 @@ tp_status_t tp_backend_profile_begin(tp_backend_t *be)
     return be->prof ? TP_OK : TP_ERR_NOMEM;
 }
 
-bool tp_backend_profiling(const tp_backend_t *be)
-{
-    return be->prof != NULL;
-}
-
 void tp_backend_profile_free(tp_backend_t *be)
 {
     tp_profile_t *p = be->prof;

@@ -20,7 +20,6 @@ typedef struct tp_profile_entry {
 
 /* Time the ops from now on. */
 tp_status_t tp_backend_profile_begin(tp_backend_t *be);
-bool tp_backend_profiling(const tp_backend_t *be);
 /* The step has ended and the backend has finished it (after a synchronize): fold its ops'
  * times into the totals, count one step, and stop recording until the next step_begin. */
 void tp_backend_profile_collect(tp_backend_t *be);

@@ -219,44 +219,35 @@ static tp_status_t write_meta(const char *dir, const source_t *src, int n_src, s
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/meta.json", dir);
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    if (!f) return TP_ERR(TP_ERR_NOMEM, "open_memstream for %s: %s", path, strerror(errno));
-    tp_json_t j;
-    tp_json_init(&j, f, true);
-    tp_json_object_begin(&j, NULL);
-    tp_json_str(&j, "tokenizer", "bytes");
-    tp_json_int(&j, "vocab_size", BYTE_VOCAB);
-    tp_json_str(&j, "format", "tulpar-tokens-v1");
-    tp_json_int(&j, "token_width", 1);
-    tp_json_str(&j, "train", "train.bin");
-    tp_json_str(&j, "val", "val.bin");
-    tp_json_int(&j, "n_train", (int64_t)n_train);
-    tp_json_int(&j, "n_val", (int64_t)n_val);
-    tp_json_num(&j, "val_fraction", val_fraction);
-    tp_json_num(&j, "train_unigram_entropy_bits", u->bits);
-    tp_json_num(&j, "train_unigram_entropy_nats", u->nats);
-    tp_json_num(&j, "val_unigram_cross_entropy_nats", u->val_ce_nats);
-    tp_json_array_begin(&j, "sources");
+    tp_json_file_t jf;
+    TP_TRY(tp_json_file_open(&jf, path, true));
+    tp_json_t *j = &jf.j;
+    tp_json_object_begin(j, NULL);
+    tp_json_str(j, "tokenizer", "bytes");
+    tp_json_int(j, "vocab_size", BYTE_VOCAB);
+    tp_json_str(j, "format", "tulpar-tokens-v1");
+    tp_json_int(j, "token_width", 1);
+    tp_json_str(j, "train", "train.bin");
+    tp_json_str(j, "val", "val.bin");
+    tp_json_int(j, "n_train", (int64_t)n_train);
+    tp_json_int(j, "n_val", (int64_t)n_val);
+    tp_json_num(j, "val_fraction", val_fraction);
+    tp_json_num(j, "train_unigram_entropy_bits", u->bits);
+    tp_json_num(j, "train_unigram_entropy_nats", u->nats);
+    tp_json_num(j, "val_unigram_cross_entropy_nats", u->val_ce_nats);
+    tp_json_array_begin(j, "sources");
     for (int i = 0; i < n_src; i++) {
         char crc[16];
         snprintf(crc, sizeof crc, "%08x", src[i].crc32);
-        tp_json_object_begin(&j, NULL);
-        tp_json_str(&j, "path", src[i].path);
-        tp_json_int(&j, "bytes", src[i].bytes);
-        tp_json_str(&j, "crc32", crc);
-        tp_json_object_end(&j);
+        tp_json_object_begin(j, NULL);
+        tp_json_str(j, "path", src[i].path);
+        tp_json_int(j, "bytes", src[i].bytes);
+        tp_json_str(j, "crc32", crc);
+        tp_json_object_end(j);
     }
-    tp_json_array_end(&j);
-    tp_json_object_end(&j);
-    if (fclose(f) != 0) {
-        free(buf);
-        return TP_ERR(TP_ERR_IO, "cannot build %s: %s", path, strerror(errno));
-    }
-    tp_status_t st = tp_write_file_atomic(path, buf, len);
-    free(buf);
-    return st;
+    tp_json_array_end(j);
+    tp_json_object_end(j);
+    return tp_json_file_commit(&jf, path);
 }
 
 static tp_status_t prepare(const char *const *inputs, int n_inputs, const char *out_dir,

@@ -1,7 +1,12 @@
 /* Streaming JSON writer. */
 #include "json_writer.h"
 
+#include <errno.h>
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime.h"
 
 void tp_json_init(tp_json_t *j, FILE *f, bool pretty)
 {
@@ -123,4 +128,27 @@ void tp_json_bool(tp_json_t *j, const char *key, bool value)
 {
     prefix(j, key);
     fputs(value ? "true" : "false", j->f);
+}
+
+tp_status_t tp_json_file_open(tp_json_file_t *jf, const char *path, bool pretty)
+{
+    jf->buf = NULL;
+    jf->len = 0;
+    jf->f = open_memstream(&jf->buf, &jf->len);
+    if (!jf->f) return TP_ERR(TP_ERR_NOMEM, "open_memstream for %s: %s", path, strerror(errno));
+    tp_json_init(&jf->j, jf->f, pretty);
+    return TP_OK;
+}
+
+tp_status_t tp_json_file_commit(tp_json_file_t *jf, const char *path)
+{
+    tp_status_t st;
+    if (fclose(jf->f) != 0)
+        st = TP_ERR(TP_ERR_IO, "cannot build %s: %s", path, strerror(errno));
+    else
+        st = tp_write_file_atomic(path, jf->buf, jf->len);
+    free(jf->buf);
+    jf->f = NULL;
+    jf->buf = NULL;
+    return st;
 }

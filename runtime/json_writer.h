@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "tp_error.h"
+
 #define TP_JSON_MAX_DEPTH 16
 
 typedef struct tp_json {
@@ -26,5 +28,17 @@ void tp_json_str(tp_json_t *j, const char *key, const char *value);
 void tp_json_num(tp_json_t *j, const char *key, double value);
 void tp_json_int(tp_json_t *j, const char *key, int64_t value);
 void tp_json_bool(tp_json_t *j, const char *key, bool value);
+
+/* A JSON document for a file, built in memory and written in one piece (tp_write_file_atomic):
+ * readers never see half a file. tp_json_file_open fills jf->j to write into; commit ends it,
+ * writes the file and frees the buffer, also on failure. */
+typedef struct tp_json_file {
+    tp_json_t j;
+    FILE *f;
+    char *buf;
+    size_t len;
+} tp_json_file_t;
+tp_status_t tp_json_file_open(tp_json_file_t *jf, const char *path, bool pretty);
+tp_status_t tp_json_file_commit(tp_json_file_t *jf, const char *path);
 
 #endif

@@ -66,37 +66,31 @@ static void print_rows(const char *title, const tp_profile_entry_t *e, int n, do
 static tp_status_t write_json(const char *path, const tp_profile_entry_t *e, int n, int64_t steps,
                               double span_ms, double ops_ms, double step_ms, const char *backend)
 {
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    if (!f) return TP_ERR(TP_ERR_NOMEM, "cannot build %s", path);
-    tp_json_t j;
-    tp_json_init(&j, f, true);
-    tp_json_object_begin(&j, NULL);
-    tp_json_int(&j, "schema_version", 1);
-    tp_json_str(&j, "backend", backend);
-    tp_json_int(&j, "profiled_steps", steps);
-    tp_json_num(&j, "step_time_ms_median", step_ms);
-    tp_json_num(&j, "ops_ms_per_step", ops_ms / (double)steps);
-    tp_json_num(&j, "span_ms_per_step", span_ms / (double)steps);
-    tp_json_array_begin(&j, "ops");
+    tp_json_file_t jf;
+    TP_TRY(tp_json_file_open(&jf, path, true));
+    tp_json_t *j = &jf.j;
+    tp_json_object_begin(j, NULL);
+    tp_json_int(j, "schema_version", 1);
+    tp_json_str(j, "backend", backend);
+    tp_json_int(j, "profiled_steps", steps);
+    tp_json_num(j, "step_time_ms_median", step_ms);
+    tp_json_num(j, "ops_ms_per_step", ops_ms / (double)steps);
+    tp_json_num(j, "span_ms_per_step", span_ms / (double)steps);
+    tp_json_array_begin(j, "ops");
     for (int i = 0; i < n; i++) {
         char kind[sizeof e->name];
         kind_of(e[i].name, kind, sizeof kind);
-        tp_json_object_begin(&j, NULL);
-        tp_json_str(&j, "name", e[i].name);
-        tp_json_str(&j, "kind", kind);
-        tp_json_num(&j, "calls_per_step", (double)e[i].calls / (double)steps);
-        tp_json_num(&j, "ms_per_step", e[i].ms / (double)steps);
-        tp_json_num(&j, "flops_per_step", e[i].flops / (double)steps);
-        tp_json_object_end(&j);
+        tp_json_object_begin(j, NULL);
+        tp_json_str(j, "name", e[i].name);
+        tp_json_str(j, "kind", kind);
+        tp_json_num(j, "calls_per_step", (double)e[i].calls / (double)steps);
+        tp_json_num(j, "ms_per_step", e[i].ms / (double)steps);
+        tp_json_num(j, "flops_per_step", e[i].flops / (double)steps);
+        tp_json_object_end(j);
     }
-    tp_json_array_end(&j);
-    tp_json_object_end(&j);
-    fclose(f);
-    tp_status_t st = tp_write_file_atomic(path, buf, len);
-    free(buf);
-    return st;
+    tp_json_array_end(j);
+    tp_json_object_end(j);
+    return tp_json_file_commit(&jf, path);
 }
 
 tp_status_t tp_profile_report(tp_backend_t *be, const char *run_dir, double step_ms_median)

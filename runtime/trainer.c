@@ -12,12 +12,12 @@
 #include <string.h>
 #include <time.h>
 
+#include "backend_profile.h"
 #include "ckpt.h"
 #include "data.h"
 #include "evaluate.h"
 #include "generate.h"
 #include "grad_sync.h"
-#include "backend_profile.h"
 #include "model.h"
 #include "optim.h"
 #include "report.h"

@@ -14,7 +14,7 @@ if(NOT TULPAR_SANITIZE)
     set(emu_gen ${CMAKE_CURRENT_BINARY_DIR}/emu)
     set(emu_sources)
     foreach(src kernels_basic.cu kernels_conv.cu kernels_transformer.cu kernels_attention_tc.cu
-            cuda_ops.h cuda_common.h attention_impl.h)
+            cuda_ops.h cuda_common.h cuda_vec.h attention_impl.h)
         string(REGEX REPLACE "\\.cu$" ".cpp" out ${src})
         add_custom_command(
             OUTPUT ${emu_gen}/${out}

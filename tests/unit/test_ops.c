@@ -12,24 +12,6 @@
 
 static tp_backend_t *g_ref, *g_cpu;
 
-/* max |a-r| / max(max |r|, floor); NaN or inf anywhere counts as an infinite error. */
-static double err_floor(const float *a, const float *r, size_t n, double floor)
-{
-    double maxdiff = 0, maxref = floor;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - (double)r[i]);
-        if (!isfinite(d) || !isfinite(a[i])) return INFINITY;
-        if (d > maxdiff) maxdiff = d;
-        if (fabs(r[i]) > maxref) maxref = fabs(r[i]);
-    }
-    return maxdiff / maxref;
-}
-
-static double relerr(const float *a, const float *r, size_t n)
-{
-    return err_floor(a, r, n, 1e-30);
-}
-
 static void expect(const char *op, const char *shape, double e, double tol)
 {
     if (getenv("TP_TEST_VERBOSE")) printf("  %s(%s): err=%.3g tol=%.3g\n", op, shape, e, tol);
@@ -130,7 +112,7 @@ static void test_bias(void)
             tp_op_bias_add(g_cpu, yc, b, rows, cols, per_row);
             tp_op_bias_add(g_cpu, yc2, b, rows, cols, per_row);
             /* One fp32 add per element in both backends. */
-            expect("bias_add", sh, relerr(yc, yr, n), 1e-6);
+            expect("bias_add", sh, tp_test_rel_err(yc, yr, n), 1e-6);
             same_bits("bias_add", sh, yc, yc2, n * sizeof(float));
 
             /* Gradient accumulates: start from a non-zero db. */
@@ -143,7 +125,8 @@ static void test_bias(void)
             /* cpu sums columns over rows in fp32 (ref in double): error grows with the number
              * of terms summed, ~terms * 2^-24 worst case. */
             int64_t terms = per_row ? cols : rows;
-            expect("bias_grad", sh, relerr(dbc, dbr, (size_t)nb), 1e-6 + 2.4e-7 * (double)terms);
+            expect("bias_grad", sh, tp_test_rel_err(dbc, dbr, (size_t)nb),
+                   1e-6 + 2.4e-7 * (double)terms);
             same_bits("bias_grad", sh, dbc, dbc2, (size_t)nb * sizeof(float));
             free(y0), free(b), free(yr), free(yc), free(yc2);
             free(dy), free(db0), free(dbr), free(dbc), free(dbc2);
@@ -169,13 +152,13 @@ static void test_act(void)
             tp_op_act_forward(g_cpu, act, x, yc, (int64_t)n);
             tp_op_act_forward(g_cpu, act, x, yc2, (int64_t)n);
             /* Same scalar formula (ops_math.h) in both backends. */
-            expect("act_forward", sh, relerr(yc, yr, n), 1e-6);
+            expect("act_forward", sh, tp_test_rel_err(yc, yr, n), 1e-6);
             same_bits("act_forward", sh, yc, yc2, n * sizeof(float));
             float *dxr = poisoned(n), *dxc = poisoned(n), *dxc2 = poisoned(n);
             tp_op_act_backward(g_ref, act, x, dy, dxr, (int64_t)n);
             tp_op_act_backward(g_cpu, act, x, dy, dxc, (int64_t)n);
             tp_op_act_backward(g_cpu, act, x, dy, dxc2, (int64_t)n);
-            expect("act_backward", sh, relerr(dxc, dxr, n), 1e-6);
+            expect("act_backward", sh, tp_test_rel_err(dxc, dxr, n), 1e-6);
             same_bits("act_backward", sh, dxc, dxc2, n * sizeof(float));
             free(x), free(dy), free(yr), free(yc), free(yc2), free(dxr), free(dxc), free(dxc2);
         }
@@ -249,7 +232,7 @@ static void test_dropout(void)
                     binary &= mc[i] <= 1;
                 CHECKF(binary, "dropout_forward(%s): mask not 0/1", sh);
                 /* x * (1/(1-p)) in both: one multiply. */
-                expect("dropout_forward", sh, relerr(yc, yr, n), 1e-6);
+                expect("dropout_forward", sh, tp_test_rel_err(yc, yr, n), 1e-6);
                 same_bits("dropout_forward", sh, yc, yc2, n * sizeof(float));
                 same_bits("dropout_forward mask", sh, mc, mc2, n);
 
@@ -257,7 +240,7 @@ static void test_dropout(void)
                 tp_op_dropout_backward(g_ref, dy, mr, dxr, (int64_t)n, p);
                 tp_op_dropout_backward(g_cpu, dy, mr, dxc, (int64_t)n, p);
                 tp_op_dropout_backward(g_cpu, dy, mr, dxc2, (int64_t)n, p);
-                expect("dropout_backward", sh, relerr(dxc, dxr, n), 1e-6);
+                expect("dropout_backward", sh, tp_test_rel_err(dxc, dxr, n), 1e-6);
                 same_bits("dropout_backward", sh, dxc, dxc2, n * sizeof(float));
                 free(x), free(dy), free(yr), free(yc), free(yc2), free(mr), free(mc), free(mc2);
                 free(dxr), free(dxc), free(dxc2);
@@ -316,7 +299,7 @@ static void test_im2col(void)
             tp_op_im2col(g_cpu, x, cc, B, C, H, W, k);
             tp_op_im2col(g_cpu, x, cc2, B, C, H, W, k);
             /* Pure copies and zeros: exact. */
-            expect("im2col", sh, relerr(cc, cr, ncol), 0.0);
+            expect("im2col", sh, tp_test_rel_err(cc, cr, ncol), 0.0);
             same_bits("im2col", sh, cc, cc2, ncol * sizeof(float));
 
             float *dr = poisoned(nx), *dc = poisoned(nx), *dc2 = poisoned(nx);
@@ -324,7 +307,7 @@ static void test_im2col(void)
             tp_op_col2im(g_cpu, col, dc, B, C, H, W, k);
             tp_op_col2im(g_cpu, col, dc2, B, C, H, W, k);
             /* Sums of up to k*k fp32 terms, possibly in a different order. */
-            expect("col2im", sh, relerr(dc, dr, nx), 1e-6 * (double)(k * k));
+            expect("col2im", sh, tp_test_rel_err(dc, dr, nx), 1e-6 * (double)(k * k));
             same_bits("col2im", sh, dc, dc2, nx * sizeof(float));
 
             /* col2im is the adjoint of im2col: <im2col(x), col> == <x, col2im(col)>. */
@@ -354,7 +337,7 @@ static void test_swap01(void)
         tp_op_swap01(g_ref, x, yr, A, Bd, D);
         tp_op_swap01(g_cpu, x, yc, A, Bd, D);
         tp_op_swap01(g_cpu, x, yc2, A, Bd, D);
-        expect("swap01", sh, relerr(yc, yr, n), 0.0); /* a permutation: exact */
+        expect("swap01", sh, tp_test_rel_err(yc, yr, n), 0.0); /* a permutation: exact */
         same_bits("swap01", sh, yc, yc2, n * sizeof(float));
         free(x), free(yr), free(yc), free(yc2);
     }
@@ -379,7 +362,7 @@ static void test_maxpool(void)
         tp_op_maxpool_forward(g_ref, x, yr, ar, B, C, H, W, k);
         tp_op_maxpool_forward(g_cpu, x, yc, ac, B, C, H, W, k);
         tp_op_maxpool_forward(g_cpu, x, yc2, ac2, B, C, H, W, k);
-        expect("maxpool_forward", sh, relerr(yc, yr, ny), 0.0); /* selects inputs: exact */
+        expect("maxpool_forward", sh, tp_test_rel_err(yc, yr, ny), 0.0); /* selects inputs: exact */
         CHECKF(memcmp(ac, ar, ny * 4) == 0, "maxpool_forward(%s): argmax differs", sh);
         same_bits("maxpool_forward", sh, yc, yc2, ny * sizeof(float));
         same_bits("maxpool_forward argmax", sh, ac, ac2, ny * 4);
@@ -389,7 +372,7 @@ static void test_maxpool(void)
         tp_op_maxpool_backward(g_cpu, dy, ar, dc, B, C, H, W, k);
         tp_op_maxpool_backward(g_cpu, dy, ar, dc2, B, C, H, W, k);
         /* Windows do not overlap: each dx is one dy or zero, exact. */
-        expect("maxpool_backward", sh, relerr(dc, dr, nx), 0.0);
+        expect("maxpool_backward", sh, tp_test_rel_err(dc, dr, nx), 0.0);
         same_bits("maxpool_backward", sh, dc, dc2, nx * sizeof(float));
         free(x), free(dy), free(yr), free(yc), free(yc2), free(ar), free(ac), free(ac2);
         free(dr), free(dc), free(dc2);
@@ -425,10 +408,10 @@ static void test_softmax_xent(void)
         tp_op_softmax_xent_forward(g_cpu, z, lab, pc, lc, B, C);
         tp_op_softmax_xent_forward(g_cpu, z, lab, pc2, lc2, B, C);
         /* cpu uses expf and a float reciprocal (ref: double): a few ulp per probability. */
-        expect("softmax_xent_forward probs", sh, relerr(pc, pr, n), 1e-6);
+        expect("softmax_xent_forward probs", sh, tp_test_rel_err(pc, pr, n), 1e-6);
         /* The loss is log(sum) + max - z[label]: its error is absolute (ulps of O(1) terms), so
          * measure it against max(|loss|, 1). */
-        expect("softmax_xent_forward loss", sh, err_floor(lc, lr, (size_t)B, 1.0), 1e-6);
+        expect("softmax_xent_forward loss", sh, tp_test_err_floor(lc, lr, (size_t)B, 1.0), 1e-6);
         bool finite = true;
         double worst_sum = 0;
         for (int64_t b = 0; b < B; b++) {
@@ -453,7 +436,7 @@ static void test_softmax_xent(void)
         tp_op_softmax_xent_backward(g_cpu, pr, lab, dc, B, C, scale);
         memcpy(dc2, pr, n * sizeof(float)); /* in place (dlogits = probs) gives the same */
         tp_op_softmax_xent_backward(g_cpu, dc2, lab, dc2, B, C, scale);
-        expect("softmax_xent_backward", sh, relerr(dc, dr, n), 1e-6); /* same formula */
+        expect("softmax_xent_backward", sh, tp_test_rel_err(dc, dr, n), 1e-6); /* same formula */
         same_bits("softmax_xent_backward", sh, dc, dc2, n * sizeof(float));
         free(z), free(lab), free(pr), free(pc), free(pc2), free(lr), free(lc), free(lc2);
         free(dr), free(dc), free(dc2);
@@ -571,7 +554,7 @@ static void test_vector_ops(void)
         tp_op_scale(g_ref, r, -1.7f, (int64_t)n);
         tp_op_scale(g_cpu, c, -1.7f, (int64_t)n);
         tp_op_scale(g_cpu, c2, -1.7f, (int64_t)n);
-        expect("scale", sh, relerr(c, r, n), 0.0); /* one multiply: exact */
+        expect("scale", sh, tp_test_rel_err(c, r, n), 0.0); /* one multiply: exact */
         same_bits("scale", sh, c, c2, n * sizeof(float));
         free(r), free(c), free(c2);
 
@@ -579,7 +562,7 @@ static void test_vector_ops(void)
         tp_op_fill(g_ref, r, 3.25f, (int64_t)n);
         tp_op_fill(g_cpu, c, 3.25f, (int64_t)n);
         tp_op_fill(g_cpu, c2, 3.25f, (int64_t)n);
-        expect("fill", sh, relerr(c, r, n), 0.0);
+        expect("fill", sh, tp_test_rel_err(c, r, n), 0.0);
         CHECKF(r[n - 1] == 3.25f && c[0] == 3.25f, "fill(%s): wrong value", sh);
         same_bits("fill", sh, c, c2, n * sizeof(float));
         free(r), free(c), free(c2);
@@ -617,7 +600,7 @@ static void test_adamw(void)
         static const char *names[3] = {"adamw p", "adamw m", "adamw v"};
         for (int j = 0; j < 3; j++) {
             /* Same scalar update (ops_math.h) in both. */
-            expect(names[j], sh, relerr(st[1][j], st[0][j], n), 1e-6);
+            expect(names[j], sh, tp_test_rel_err(st[1][j], st[0][j], n), 1e-6);
             same_bits(names[j], sh, st[1][j], st[2][j], n * sizeof(float));
         }
         for (int k = 0; k < 3; k++)
@@ -644,8 +627,9 @@ static void test_sgd(void)
                     tp_op_sgd(k ? g_cpu : g_ref, st[k][0], g, st[k][1], (int64_t)n, 0.1f, 0.9f,
                               0.01f, nest, first);
                 }
-                expect("sgd p", sh, relerr(st[1][0], st[0][0], n), 1e-6); /* same scalar update */
-                expect("sgd buf", sh, relerr(st[1][1], st[0][1], n), 1e-6);
+                expect("sgd p", sh, tp_test_rel_err(st[1][0], st[0][0], n),
+                       1e-6); /* same scalar update */
+                expect("sgd buf", sh, tp_test_rel_err(st[1][1], st[0][1], n), 1e-6);
                 same_bits("sgd p", sh, st[1][0], st[2][0], n * sizeof(float));
                 same_bits("sgd buf", sh, st[1][1], st[2][1], n * sizeof(float));
                 for (int k = 0; k < 3; k++)

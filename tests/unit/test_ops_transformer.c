@@ -15,19 +15,6 @@
 
 static tp_backend_t *g_ref, *g_cpu;
 
-/* max |a-r| / max(max |r|, 1e-30); NaN or inf anywhere is an infinite error. */
-static double relerr(const float *a, const float *r, size_t n)
-{
-    double maxdiff = 0, maxref = 1e-30;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - (double)r[i]);
-        if (!isfinite(d) || !isfinite(a[i])) return INFINITY;
-        if (d > maxdiff) maxdiff = d;
-        if (fabs(r[i]) > maxref) maxref = fabs(r[i]);
-    }
-    return maxdiff / maxref;
-}
-
 static void expect(const char *op, const char *shape, double e, double tol)
 {
     if (getenv("TP_TEST_VERBOSE")) printf("  %s(%s): err=%.3g tol=%.3g\n", op, shape, e, tol);
@@ -37,17 +24,6 @@ static void expect(const char *op, const char *shape, double e, double tol)
 static void same_bits(const char *op, const char *shape, const void *a, const void *b, size_t bytes)
 {
     CHECKF(memcmp(a, b, bytes) == 0, "%s(%s): results differ bitwise", op, shape);
-}
-
-static int32_t *tokens_for(int64_t n, int64_t V)
-{
-    int32_t *tok = xmalloc((size_t)n * sizeof(int32_t));
-    tp_rng_t r;
-    tp_rng_seed(&r, g_seed++, 1);
-    for (int64_t i = 0; i < n; i++)
-        tok[i] = (int32_t)tp_rng_below(&r, (uint64_t)V);
-    tok[n - 1] = tok[0]; /* at least one repeated token (two rows into one dwte row) */
-    return tok;
 }
 
 /* ---- embedding ----------------------------------------------------------------------------- */
@@ -62,14 +38,14 @@ static void test_embedding(void)
         size_t n = (size_t)(B * T * C), nte = (size_t)(V * C), npe = (size_t)(T * C);
         snprintf(sh, sizeof sh, "B=%lld T=%lld C=%lld V=%lld", (long long)B, (long long)T,
                  (long long)C, (long long)V);
-        int32_t *tok = tokens_for(B * T, V);
+        int32_t *tok = tp_test_tokens(B * T, V);
         float *wte = rnd(nte, 1.0f), *wpe = rnd(npe, 1.0f);
         float *yr = poisoned(n), *yc = poisoned(n), *yc2 = poisoned(n);
         tp_op_embedding_forward(g_ref, tok, wte, wpe, yr, B, T, C);
         tp_op_embedding_forward(g_cpu, tok, wte, wpe, yc, B, T, C);
         tp_op_embedding_forward(g_cpu, tok, wte, wpe, yc2, B, T, C);
         /* One fp32 add per element in both: exact. */
-        expect("embedding_forward", sh, relerr(yc, yr, n), 0.0);
+        expect("embedding_forward", sh, tp_test_rel_err(yc, yr, n), 0.0);
         same_bits("embedding_forward", sh, yc, yc2, n * sizeof(float));
 
         /* Accumulates onto non-zero gradients; the contract fixes the (b, t) order of the fp32
@@ -124,9 +100,9 @@ static void test_layernorm(void)
              * may move the last double bit, rarely the float). y: cpu normalises in fp32 from
              * the fp32 mean, whose rounding (half an ulp of |mean|, 1e-6 at 20) shifts xhat by
              * that over the std (~1.2): 1e-6 of max |y| ~ 3.5 then, a few ulps otherwise. */
-            expect("layernorm_forward mean", sh, relerr(mc, mr, (size_t)N), 1.2e-7);
-            expect("layernorm_forward rstd", sh, relerr(rc, rr, (size_t)N), 1.2e-7);
-            expect("layernorm_forward y", sh, relerr(yc, yr, n), offset ? 2e-6 : 1e-6);
+            expect("layernorm_forward mean", sh, tp_test_rel_err(mc, mr, (size_t)N), 1.2e-7);
+            expect("layernorm_forward rstd", sh, tp_test_rel_err(rc, rr, (size_t)N), 1.2e-7);
+            expect("layernorm_forward y", sh, tp_test_rel_err(yc, yr, n), offset ? 2e-6 : 1e-6);
             same_bits("layernorm_forward y", sh, yc, yc2, n * sizeof(float));
             same_bits("layernorm_forward mean", sh, mc, mc2, (size_t)N * sizeof(float));
             same_bits("layernorm_forward rstd", sh, rc, rc2, (size_t)N * sizeof(float));
@@ -143,11 +119,11 @@ static void test_layernorm(void)
             /* Both start from the same saved fp32 mean and rstd, and x - mean is exact in fp32
              * (Sterbenz), so the offset costs nothing here. dx: fp32 sums over C channels on cpu
              * (double on ref); dw, db: fp32 sums over N rows (in chunks) on cpu. */
-            expect("layernorm_backward dx", sh, relerr(g[1][0], g[0][0], n),
+            expect("layernorm_backward dx", sh, tp_test_rel_err(g[1][0], g[0][0], n),
                    1e-6 + 2.4e-7 * (double)C);
-            expect("layernorm_backward dw", sh, relerr(g[1][1], g[0][1], (size_t)C),
+            expect("layernorm_backward dw", sh, tp_test_rel_err(g[1][1], g[0][1], (size_t)C),
                    1e-6 + 2.4e-7 * (double)N);
-            expect("layernorm_backward db", sh, relerr(g[1][2], g[0][2], (size_t)C),
+            expect("layernorm_backward db", sh, tp_test_rel_err(g[1][2], g[0][2], (size_t)C),
                    1e-6 + 2.4e-7 * (double)N);
             same_bits("layernorm_backward dx", sh, g[1][0], g[2][0], n * sizeof(float));
             same_bits("layernorm_backward dw", sh, g[1][1], g[2][1], (size_t)C * sizeof(float));
@@ -213,7 +189,7 @@ static void test_attention(void)
          * the relative error of exp; out sums T fp32 products in both backends. */
         double tol = 1e-6 + 2.4e-7 * (double)(hs + T);
         expect("attention_forward att", sh, att_err(ac, ar, B * NH, T), tol);
-        expect("attention_forward out", sh, relerr(outc, outr, no), tol);
+        expect("attention_forward out", sh, tp_test_rel_err(outc, outr, no), tol);
         same_bits("attention_forward out", sh, outc, outc2, no * sizeof(float));
         same_bits("attention_forward att", sh, ac, ac2, na * sizeof(float));
         bool rows_sum = true;
@@ -235,7 +211,7 @@ static void test_attention(void)
         tp_op_attention_backward(g_cpu, dout, qkv, ar, outr, dc2, B, T, C, NH);
         /* fp32 dot products (hs terms) and fp32 sums over up to T positions on both sides; the
          * softmax Jacobian's difference datt - sum(att datt) can cancel, hence 4x. */
-        expect("attention_backward", sh, relerr(dc, dr, nqkv), 4 * tol);
+        expect("attention_backward", sh, tp_test_rel_err(dc, dr, nqkv), 4 * tol);
         same_bits("attention_backward", sh, dc, dc2, nqkv * sizeof(float));
 
         /* Decode: a cache with Tmax = T + 3 whose slots after pos are NaN (never read) must give
@@ -281,13 +257,13 @@ static void test_axpy_add(void)
         tp_op_axpy(g_cpu, yc, x, -0.37f, (int64_t)n);
         tp_op_axpy(g_cpu, yc2, x, -0.37f, (int64_t)n);
         /* Same expression; an FMA contraction on one side only would move one ulp. */
-        expect("axpy", sh, relerr(yc, yr, n), 1.2e-7);
+        expect("axpy", sh, tp_test_rel_err(yc, yr, n), 1.2e-7);
         same_bits("axpy", sh, yc, yc2, n * sizeof(float));
 
         float *sr = poisoned(n), *sc = poisoned(n);
         tp_op_add(g_ref, x, y0, sr, (int64_t)n);
         tp_op_add(g_cpu, x, y0, sc, (int64_t)n);
-        expect("add", sh, relerr(sc, sr, n), 0.0); /* one add: exact */
+        expect("add", sh, tp_test_rel_err(sc, sr, n), 0.0); /* one add: exact */
         /* In place, out aliasing either input. */
         float *a1 = fdup(x, n), *b1 = fdup(y0, n);
         tp_op_add(g_cpu, a1, y0, a1, (int64_t)n);
@@ -310,7 +286,7 @@ static void test_threads(void)
     size_t nq = (size_t)(N * 3 * C), no = (size_t)(N * C), na = (size_t)(B * NH * T * T);
     float *qkv = rnd(nq, 1.0f), *dout = rnd(no, 1.0f), *w = rnd((size_t)C, 1.0f);
     float *wte = rnd((size_t)(V * C), 1.0f), *wpe = rnd((size_t)(T * C), 1.0f);
-    int32_t *tok = tokens_for(N, V);
+    int32_t *tok = tp_test_tokens(N, V);
     size_t total =
         no + na + nq + no + 2 * (size_t)N + no + 2 * (size_t)C + (size_t)((V + T) * C) + no;
     float *res[3];

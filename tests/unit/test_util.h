@@ -103,16 +103,37 @@ static inline float *fdup(const float *x, size_t n)
     return y;
 }
 
+/* max_i |a-r| / max(max_i |r|, floor): relative to the reference's magnitude, or to floor where
+ * the reference is small; NaN or inf anywhere counts as an infinite error. */
+static inline double tp_test_err_floor(const float *a, const float *r, size_t n, double floor)
+{
+    double maxdiff = 0, maxref = floor;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)r[i]);
+        if (!isfinite(d) || !isfinite(a[i])) return INFINITY;
+        if (d > maxdiff) maxdiff = d;
+        if (fabs(r[i]) > maxref) maxref = fabs(r[i]);
+    }
+    return maxdiff / maxref;
+}
+
 /* max_i |a-b| / max(max_i |b|, tiny): relative to the reference's magnitude. */
 static inline double tp_test_rel_err(const float *a, const float *ref, size_t n)
 {
-    double maxdiff = 0, maxref = 1e-30;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - (double)ref[i]);
-        if (d > maxdiff || d != d) maxdiff = d != d ? INFINITY : d;
-        if (fabs(ref[i]) > maxref) maxref = fabs(ref[i]);
-    }
-    return maxdiff / maxref;
+    return tp_test_err_floor(a, ref, n, 1e-30);
+}
+
+/* n random token ids in [0, V) (xmalloc'd), the last equal to the first: at least one repeated
+ * token, so embedding backward adds two rows into one. */
+static inline int32_t *tp_test_tokens(int64_t n, int64_t V)
+{
+    int32_t *tok = xmalloc((size_t)n * sizeof(int32_t));
+    tp_rng_t r;
+    tp_rng_seed(&r, g_seed++, 1);
+    for (int64_t i = 0; i < n; i++)
+        tok[i] = (int32_t)tp_rng_below(&r, (uint64_t)V);
+    tok[n - 1] = tok[0];
+    return tok;
 }
 
 /* A fresh directory under $TMPDIR (or /tmp); caller owns the string. */

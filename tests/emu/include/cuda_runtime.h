@@ -24,7 +24,7 @@ struct uint3 {
     unsigned x, y, z;
 };
 /* CUDA's 16-byte vector. A load through a misaligned float4 pointer faults on a GPU: kernels
- * load them through att_load4 (cuda/attention_impl.h), which checks the alignment here. */
+ * load them through cuda/cuda_vec.h, which checks the alignment here. */
 struct alignas(16) float4 {
     float x, y, z, w;
 };

@@ -1,0 +1,202 @@
+/* The harness of test_cuda_ops.c (included once, by it): the two backends under comparison,
+ * the tolerance classes of the table at the top of test_cuda_ops.c, the results table, the error
+ * measures, and per-case arenas of host and device buffers (inputs random and non-zero, outputs
+ * poisoned with NaN, device pointers optionally one float off alignment) freed by case_end. */
+#ifndef TP_CUDA_OPS_HARNESS_H
+#define TP_CUDA_OPS_HARNESS_H
+
+#include <stdbool.h>
+
+#include "backend.h"
+#include "test_util.h"
+
+static tp_backend_t *g_ref, *g_gpu;
+static int g_prec; /* 0 = fp32, 1 = bf16 */
+static const char *const g_prec_name[2] = {"fp32", "bf16"};
+
+/* ---- tolerances (the table above) ---------------------------------------------------------- */
+
+typedef enum { K_EXACT, K_SUMSQ, K_ELEM, K_GEMM, K_ATTN } tol_kind_t;
+
+static double tol(tol_kind_t k)
+{
+    switch (k) {
+    case K_EXACT:
+        return 0.0;
+    case K_SUMSQ:
+        return 1e-12;
+    case K_ELEM:
+        return g_prec ? 1e-2 : 1e-5;
+    case K_GEMM:
+        return g_prec ? 1e-2 : 2e-3;
+    case K_ATTN:
+        return g_prec ? 1e-2 : 5e-3;
+    }
+    return 0.0;
+}
+
+/* ---- the summary table: worst error of each (op, precision) -------------------------------- */
+
+typedef struct {
+    char op[48];
+    int prec;
+    double err, tol;
+    int cases;
+} row_t;
+
+#define MAX_ROWS 128
+static row_t g_rows[MAX_ROWS];
+static int g_nrows;
+
+static void expect(const char *op, const char *shape, double e, tol_kind_t kind)
+{
+    double t = tol(kind);
+    if (e != e) e = INFINITY;
+    if (getenv("TP_TEST_VERBOSE"))
+        printf("  [%s] %s(%s): err=%.3g tol=%.3g\n", g_prec_name[g_prec], op, shape, e, t);
+    CHECKF(e <= t, "[%s] %s(%s): err=%.3g > tol=%.3g", g_prec_name[g_prec], op, shape, e, t);
+    int i = 0;
+    while (i < g_nrows && !(g_rows[i].prec == g_prec && strcmp(g_rows[i].op, op) == 0))
+        i++;
+    if (i == g_nrows) {
+        if (g_nrows == MAX_ROWS) return;
+        g_nrows++;
+        snprintf(g_rows[i].op, sizeof g_rows[i].op, "%s", op);
+        g_rows[i].prec = g_prec;
+        g_rows[i].err = 0;
+        g_rows[i].tol = t;
+        g_rows[i].cases = 0;
+    }
+    if (e > g_rows[i].err) g_rows[i].err = e;
+    g_rows[i].cases++;
+}
+
+static void print_table(void)
+{
+    printf("\n%-30s | %-9s | %-12s | %-9s | %s\n", "op", "precision", "max rel err", "tolerance",
+           "ok");
+    printf("-------------------------------+-----------+--------------+-----------+----\n");
+    for (int i = 0; i < g_nrows; i++)
+        printf("%-30s | %-9s | %-12.3g | %-9.3g | %s\n", g_rows[i].op, g_prec_name[g_rows[i].prec],
+               g_rows[i].err, g_rows[i].tol, g_rows[i].err <= g_rows[i].tol ? "yes" : "NO");
+    printf("\n");
+}
+
+/* ---- error measures ------------------------------------------------------------------------ */
+
+/* 0 when the bytes are equal, else the fraction of differing bytes (> 0, fails K_EXACT). */
+static double bytes_differ(const void *a, const void *b, size_t n)
+{
+    const uint8_t *x = a, *y = b;
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++)
+        bad += x[i] != y[i];
+    return n ? (double)bad / (double)n : 0.0;
+}
+
+/* ---- memory: host and device arenas freed at the end of each case -------------------------- */
+
+#define MAX_LIVE 128
+static void *g_host[MAX_LIVE], *g_dev[MAX_LIVE];
+static int g_nhost, g_ndev;
+
+static void *hkeep(void *p)
+{
+    if (g_nhost == MAX_LIVE) {
+        fprintf(stderr, "test_cuda_ops: host arena full\n");
+        exit(2);
+    }
+    return g_host[g_nhost++] = p;
+}
+
+static float *hrnd(size_t n, float scale)
+{
+    return hkeep(rnd(n, scale));
+}
+
+static float *hnan(size_t n)
+{
+    return hkeep(poisoned(n));
+}
+
+static void *hbytes(size_t bytes, int fill)
+{
+    void *p = hkeep(xmalloc(bytes));
+    memset(p, fill, bytes);
+    return p;
+}
+
+static float *hdup(const float *x, size_t n)
+{
+    return hkeep(fdup(x, n));
+}
+
+static void *dalloc(size_t bytes)
+{
+    if (g_ndev == MAX_LIVE) {
+        fprintf(stderr, "test_cuda_ops: device arena full\n");
+        exit(2);
+    }
+    void *p = tp_backend_alloc(g_gpu, bytes ? bytes : 16, "test_cuda_ops");
+    if (!p) {
+        fprintf(stderr, "test_cuda_ops: device allocation of %zu bytes failed\n", bytes);
+        exit(2);
+    }
+    return g_dev[g_ndev++] = p;
+}
+
+/* Device copy of host bytes. */
+static void *dput(const void *host, size_t bytes)
+{
+    void *d = dalloc(bytes);
+    if (bytes) tp_backend_upload(g_gpu, d, host, bytes);
+    return d;
+}
+
+static float *dputf(const float *host, size_t n)
+{
+    return dput(host, n * sizeof(float));
+}
+
+/* Device array of n floats starting one float past the allocation's (aligned) start, holding
+ * host's values: vectorised kernels must handle pointers that are not 16-byte aligned. */
+static float *dputf_off(const float *host, size_t n)
+{
+    float *d = dalloc((n + 1) * sizeof(float));
+    if (n) tp_backend_upload(g_gpu, d + 1, host, n * sizeof(float));
+    return d + 1;
+}
+
+static float *dnan(size_t n)
+{
+    float *h = poisoned(n);
+    float *d = dputf(h, n);
+    free(h);
+    return d;
+}
+
+/* Host copy of device bytes (after the stream's work is done). */
+static void *dget(const void *dev, size_t bytes)
+{
+    void *h = hkeep(xmalloc(bytes ? bytes : 1));
+    tp_backend_synchronize(g_gpu);
+    if (bytes) tp_backend_download(g_gpu, h, dev, bytes);
+    return h;
+}
+
+static float *dgetf(const float *dev, size_t n)
+{
+    return dget(dev, n * sizeof(float));
+}
+
+static void case_end(void)
+{
+    tp_backend_synchronize(g_gpu);
+    for (int i = 0; i < g_ndev; i++)
+        tp_backend_release(g_gpu, g_dev[i]);
+    for (int i = 0; i < g_nhost; i++)
+        free(g_host[i]);
+    g_ndev = g_nhost = 0;
+}
+
+#endif
