@@ -12,24 +12,28 @@
 constexpr int kAttThreads = 256;
 
 /* Forward and decode: q, k, v, out point at head 0 of batch 0; row r of batch b at
- * base + b * bstride + r * rstride. Query rows are 0..nq-1 at positions qpos0 + row; keys
- * 0..nkv-1; key j is visible to position t when j <= t. */
+ * base + b * bstride + r * rstride (in elements). Query rows are 0..nq-1 at positions
+ * qpos0 + row; keys 0..nkv-1; key j is visible to position t when j <= t. */
 struct AttFwdArgs {
     const float *q, *k, *v;
-    float *out, *lse; /* lse [B, NH, nq], or NULL */
+    void *out;  /* a compute copy (cuda_vec.h's cval_put with cbf16) */
+    float *lse; /* [B, NH, nq], or NULL */
     int64_t q_bstride, q_rstride, kv_bstride, kv_rstride, o_bstride, o_rstride;
     int NH, hs, nq, nkv, qpos0;
     float scale;
-    bool vec; /* tensor-core tile loads may read float4 (att_vec_ok) */
+    bool vec;   /* tensor-core tile loads may read float4 (att_vec_ok) */
+    bool cbf16; /* the compute copies' element type: bf16, else float */
 };
 
 struct AttBwdArgs {
     const float *qkv, *dout, *lse;
-    const float *out;   /* the forward's output [B, T, C] (the tensor-core path's D_i) */
-    float *dqkv, *dsum; /* dsum: D_i [B, NH, T], written before the kernels that read it */
+    const void *out; /* the forward's output [B, T, C], a compute copy: the tc path's D_i */
+    void *dqkv;      /* a compute copy */
+    float *dsum;     /* D_i [B, NH, T], written before the kernels that read it */
     int T, C, NH, hs;
     float scale;
-    bool vec;
+    bool vec;   /* of q, k, v and dout; out and dqkv are accessed element by element */
+    bool cbf16; /* out's and dqkv's element type: bf16, else float */
 };
 
 /* 16-byte loads of head rows are safe: every pointer 16-byte aligned, every row stride and the

@@ -158,7 +158,7 @@ static tp_status_t cuda_setup(tp_backend_t *be, cuda_state_t *s)
     INIT_CUBLAS(cublasCreate(&h));
     s->cublas = h;
     INIT_CUBLAS(cublasSetStream(s->cublas, s->stream));
-    // gemm names its compute type per call (TF32 or bf16 tensor cores, cuda_gemm); the handle's
+    // gemm names its compute type per call (TF32 or bf16 tensor cores, gemm_ex); the handle's
     // default math mode matches runtime.precision = "fp32" for anything else.
     INIT_CUBLAS(cublasSetMathMode(s->cublas, CUBLAS_TF32_TENSOR_OP_MATH));
 
@@ -442,13 +442,15 @@ static int gemm_int(int64_t v, const char *what)
     return (int)v;
 }
 
-// Row-major C[M,N] = alpha op(A) op(B) + beta C (backend.h). A row-major matrix with leading
-// dimension ld is the column-major transpose with the same ld, so cuBLAS computes
-// C^T[N,M] = op(B)^T op(A)^T: B first, A second, M and N swapped, each transpose flag kept
-// (row-major A untransposed is A^T column-major, which is what op(A)^T needs: CUBLAS_OP_N).
-static void cuda_gemm(tp_backend_t *be, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
-                      float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
-                      float beta, float *C, int64_t ldc)
+// Row-major C[M,N] = alpha op(A) op(B) + beta C (backend.h), C float32, A and B of cuBLAS type
+// `ab`. A row-major matrix with leading dimension ld is the column-major transpose with the same
+// ld, so cuBLAS computes C^T[N,M] = op(B)^T op(A)^T: B first, A second, M and N swapped, each
+// transpose flag kept (row-major A untransposed is A^T column-major, which is what op(A)^T needs:
+// CUBLAS_OP_N).
+static void gemm_ex(tp_backend_t *be, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
+                    float alpha, const void *A, int64_t lda, const void *B, int64_t ldb,
+                    cudaDataType_t ab, float beta, float *C, int64_t ldc,
+                    cublasComputeType_t compute)
 {
     if (M <= 0 || N <= 0) return;
     cuda_state_t *s = state_of(be);
@@ -459,13 +461,37 @@ static void cuda_gemm(tp_backend_t *be, bool ta, bool tb, int64_t M, int64_t N, 
         TP_CUDA_LAUNCHED();
         return;
     }
-    cublasComputeType_t compute =
-        s->precision == TP_PREC_BF16 ? CUBLAS_COMPUTE_32F_FAST_16BF : CUBLAS_COMPUTE_32F_FAST_TF32;
     CUBLAS_FATAL(cublasGemmEx(s->cublas, tb ? CUBLAS_OP_T : CUBLAS_OP_N,
                               ta ? CUBLAS_OP_T : CUBLAS_OP_N, gemm_int(N, "N"), gemm_int(M, "M"),
-                              gemm_int(K, "K"), &alpha, B, CUDA_R_32F, gemm_int(ldb, "ldb"), A,
-                              CUDA_R_32F, gemm_int(lda, "lda"), &beta, C, CUDA_R_32F,
-                              gemm_int(ldc, "ldc"), compute, CUBLAS_GEMM_DEFAULT));
+                              gemm_int(K, "K"), &alpha, B, ab, gemm_int(ldb, "ldb"), A, ab,
+                              gemm_int(lda, "lda"), &beta, C, CUDA_R_32F, gemm_int(ldc, "ldc"),
+                              compute, CUBLAS_GEMM_DEFAULT));
+}
+
+// float32 operands: TF32 tensor cores, or under "bf16" operands rounded to bf16 by cuBLAS.
+static void cuda_gemm(tp_backend_t *be, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
+                      float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
+                      float beta, float *C, int64_t ldc)
+{
+    cublasComputeType_t compute = state_of(be)->precision == TP_PREC_BF16
+                                      ? CUBLAS_COMPUTE_32F_FAST_16BF
+                                      : CUBLAS_COMPUTE_32F_FAST_TF32;
+    gemm_ex(be, ta, tb, M, N, K, alpha, A, lda, B, ldb, CUDA_R_32F, beta, C, ldc, compute);
+}
+
+// Compute-copy operands: under "bf16" they are bf16 already, so cuBLAS reads half the bytes and
+// accumulates in fp32 (CUBLAS_COMPUTE_32F: no further rounding of the inputs); under "fp32" they
+// are float32 and this is cuda_gemm.
+static void cuda_gemm_c(tp_backend_t *be, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
+                        float alpha, const tp_cval_t *A, int64_t lda, const tp_cval_t *B,
+                        int64_t ldb, float beta, float *C, int64_t ldc)
+{
+    if (state_of(be)->precision == TP_PREC_BF16)
+        gemm_ex(be, ta, tb, M, N, K, alpha, A, lda, B, ldb, CUDA_R_16BF, beta, C, ldc,
+                CUBLAS_COMPUTE_32F);
+    else
+        cuda_gemm(be, ta, tb, M, N, K, alpha, tp_cval_cf32(A), lda, tp_cval_cf32(B), ldb, beta, C,
+                  ldc);
 }
 
 // ---- the interface ----------------------------------------------------------------------------
@@ -483,6 +509,12 @@ extern "C" const tp_backend_iface_t tp_backend_cuda_iface = {
     .upload = cuda_upload,
     .download = cuda_download,
     .gemm = cuda_gemm,
+    .gemm_c = cuda_gemm_c,
+    .to_compute = tp_cuda_to_compute,
+    .bias_grad_c = tp_cuda_bias_grad_c,
+    .act_forward_c = tp_cuda_act_forward_c,
+    .act_backward_c = tp_cuda_act_backward_c,
+    .softmax_xent_backward_c = tp_cuda_softmax_xent_backward_c,
     .bias_add = tp_cuda_bias_add,
     .bias_grad = tp_cuda_bias_grad,
     .act_forward = tp_cuda_act_forward,

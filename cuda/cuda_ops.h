@@ -2,7 +2,8 @@
  * with the same signature and meaning (runtime/backend.h). backend_cuda.cu fills the interface
  * struct with them; kernels live in kernels_*.cu by family. All pointers are device memory;
  * every op is enqueued on the backend's stream (tp_cuda_stream) and returns without waiting;
- * reductions (sumsq_to, sum_to) leave their result in device memory. */
+ * reductions (sumsq_to, sum_to) leave their result in device memory. Compute copies (tp_cval_t)
+ * hold bf16 under runtime.precision "bf16" (tp_cuda_precision), float otherwise. */
 #ifndef TP_CUDA_OPS_H
 #define TP_CUDA_OPS_H
 
@@ -17,9 +18,15 @@ void tp_cuda_bias_add(tp_backend_t *be, float *y, const float *b, int64_t rows, 
                       bool per_row);
 void tp_cuda_bias_grad(tp_backend_t *be, const float *dy, float *db, int64_t rows, int64_t cols,
                        bool per_row);
+void tp_cuda_bias_grad_c(tp_backend_t *be, const tp_cval_t *dy, float *db, int64_t rows,
+                         int64_t cols, bool per_row);
+void tp_cuda_to_compute(tp_backend_t *be, const float *x, tp_cval_t *y, int64_t n);
 void tp_cuda_act_forward(tp_backend_t *be, tp_act_t act, const float *x, float *y, int64_t n);
 void tp_cuda_act_backward(tp_backend_t *be, tp_act_t act, const float *x, const float *dy,
                           float *dx, int64_t n);
+void tp_cuda_act_forward_c(tp_backend_t *be, tp_act_t act, const float *x, tp_cval_t *y, int64_t n);
+void tp_cuda_act_backward_c(tp_backend_t *be, tp_act_t act, const float *x, const float *dy,
+                            tp_cval_t *dx, int64_t n);
 void tp_cuda_dropout_forward(tp_backend_t *be, const float *x, float *y, uint8_t *mask,
                              int64_t rows, int64_t cols, float p, uint64_t seed, uint64_t stream,
                              int64_t row0);
@@ -29,6 +36,8 @@ void tp_cuda_softmax_xent_forward(tp_backend_t *be, const float *logits, const i
                                   float *probs, float *loss, int64_t B, int64_t C);
 void tp_cuda_softmax_xent_backward(tp_backend_t *be, const float *probs, const int32_t *labels,
                                    float *dlogits, int64_t B, int64_t C, float scale);
+void tp_cuda_softmax_xent_backward_c(tp_backend_t *be, const float *probs, const int32_t *labels,
+                                     tp_cval_t *dlogits, int64_t B, int64_t C, float scale);
 void tp_cuda_sumsq_to(tp_backend_t *be, const float *x, int64_t n, double *out, bool accumulate);
 void tp_cuda_sum_to(tp_backend_t *be, const float *x, int64_t n, double *out, bool accumulate);
 void tp_cuda_clip_by_norm(tp_backend_t *be, float *x, int64_t n, const double *sumsq,
@@ -61,19 +70,19 @@ void tp_cuda_embedding_forward(tp_backend_t *be, const int32_t *tokens, const fl
 void tp_cuda_embedding_backward(tp_backend_t *be, const float *dout, const int32_t *tokens,
                                 float *dwte, float *dwpe, int64_t B, int64_t T, int64_t C);
 void tp_cuda_layernorm_forward(tp_backend_t *be, const float *x, const float *w, const float *b,
-                               float *y, float *mean, float *rstd, int64_t N, int64_t C);
+                               tp_cval_t *y, float *mean, float *rstd, int64_t N, int64_t C);
 void tp_cuda_layernorm_backward(tp_backend_t *be, const float *dy, const float *x, const float *w,
                                 const float *mean, const float *rstd, float *dx, float *dw,
                                 float *db, int64_t N, int64_t C);
 int64_t tp_cuda_attention_att_numel(tp_backend_t *be, int64_t B, int64_t T, int64_t NH);
-void tp_cuda_attention_forward(tp_backend_t *be, const float *qkv, float *out, float *att,
+void tp_cuda_attention_forward(tp_backend_t *be, const float *qkv, tp_cval_t *out, float *att,
                                int64_t B, int64_t T, int64_t C, int64_t NH);
 void tp_cuda_attention_backward(tp_backend_t *be, const float *dout, const float *qkv,
-                                const float *att, const float *out, float *dqkv, int64_t B,
+                                const float *att, const tp_cval_t *out, tp_cval_t *dqkv, int64_t B,
                                 int64_t T, int64_t C, int64_t NH);
 void tp_cuda_attention_decode(tp_backend_t *be, const float *q, const float *kcache,
-                              const float *vcache, float *out, int64_t B, int64_t pos, int64_t Tmax,
-                              int64_t C, int64_t NH);
+                              const float *vcache, tp_cval_t *out, int64_t B, int64_t pos,
+                              int64_t Tmax, int64_t C, int64_t NH);
 
 #ifdef __cplusplus
 }

@@ -2,8 +2,10 @@
  * FlashAttention-2's forward and backward with every product on mma.sync m16n8k16 (bf16 inputs,
  * fp32 accumulation) and the softmax, D and dS in fp32, all in registers: the fragment layout of
  * an m16n8 accumulator is, pair by pair, the layout of an m16k16 A operand, so S turns into P (and
- * dP into dS) without going through shared memory. Checked in CI on the CPU by tests/emu (the GPU
- * op test's tolerances), whose mma is emulated from the PTX ISA's fragment layout. */
+ * dP into dS) without going through shared memory. Inputs (qkv, dout) are fp32 and rounded to
+ * bf16 as tiles are loaded; out and dqkv are compute copies (bf16 in this precision), written once
+ * per element from the fp32 accumulators. Checked in CI on the CPU by tests/emu (the GPU op
+ * test's tolerances), whose mma is emulated from the PTX ISA's fragment layout. */
 #include "attention_impl.h"
 #include "cuda_ops.h"
 
@@ -282,8 +284,17 @@ template <int D> struct FwdSmem {
     static constexpr size_t bytes = vt + Tile<D>::trans;
 };
 
+/* Blocks per SM the forward is compiled for (0: ptxas's choice). At D = 64 that bound keeps it
+ * at 128 registers (a few bytes of spill) and 4 blocks per SM; left to itself, ptxas takes 130
+ * for the run-time choice of the output's element type, and only 3 blocks fit. */
+constexpr int fwd_tc_min_blocks(int D)
+{
+    return D == 64 ? 4 : 0;
+}
+
 template <int D>
-__global__ void __launch_bounds__(kTcThreads) attention_forward_tc_kernel(AttFwdArgs a)
+__global__ void __launch_bounds__(kTcThreads, fwd_tc_min_blocks(D))
+    attention_forward_tc_kernel(AttFwdArgs a)
 {
     using S = FwdSmem<D>;
     extern __shared__ __align__(128) uint8_t tc_smem[];
@@ -358,8 +369,9 @@ __global__ void __launch_bounds__(kTcThreads) attention_forward_tc_kernel(AttFwd
         const float lsum = quad_sum(l[r]);
         const int row = l0 + 16 * warp + g + 8 * r;
         if (row >= a.nq) continue;
-        float *out = a.out + b * a.o_bstride + row * a.o_rstride + (int64_t)h * a.hs;
-        acc_row<D>(o, r, a.hs, [&](int d, float v) { out[d] = v / lsum; });
+        const int64_t out = b * a.o_bstride + row * a.o_rstride + (int64_t)h * a.hs;
+        acc_row<D>(o, r, a.hs,
+                   [&](int d, float v) { cval_put(a.out, out + d, v / lsum, a.cbf16); });
         if (a.lse && t == 0) a.lse[(int64_t)bh * a.nq + row] = m[r] + logf(lsum);
     }
 }
@@ -367,7 +379,9 @@ __global__ void __launch_bounds__(kTcThreads) attention_forward_tc_kernel(AttFwd
 /* ---- backward ----------------------------------------------------------------------------------
  * FlashAttention-2's backward, P, dP, D and dS in fp32 (dS = P (dP - D) is formed before
  * rounding, so no bf16 value carries a cancellation). 128 threads:
- *   kernel 0 (attention_dsum_kernel): D_i = dO_i . O_i from the forward's fp32 output;
+ *   kernel 0 (attention_dsum_kernel): D_i = dO_i . O_i from the forward's output as stored (a
+ *     compute copy, bf16 here: O's rounding, 2^-9 relative, reaches D, as in FlashAttention-2,
+ *     which reads its bf16 O too; recomputing O would cost a pass over K and V);
  *   kernel 1, per query tile: over the key tiles it sees, S = Q K^T and dP = dO V^T, then
  *     dQ += scale dS K (K transposed in shared memory);
  *   kernel 2, per key tile: over the query tiles that see it, S^T = K Q^T and dP^T = V dO^T,
@@ -376,7 +390,7 @@ __global__ void __launch_bounds__(kTcThreads) attention_forward_tc_kernel(AttFwd
  * its accumulators in registers. No atomics: every element is written once, so the result is
  * the same on every run. */
 
-/* D_i for every (batch, head, position), one warp each, in fp32. */
+/* D_i for every (batch, head, position), one warp each, summed in fp32. */
 __global__ void __launch_bounds__(256) attention_dsum_kernel(AttBwdArgs a, int64_t rows)
 {
     const int lane = threadIdx.x % 32;
@@ -386,7 +400,7 @@ __global__ void __launch_bounds__(256) attention_dsum_kernel(AttBwdArgs a, int64
     const int64_t off = (b * a.T + t) * a.C + h * a.hs;
     float s = 0.0f;
     for (int d = lane; d < a.hs; d += 32)
-        s += a.dout[off + d] * a.out[off + d];
+        s += a.dout[off + d] * cval_get(a.out, off + d, a.cbf16);
     for (int o = 16; o > 0; o /= 2)
         s += __shfl_xor_sync(0xffffffffu, s, o);
     if (lane == 0) a.dsum[bh * a.T + t] = s;
@@ -452,8 +466,9 @@ __global__ void __launch_bounds__(kTcThreads) attention_backward_dq_tc_kernel(At
 #pragma unroll
     for (int r = 0; r < 2; r++) {
         if (tpos[r] >= T) continue;
-        float *dqr = a.dqkv + ((int64_t)b * T + tpos[r]) * C3 + (int64_t)h * a.hs;
-        acc_row<D>(dq, r, a.hs, [&](int d, float v) { dqr[d] = a.scale * v; });
+        const int64_t dqr = ((int64_t)b * T + tpos[r]) * C3 + (int64_t)h * a.hs;
+        acc_row<D>(dq, r, a.hs,
+                   [&](int d, float v) { cval_put(a.dqkv, dqr + d, a.scale * v, a.cbf16); });
     }
 }
 
@@ -518,9 +533,11 @@ __global__ void __launch_bounds__(kTcThreads, 3) attention_backward_dkv_tc_kerne
 #pragma unroll
     for (int r = 0; r < 2; r++) {
         if (kpos[r] >= T) continue;
-        float *dkv = a.dqkv + ((int64_t)b * T + kpos[r]) * C3 + (int64_t)h * a.hs;
-        acc_row<D>(dk, r, a.hs, [&](int d, float v) { dkv[a.C + d] = a.scale * v; });
-        acc_row<D>(dv, r, a.hs, [&](int d, float v) { dkv[2 * a.C + d] = v; });
+        const int64_t dkv = ((int64_t)b * T + kpos[r]) * C3 + (int64_t)h * a.hs;
+        acc_row<D>(dk, r, a.hs,
+                   [&](int d, float v) { cval_put(a.dqkv, dkv + a.C + d, a.scale * v, a.cbf16); });
+        acc_row<D>(dv, r, a.hs,
+                   [&](int d, float v) { cval_put(a.dqkv, dkv + 2 * a.C + d, v, a.cbf16); });
     }
 }
 

@@ -1,7 +1,9 @@
 // Elementwise ops, reductions (bias gradients, softmax cross-entropy, sum of squares) and the
 // optimizer updates of the CUDA backend. Each computes what runtime/backend_ref.c computes (the
 // scalar formulas of runtime/ops_math.h are ported below); reductions use a fixed order (fixed
-// block sizes and chunking, no atomics), so results are the same on every run.
+// block sizes and chunking, no atomics), so results are the same on every run. The _c ops read or
+// write compute copies: their kernels are templates on the copy's element type (cuda_vec.h), the
+// float instantiation being the plain op's kernel, so under "fp32" both give the same bits.
 #include <float.h>
 #include <stdint.h>
 
@@ -112,22 +114,24 @@ void tp_cuda_bias_add(tp_backend_t *be, float *y, const float *b, int64_t rows, 
     TP_CUDA_LAUNCHED();
 }
 
-// per_row: one block per row, double partial sums reduced in a fixed tree.
-static __global__ void bias_grad_rows_kernel(const float *dy, float *db, int64_t rows, int64_t cols)
+// per_row: one block per row, double partial sums reduced in a fixed tree. T: dy's element type.
+template <typename T>
+static __global__ void bias_grad_rows_kernel(const T *dy, float *db, int64_t rows, int64_t cols)
 {
     __shared__ double sh[32];
     for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
-        const float *d = dy + r * cols;
+        const T *d = dy + r * cols;
         double s = 0.0;
         for (int64_t c = threadIdx.x; c < cols; c += blockDim.x)
-            s += (double)d[c];
+            s += (double)cval_get(d + c);
         s = block_sum(s, sh);
         if (threadIdx.x == 0) db[r] += (float)s;
     }
 }
 
 // Per column: partial[chunk, c] = sum of dy[r, c] over the chunk's BIAS_GRAD_ROWS rows, in order.
-static __global__ void bias_grad_cols_partial_kernel(const float *dy, double *partial, int64_t rows,
+template <typename T>
+static __global__ void bias_grad_cols_partial_kernel(const T *dy, double *partial, int64_t rows,
                                                      int64_t cols, int64_t nchunks)
 {
     for (int64_t k = blockIdx.y; k < nchunks; k += gridDim.y) {
@@ -137,7 +141,7 @@ static __global__ void bias_grad_cols_partial_kernel(const float *dy, double *pa
              c += (int64_t)gridDim.x * blockDim.x) {
             double s = 0.0;
             for (int64_t r = r0; r < r1; r++)
-                s += (double)dy[r * cols + c];
+                s += (double)cval_get(dy + r * cols + c);
             partial[k * cols + c] = s;
         }
     }
@@ -156,14 +160,15 @@ static __global__ void bias_grad_cols_final_kernel(const double *partial, float 
     }
 }
 
-void tp_cuda_bias_grad(tp_backend_t *be, const float *dy, float *db, int64_t rows, int64_t cols,
-                       bool per_row)
+template <typename T>
+static void bias_grad(tp_backend_t *be, const T *dy, float *db, int64_t rows, int64_t cols,
+                      bool per_row)
 {
     if (rows <= 0 || cols <= 0) return; // nothing to add (db += 0)
     cudaStream_t st = tp_cuda_stream(be);
     if (per_row) {
         unsigned g = (unsigned)(rows < MAX_BLOCKS ? rows : MAX_BLOCKS);
-        bias_grad_rows_kernel<<<g, RED_THREADS, 0, st>>>(dy, db, rows, cols);
+        bias_grad_rows_kernel<T><<<g, RED_THREADS, 0, st>>>(dy, db, rows, cols);
         TP_CUDA_LAUNCHED();
         return;
     }
@@ -171,47 +176,98 @@ void tp_cuda_bias_grad(tp_backend_t *be, const float *dy, float *db, int64_t row
     double *partial =
         (double *)tp_cuda_scratch(be, 1, (size_t)nchunks * (size_t)cols * sizeof(double));
     dim3 grid(blocks_for(cols, EW_THREADS), (unsigned)(nchunks < 65535 ? nchunks : 65535));
-    bias_grad_cols_partial_kernel<<<grid, EW_THREADS, 0, st>>>(dy, partial, rows, cols, nchunks);
+    bias_grad_cols_partial_kernel<T><<<grid, EW_THREADS, 0, st>>>(dy, partial, rows, cols, nchunks);
     TP_CUDA_LAUNCHED();
     bias_grad_cols_final_kernel<<<blocks_for(cols, EW_THREADS), EW_THREADS, 0, st>>>(partial, db,
                                                                                      cols, nchunks);
     TP_CUDA_LAUNCHED();
 }
 
+void tp_cuda_bias_grad(tp_backend_t *be, const float *dy, float *db, int64_t rows, int64_t cols,
+                       bool per_row)
+{
+    bias_grad(be, dy, db, rows, cols, per_row);
+}
+
+void tp_cuda_bias_grad_c(tp_backend_t *be, const tp_cval_t *dy, float *db, int64_t rows,
+                         int64_t cols, bool per_row)
+{
+    if (tp_cuda_precision(be) == TP_PREC_BF16)
+        bias_grad(be, cval_bf16(dy), db, rows, cols, per_row);
+    else
+        bias_grad(be, tp_cval_cf32(dy), db, rows, cols, per_row);
+}
+
 // ---- activations --------------------------------------------------------------------------------
 
-static __global__ void act_forward_kernel(int act, const float *x, float *y, int64_t n)
+// T: the output's element type (float, or bf16 for a compute copy).
+template <typename T>
+static __global__ void act_forward_kernel(int act, const float *x, T *y, int64_t n)
 {
     GRID_STRIDE(i, n)
     {
-        y[i] = act_f(act, x[i]);
+        cval_put(y + i, act_f(act, x[i]));
     }
 }
 
-static __global__ void act_backward_kernel(int act, const float *x, const float *dy, float *dx,
+template <typename T>
+static __global__ void act_backward_kernel(int act, const float *x, const float *dy, T *dx,
                                            int64_t n)
 {
     GRID_STRIDE(i, n)
     {
-        dx[i] = dy[i] * act_df(act, x[i]);
+        cval_put(dx + i, dy[i] * act_df(act, x[i]));
     }
+}
+
+template <typename T>
+static void act_forward(tp_backend_t *be, tp_act_t act, const float *x, T *y, int64_t n)
+{
+    if (n <= 0) return;
+    act_forward_kernel<T>
+        <<<blocks_for(n, EW_THREADS), EW_THREADS, 0, tp_cuda_stream(be)>>>((int)act, x, y, n);
+    TP_CUDA_LAUNCHED();
+}
+
+template <typename T>
+static void act_backward(tp_backend_t *be, tp_act_t act, const float *x, const float *dy, T *dx,
+                         int64_t n)
+{
+    if (n <= 0) return;
+    act_backward_kernel<T>
+        <<<blocks_for(n, EW_THREADS), EW_THREADS, 0, tp_cuda_stream(be)>>>((int)act, x, dy, dx, n);
+    TP_CUDA_LAUNCHED();
 }
 
 void tp_cuda_act_forward(tp_backend_t *be, tp_act_t act, const float *x, float *y, int64_t n)
 {
-    if (n <= 0) return;
-    act_forward_kernel<<<blocks_for(n, EW_THREADS), EW_THREADS, 0, tp_cuda_stream(be)>>>((int)act,
-                                                                                         x, y, n);
-    TP_CUDA_LAUNCHED();
+    act_forward(be, act, x, y, n);
 }
 
 void tp_cuda_act_backward(tp_backend_t *be, tp_act_t act, const float *x, const float *dy,
                           float *dx, int64_t n)
 {
-    if (n <= 0) return;
-    act_backward_kernel<<<blocks_for(n, EW_THREADS), EW_THREADS, 0, tp_cuda_stream(be)>>>(
-        (int)act, x, dy, dx, n);
-    TP_CUDA_LAUNCHED();
+    act_backward(be, act, x, dy, dx, n);
+}
+
+// Under "fp32" these are the plain ops (which also take y == x, dx == dy); under "bf16" the
+// output must not overlap the inputs: bf16 element i lies inside float i / 2, which another
+// thread may not have read yet.
+void tp_cuda_act_forward_c(tp_backend_t *be, tp_act_t act, const float *x, tp_cval_t *y, int64_t n)
+{
+    if (tp_cuda_precision(be) == TP_PREC_BF16)
+        act_forward(be, act, x, cval_bf16(y), n);
+    else
+        act_forward(be, act, x, tp_cval_f32(y), n);
+}
+
+void tp_cuda_act_backward_c(tp_backend_t *be, tp_act_t act, const float *x, const float *dy,
+                            tp_cval_t *dx, int64_t n)
+{
+    if (tp_cuda_precision(be) == TP_PREC_BF16)
+        act_backward(be, act, x, dy, cval_bf16(dx), n);
+    else
+        act_backward(be, act, x, dy, tp_cval_f32(dx), n);
 }
 
 // ---- dropout: the same mask and values as the host backends, bit for bit ---------------------
@@ -430,19 +486,22 @@ static __global__ void softmax_xent_forward_kernel(const float *logits, const in
     }
 }
 
+// G: dlogits' element type. Its vector stores (16 bytes of float, 8 of bf16) line up with the
+// probabilities' float4 loads when the two rows have the same phase (vec_phase).
+template <typename G>
 static __global__ void softmax_xent_backward_kernel(const float *probs, const int32_t *labels,
-                                                    float *dlogits, int64_t B, int64_t C,
-                                                    float scale)
+                                                    G *dlogits, int64_t B, int64_t C, float scale)
 {
     const int tid = threadIdx.x, T = blockDim.x;
     for (int64_t b = blockIdx.x; b < B; b += gridDim.x) {
         const float *p = probs + b * C;
-        float *d = dlogits + b * C;
+        G *d = dlogits + b * C;
         const int64_t y = labels[b]; // out of range: no column matches, as in ref
-        if (((uintptr_t)p ^ (uintptr_t)d) % 16 == 0) {
+        if (vec_phase(p) == vec_phase(d)) {
             const int64_t h = head_len(p, C), nv = (C - h) / 4, t0 = h + 4 * nv;
-            if (tid < h) d[tid] = scale * (p[tid] - (tid == y ? 1.0f : 0.0f));
-            if (tid < C - t0) d[t0 + tid] = scale * (p[t0 + tid] - (t0 + tid == y ? 1.0f : 0.0f));
+            if (tid < h) cval_put(d + tid, scale * (p[tid] - (tid == y ? 1.0f : 0.0f)));
+            if (tid < C - t0)
+                cval_put(d + t0 + tid, scale * (p[t0 + tid] - (t0 + tid == y ? 1.0f : 0.0f)));
             int64_t v = tid;
             for (; v + (XENT_BATCH - 1) * T < nv; v += XENT_BATCH * T) {
                 float4 x[XENT_BATCH];
@@ -460,7 +519,7 @@ static __global__ void softmax_xent_backward_kernel(const float *probs, const in
                            xent_grad4(vec_load4(p + h + 4 * v), h + 4 * v, y, scale));
         } else {
             for (int64_t c = tid; c < C; c += T)
-                d[c] = scale * (p[c] - (c == y ? 1.0f : 0.0f));
+                cval_put(d + c, scale * (p[c] - (c == y ? 1.0f : 0.0f)));
         }
     }
 }
@@ -475,14 +534,32 @@ void tp_cuda_softmax_xent_forward(tp_backend_t *be, const float *logits, const i
     TP_CUDA_LAUNCHED();
 }
 
-void tp_cuda_softmax_xent_backward(tp_backend_t *be, const float *probs, const int32_t *labels,
-                                   float *dlogits, int64_t B, int64_t C, float scale)
+template <typename G>
+static void softmax_xent_backward(tp_backend_t *be, const float *probs, const int32_t *labels,
+                                  G *dlogits, int64_t B, int64_t C, float scale)
 {
     if (B <= 0 || C <= 0) return;
     unsigned g = (unsigned)(B < MAX_BLOCKS ? B : MAX_BLOCKS);
-    softmax_xent_backward_kernel<<<g, xent_threads(C), 0, tp_cuda_stream(be)>>>(
-        probs, labels, dlogits, B, C, scale);
+    softmax_xent_backward_kernel<G>
+        <<<g, xent_threads(C), 0, tp_cuda_stream(be)>>>(probs, labels, dlogits, B, C, scale);
     TP_CUDA_LAUNCHED();
+}
+
+void tp_cuda_softmax_xent_backward(tp_backend_t *be, const float *probs, const int32_t *labels,
+                                   float *dlogits, int64_t B, int64_t C, float scale)
+{
+    softmax_xent_backward(be, probs, labels, dlogits, B, C, scale);
+}
+
+// Under "bf16" dlogits must not overlap probs: a row's 2-byte elements would overwrite the
+// probabilities other threads have yet to read.
+void tp_cuda_softmax_xent_backward_c(tp_backend_t *be, const float *probs, const int32_t *labels,
+                                     tp_cval_t *dlogits, int64_t B, int64_t C, float scale)
+{
+    if (tp_cuda_precision(be) == TP_PREC_BF16)
+        softmax_xent_backward(be, probs, labels, cval_bf16(dlogits), B, C, scale);
+    else
+        softmax_xent_backward(be, probs, labels, tp_cval_f32(dlogits), B, C, scale);
 }
 
 // ---- sum of squares: fixed chunks summed in double, then the chunks in a fixed tree ----------
@@ -618,6 +695,26 @@ void tp_cuda_copy(tp_backend_t *be, float *dst, const float *src, int64_t n)
     if (n <= 0 || dst == src) return;
     TP_CUDA_FATAL(cudaMemcpyAsync(dst, src, (size_t)n * sizeof(float), cudaMemcpyDeviceToDevice,
                                   tp_cuda_stream(be)));
+}
+
+static __global__ void to_bf16_kernel(const float *x, __nv_bfloat16 *y, int64_t n)
+{
+    GRID_STRIDE(i, n)
+    {
+        cval_put(y + i, x[i]);
+    }
+}
+
+void tp_cuda_to_compute(tp_backend_t *be, const float *x, tp_cval_t *y, int64_t n)
+{
+    if (tp_cuda_precision(be) != TP_PREC_BF16) {
+        tp_cuda_copy(be, tp_cval_f32(y), x, n); // nothing when y is x
+        return;
+    }
+    if (n <= 0) return;
+    to_bf16_kernel<<<blocks_for(n, EW_THREADS), EW_THREADS, 0, tp_cuda_stream(be)>>>(
+        x, cval_bf16(y), n);
+    TP_CUDA_LAUNCHED();
 }
 
 void tp_cuda_axpy(tp_backend_t *be, float *y, const float *x, float alpha, int64_t n)

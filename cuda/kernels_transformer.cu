@@ -5,7 +5,10 @@
  * float per query row (the softmax log-sum-exp) for backward instead of the T x T matrix.
  * Math is fp32 on CUDA cores, except that in runtime.precision "bf16" attention's products (Q K^T
  * and P V forward; S, dP, dQ, dK and dV backward) run on tensor cores with bf16 inputs and fp32
- * accumulation, for head sizes up to 64; decode stays fp32. */
+ * accumulation, for head sizes up to 64; decode stays fp32. The outputs that only feed matrix
+ * products (layernorm's y, attention's out and dqkv) are compute copies, rounded to bf16 as they
+ * are stored under "bf16" (cuBLAS then reads half the bytes); the residual stream, gradients of
+ * parameters and the saved statistics stay fp32. */
 #include "attention_impl.h"
 #include "cuda_ops.h"
 
@@ -118,8 +121,10 @@ __global__ void __launch_bounds__(kThreads)
 
 /* ---- layernorm: one warp per row ------------------------------------------------------------ */
 
+/* Y: y's element type (a compute copy: float or bf16). */
+template <typename Y>
 __global__ void __launch_bounds__(kThreads)
-    layernorm_forward_kernel(const float *x, const float *w, const float *b, float *y, float *mean,
+    layernorm_forward_kernel(const float *x, const float *w, const float *b, Y *y, float *mean,
                              float *rstd, int64_t N, int64_t C)
 {
     const int lane = threadIdx.x & 31, wpb = blockDim.x / 32;
@@ -138,7 +143,7 @@ __global__ void __launch_bounds__(kThreads)
         }
         const float rs = 1.0f / sqrtf(warp_sum(v) / (float)C + kLnEps);
         for (int64_t c = lane; c < C; c += 32)
-            y[r * C + c] = (xr[c] - m) * rs * w[c] + b[c];
+            cval_put(y + r * C + c, (xr[c] - m) * rs * w[c] + b[c]);
         if (lane == 0) {
             mean[r] = m;
             rstd[r] = rs;
@@ -332,10 +337,10 @@ __global__ void __launch_bounds__(kAttThreads) attention_forward_kernel(AttFwdAr
     for (int i = 0; i < RM; i++) {
         int row = l0 + ty * RM + i;
         if (row >= a.nq) continue;
-        float *o = a.out + b * a.o_bstride + row * a.o_rstride + (int64_t)h * a.hs;
+        const int64_t o = b * a.o_bstride + row * a.o_rstride + (int64_t)h * a.hs;
         for (int k = 0; k < DN; k++) {
             int d = tx + 16 * k;
-            if (d < a.hs) o[d] = __fdiv_rn(acc[i][k], l[i]);
+            if (d < a.hs) cval_put(a.out, o + d, __fdiv_rn(acc[i][k], l[i]), a.cbf16);
         }
         if (a.lse && tx == 0) a.lse[(int64_t)bh * a.nq + row] = m[i] + logf(l[i]);
     }
@@ -346,9 +351,18 @@ template <int D, int RM, int BN> constexpr size_t att_bwd_smem()
     return sizeof(float) * (2 * (16 * RM + BN) * (D + 1) + 2 * 16 * RM * (BN + 1) + 2 * BN);
 }
 
+/* Blocks per SM kernel 1 is compiled for (0: ptxas's choice). At D = 32 it fits 4 in 64
+ * registers without spilling (and 4 x 42 KiB of shared memory); left to itself, ptxas takes 77
+ * for the run-time choice of dQ's element type, and only 3 blocks fit. */
+constexpr int dq_min_blocks(int D)
+{
+    return D == 32 ? 4 : 0;
+}
+
 /* Kernel 1: one block per (b, h, query tile): D_i and dQ (see the comment above). */
 template <int D, int RM, int BN>
-__global__ void __launch_bounds__(kAttThreads) attention_backward_dq_kernel(AttBwdArgs a)
+__global__ void __launch_bounds__(kAttThreads, dq_min_blocks(D))
+    attention_backward_dq_kernel(AttBwdArgs a)
 {
     constexpr int BM = 16 * RM, LD = D + 1, LDP = BN + 1, CN = BN / 16, DN = D / 16;
     extern __shared__ float smem[];
@@ -426,10 +440,11 @@ __global__ void __launch_bounds__(kAttThreads) attention_backward_dq_kernel(AttB
     for (int i = 0; i < RM; i++) {
         const float Di = group16_sum(dpart[i]); /* all lanes, before any lane leaves */
         if (tpos[i] >= T) continue;
-        float *dq = a.dqkv + ((int64_t)b * T + tpos[i]) * C3 + (int64_t)h * a.hs;
+        const int64_t dq = ((int64_t)b * T + tpos[i]) * C3 + (int64_t)h * a.hs;
         for (int k = 0; k < DN; k++) {
             int d = tx + 16 * k;
-            if (d < a.hs) dq[d] = a.scale * (accA[i][k] - Di * accB[i][k]);
+            if (d < a.hs)
+                cval_put(a.dqkv, dq + d, a.scale * (accA[i][k] - Di * accB[i][k]), a.cbf16);
         }
         if (tx == 0) a.dsum[(int64_t)bh * T + tpos[i]] = Di;
     }
@@ -519,12 +534,12 @@ __global__ void __launch_bounds__(kAttThreads) attention_backward_dkv_kernel(Att
     }
     for (int i = 0; i < RM; i++) {
         if (kpos[i] >= T) continue;
-        float *dk = a.dqkv + ((int64_t)b * T + kpos[i]) * C3 + a.C + (int64_t)h * a.hs;
+        const int64_t dk = ((int64_t)b * T + kpos[i]) * C3 + a.C + (int64_t)h * a.hs;
         for (int k = 0; k < DN; k++) {
             int d = tx + 16 * k;
             if (d < a.hs) {
-                dk[d] = a.scale * accK[i][k];
-                dk[a.C + d] = accV[i][k];
+                cval_put(a.dqkv, dk + d, a.scale * accK[i][k], a.cbf16);
+                cval_put(a.dqkv, dk + a.C + d, accV[i][k], a.cbf16);
             }
         }
     }
@@ -634,12 +649,16 @@ extern "C" void tp_cuda_embedding_backward(tp_backend_t *be, const float *dout,
 }
 
 extern "C" void tp_cuda_layernorm_forward(tp_backend_t *be, const float *x, const float *w,
-                                          const float *b, float *y, float *mean, float *rstd,
+                                          const float *b, tp_cval_t *y, float *mean, float *rstd,
                                           int64_t N, int64_t C)
 {
     if (N <= 0 || C <= 0) return;
-    layernorm_forward_kernel<<<blocks_for(N, kThreads / 32), kThreads, 0, tp_cuda_stream(be)>>>(
-        x, w, b, y, mean, rstd, N, C);
+    const unsigned g = blocks_for(N, kThreads / 32);
+    cudaStream_t st = tp_cuda_stream(be);
+    if (tp_cuda_precision(be) == TP_PREC_BF16)
+        layernorm_forward_kernel<<<g, kThreads, 0, st>>>(x, w, b, cval_bf16(y), mean, rstd, N, C);
+    else
+        layernorm_forward_kernel<<<g, kThreads, 0, st>>>(x, w, b, tp_cval_f32(y), mean, rstd, N, C);
     TP_CUDA_LAUNCHED();
 }
 
@@ -668,7 +687,7 @@ extern "C" int64_t tp_cuda_attention_att_numel(tp_backend_t *be, int64_t B, int6
     return B * NH * T; /* the log-sum-exp of each query row */
 }
 
-extern "C" void tp_cuda_attention_forward(tp_backend_t *be, const float *qkv, float *out,
+extern "C" void tp_cuda_attention_forward(tp_backend_t *be, const float *qkv, tp_cval_t *out,
                                           float *att, int64_t B, int64_t T, int64_t C, int64_t NH)
 {
     if (B <= 0 || T <= 0 || NH <= 0 || C / NH <= 0) return;
@@ -690,13 +709,13 @@ extern "C" void tp_cuda_attention_forward(tp_backend_t *be, const float *qkv, fl
     a.qpos0 = 0;
     a.scale = 1.0f / sqrtf((float)hs);
     a.vec = att_vec_ok(a.q, a.k, a.v, 3 * C, T * 3 * C, hs);
+    a.cbf16 = tp_cuda_precision(be) == TP_PREC_BF16;
     dim3 grid((unsigned)(B * NH), (unsigned)((T + kFwdBM - 1) / kFwdBM));
-    att_forward_dispatch(hs, grid, false, tp_cuda_precision(be) == TP_PREC_BF16, tp_cuda_stream(be),
-                         a);
+    att_forward_dispatch(hs, grid, false, a.cbf16, tp_cuda_stream(be), a);
 }
 
 extern "C" void tp_cuda_attention_backward(tp_backend_t *be, const float *dout, const float *qkv,
-                                           const float *att, const float *out, float *dqkv,
+                                           const float *att, const tp_cval_t *out, tp_cval_t *dqkv,
                                            int64_t B, int64_t T, int64_t C, int64_t NH)
 {
     if (B <= 0 || T <= 0 || NH <= 0 || C / NH <= 0) return;
@@ -710,6 +729,7 @@ extern "C" void tp_cuda_attention_backward(tp_backend_t *be, const float *dout, 
     a.dqkv = dqkv;
     a.dsum = (float *)tp_cuda_scratch(be, 0, (size_t)(B * NH * T) * sizeof(float));
     a.vec = att_vec_ok(qkv, dout, qkv + C, 3 * C, C, hs);
+    a.cbf16 = tp_cuda_precision(be) == TP_PREC_BF16;
     a.T = (int)T;
     a.C = (int)C;
     a.NH = (int)NH;
@@ -719,7 +739,7 @@ extern "C" void tp_cuda_attention_backward(tp_backend_t *be, const float *dout, 
     int bnh = (int)(B * NH);
     /* bf16 with head sizes up to 64: the tensor-core kernels (D, dQ, dK/dV), as in the forward
      * (whose lse they must match: both form S from bf16 q and k). */
-    if (tp_cuda_precision(be) == TP_PREC_BF16 && hs <= kTcMaxHead) {
+    if (a.cbf16 && hs <= kTcMaxHead) {
         tp_cuda_attention_backward_tc(hs, bnh, (int)T, st, a);
         return;
     }
@@ -732,8 +752,8 @@ extern "C" void tp_cuda_attention_backward(tp_backend_t *be, const float *dout, 
 }
 
 extern "C" void tp_cuda_attention_decode(tp_backend_t *be, const float *q, const float *kcache,
-                                         const float *vcache, float *out, int64_t B, int64_t pos,
-                                         int64_t Tmax, int64_t C, int64_t NH)
+                                         const float *vcache, tp_cval_t *out, int64_t B,
+                                         int64_t pos, int64_t Tmax, int64_t C, int64_t NH)
 {
     if (B <= 0 || NH <= 0 || C / NH <= 0 || pos < 0) return;
     att_check(B, pos + 1, C, NH);
@@ -757,5 +777,6 @@ extern "C" void tp_cuda_attention_decode(tp_backend_t *be, const float *q, const
     a.qpos0 = (int)pos;
     a.scale = 1.0f / sqrtf((float)hs);
     a.vec = false; /* decode runs the fp32 kernel, which does not read it */
+    a.cbf16 = tp_cuda_precision(be) == TP_PREC_BF16;
     att_forward_dispatch(hs, dim3((unsigned)(B * NH), 1), true, false, tp_cuda_stream(be), a);
 }

@@ -1,6 +1,7 @@
 /* Backend dispatch: the public tp_op_* functions forward to the backend's interface struct. */
 #include "backend_impl.h"
 #include "backend_profile.h"
+#include "bf16.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -72,12 +73,72 @@ void tp_backend_release(tp_backend_t *be, void *ptr)
 
 tp_status_t tp_backend_set_precision(tp_backend_t *be, tp_precision_t p)
 {
-    if (be->iface->set_precision) return be->iface->set_precision(be, p);
-    if (p == TP_PREC_FP32) return TP_OK;
-    return TP_ERR(TP_ERR_UNSUPPORTED,
-                  "runtime.precision = \"bf16\" needs the cuda backend; backend '%s' computes in "
-                  "fp32",
-                  be->iface->name);
+    if (p != TP_PREC_FP32 && !be->iface->set_precision)
+        return TP_ERR(TP_ERR_UNSUPPORTED,
+                      "runtime.precision = \"bf16\" needs the cuda backend; backend '%s' computes "
+                      "in fp32",
+                      be->iface->name);
+    if (be->iface->set_precision) TP_TRY(be->iface->set_precision(be, p));
+    be->precision = p;
+    return TP_OK;
+}
+
+tp_precision_t tp_backend_precision(const tp_backend_t *be)
+{
+    return be->precision;
+}
+
+size_t tp_backend_compute_bytes(const tp_backend_t *be)
+{
+    /* Backends without compute-copy ops keep float32 whatever their precision. */
+    return be->precision == TP_PREC_BF16 && be->iface->gemm_c ? 2 : 4;
+}
+
+tp_cval_t *tp_backend_alloc_compute(tp_backend_t *be, int64_t n, const char *what)
+{
+    return tp_backend_alloc(be, (size_t)n * tp_backend_compute_bytes(be), what);
+}
+
+tp_cval_t *tp_cval_at(const tp_backend_t *be, const tp_cval_t *p, int64_t i)
+{
+    return (tp_cval_t *)((char *)(uintptr_t)p + i * (int64_t)tp_backend_compute_bytes(be));
+}
+
+void tp_backend_upload_compute(tp_backend_t *be, tp_cval_t *dst, const float *src, int64_t n)
+{
+    if (n <= 0) return;
+    if (tp_backend_compute_bytes(be) == 4) {
+        tp_backend_upload(be, dst, src, (size_t)n * sizeof(float));
+        return;
+    }
+    uint16_t *h = tp_malloc((size_t)n * sizeof *h, "compute copy");
+    if (!h) {
+        fprintf(stderr, "upload of a compute copy: out of host memory\n");
+        exit(1);
+    }
+    for (int64_t i = 0; i < n; i++)
+        h[i] = tp_bf16_from_float(src[i]);
+    tp_backend_upload(be, dst, h, (size_t)n * sizeof *h); /* the upload owns its copy on return */
+    free(h);
+}
+
+void tp_backend_download_compute(tp_backend_t *be, float *dst, const tp_cval_t *src, int64_t n)
+{
+    if (n <= 0) return;
+    if (tp_backend_compute_bytes(be) == 4) {
+        tp_backend_download(be, dst, src, (size_t)n * sizeof(float));
+        return;
+    }
+    /* Widen in place, from the end: float i covers the bf16 bytes of elements 2i and 2i+1,
+     * which are read by then (memcpy: the bytes change type). */
+    char *bytes = (char *)dst;
+    tp_backend_download(be, bytes, src, (size_t)n * sizeof(uint16_t));
+    for (int64_t i = n - 1; i >= 0; i--) {
+        uint16_t b;
+        memcpy(&b, bytes + 2 * i, sizeof b);
+        float f = tp_bf16_to_float(b);
+        memcpy(bytes + 4 * i, &f, sizeof f);
+    }
 }
 
 int64_t tp_op_attention_att_numel(tp_backend_t *be, int64_t B, int64_t T, int64_t NH)
@@ -132,18 +193,92 @@ int64_t tp_backend_host_waits(const tp_backend_t *be)
     return be->host_waits;
 }
 
+/* gemm's profile entry: its shape, and "bf16" when it read bf16 compute copies. */
+static void profile_gemm(tp_backend_t *be, int h, bool c, bool ta, bool tb, int64_t M, int64_t N,
+                         int64_t K)
+{
+    if (h < 0) return;
+    char key[64];
+    snprintf(key, sizeof key, "gemm %c%c %lldx%lldx%lld%s", ta ? 'T' : 'N', tb ? 'T' : 'N',
+             (long long)M, (long long)N, (long long)K,
+             c && tp_backend_compute_bytes(be) == 2 ? " bf16" : "");
+    tp_profile_op(be, h, key, 2.0 * (double)M * (double)N * (double)K);
+}
+
 void tp_op_gemm(tp_backend_t *be, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
                 const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
                 int64_t ldc)
 {
     int h = tp_profile_mark(be);
     be->iface->gemm(be, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-    if (h >= 0) {
-        char key[64];
-        snprintf(key, sizeof key, "gemm %c%c %lldx%lldx%lld", ta ? 'T' : 'N', tb ? 'T' : 'N',
-                 (long long)M, (long long)N, (long long)K);
-        tp_profile_op(be, h, key, 2.0 * (double)M * (double)N * (double)K);
-    }
+    profile_gemm(be, h, false, ta, tb, M, N, K);
+}
+
+void tp_op_gemm_c(tp_backend_t *be, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
+                  const tp_cval_t *A, int64_t lda, const tp_cval_t *B, int64_t ldb, float beta,
+                  float *C, int64_t ldc)
+{
+    int h = tp_profile_mark(be);
+    if (be->iface->gemm_c)
+        be->iface->gemm_c(be, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    else
+        be->iface->gemm(be, ta, tb, M, N, K, alpha, tp_cval_cf32(A), lda, tp_cval_cf32(B), ldb,
+                        beta, C, ldc);
+    profile_gemm(be, h, true, ta, tb, M, N, K);
+}
+
+void tp_op_to_compute(tp_backend_t *be, const float *x, tp_cval_t *y, int64_t n)
+{
+    if (tp_backend_compute_bytes(be) == 4 && tp_cval_cf32(y) == x) return;
+    int h = tp_profile_mark(be);
+    if (be->iface->to_compute)
+        be->iface->to_compute(be, x, y, n);
+    else
+        be->iface->copy(be, tp_cval_f32(y), x, n);
+    tp_profile_op(be, h, "to_compute", 0);
+}
+
+void tp_op_bias_grad_c(tp_backend_t *be, const tp_cval_t *dy, float *db, int64_t rows, int64_t cols,
+                       bool per_row)
+{
+    int h = tp_profile_mark(be);
+    if (be->iface->bias_grad_c)
+        be->iface->bias_grad_c(be, dy, db, rows, cols, per_row);
+    else
+        be->iface->bias_grad(be, tp_cval_cf32(dy), db, rows, cols, per_row);
+    tp_profile_op(be, h, "bias_grad", 0);
+}
+
+void tp_op_act_forward_c(tp_backend_t *be, tp_act_t act, const float *x, tp_cval_t *y, int64_t n)
+{
+    int h = tp_profile_mark(be);
+    if (be->iface->act_forward_c)
+        be->iface->act_forward_c(be, act, x, y, n);
+    else
+        be->iface->act_forward(be, act, x, tp_cval_f32(y), n);
+    tp_profile_op(be, h, "act_forward", 0);
+}
+
+void tp_op_act_backward_c(tp_backend_t *be, tp_act_t act, const float *x, const float *dy,
+                          tp_cval_t *dx, int64_t n)
+{
+    int h = tp_profile_mark(be);
+    if (be->iface->act_backward_c)
+        be->iface->act_backward_c(be, act, x, dy, dx, n);
+    else
+        be->iface->act_backward(be, act, x, dy, tp_cval_f32(dx), n);
+    tp_profile_op(be, h, "act_backward", 0);
+}
+
+void tp_op_softmax_xent_backward_c(tp_backend_t *be, const float *probs, const int32_t *labels,
+                                   tp_cval_t *dlogits, int64_t B, int64_t C, float scale)
+{
+    int h = tp_profile_mark(be);
+    if (be->iface->softmax_xent_backward_c)
+        be->iface->softmax_xent_backward_c(be, probs, labels, dlogits, B, C, scale);
+    else
+        be->iface->softmax_xent_backward(be, probs, labels, tp_cval_f32(dlogits), B, C, scale);
+    tp_profile_op(be, h, "softmax_xent_backward", 0);
 }
 
 void tp_op_bias_add(tp_backend_t *be, float *y, const float *b, int64_t rows, int64_t cols,
@@ -346,7 +481,7 @@ void tp_op_embedding_backward(tp_backend_t *be, const float *dout, const int32_t
 }
 
 void tp_op_layernorm_forward(tp_backend_t *be, const float *x, const float *w, const float *b,
-                             float *y, float *mean, float *rstd, int64_t N, int64_t C)
+                             tp_cval_t *y, float *mean, float *rstd, int64_t N, int64_t C)
 {
     int h = tp_profile_mark(be);
     be->iface->layernorm_forward(be, x, w, b, y, mean, rstd, N, C);
@@ -362,8 +497,8 @@ void tp_op_layernorm_backward(tp_backend_t *be, const float *dy, const float *x,
     tp_profile_op(be, h, "layernorm_backward", 0);
 }
 
-void tp_op_attention_forward(tp_backend_t *be, const float *qkv, float *out, float *att, int64_t B,
-                             int64_t T, int64_t C, int64_t NH)
+void tp_op_attention_forward(tp_backend_t *be, const float *qkv, tp_cval_t *out, float *att,
+                             int64_t B, int64_t T, int64_t C, int64_t NH)
 {
     int h = tp_profile_mark(be);
     be->iface->attention_forward(be, qkv, out, att, B, T, C, NH);
@@ -371,8 +506,8 @@ void tp_op_attention_forward(tp_backend_t *be, const float *qkv, float *out, flo
 }
 
 void tp_op_attention_backward(tp_backend_t *be, const float *dout, const float *qkv,
-                              const float *att, const float *out, float *dqkv, int64_t B, int64_t T,
-                              int64_t C, int64_t NH)
+                              const float *att, const tp_cval_t *out, tp_cval_t *dqkv, int64_t B,
+                              int64_t T, int64_t C, int64_t NH)
 {
     int h = tp_profile_mark(be);
     be->iface->attention_backward(be, dout, qkv, att, out, dqkv, B, T, C, NH);
@@ -380,8 +515,8 @@ void tp_op_attention_backward(tp_backend_t *be, const float *dout, const float *
 }
 
 void tp_op_attention_decode(tp_backend_t *be, const float *q, const float *kcache,
-                            const float *vcache, float *out, int64_t B, int64_t pos, int64_t Tmax,
-                            int64_t C, int64_t NH)
+                            const float *vcache, tp_cval_t *out, int64_t B, int64_t pos,
+                            int64_t Tmax, int64_t C, int64_t NH)
 {
     int h = tp_profile_mark(be);
     be->iface->attention_decode(be, q, kcache, vcache, out, B, pos, Tmax, C, NH);

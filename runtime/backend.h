@@ -4,7 +4,8 @@
  *   "cpu"  OpenBLAS sgemm + OpenMP loops (the default)
  *   "cuda" NVIDIA GPUs (cuda/, built when TULPAR_CUDA is on)
  *
- * All tensors are float32, row-major, in memory owned by the backend (tp_backend_alloc). Ops
+ * Tensors are float32, row-major, in memory owned by the backend (tp_backend_alloc), except the
+ * compute copies (tp_cval_t, below) that feed matrix products. Ops
  * that produce gradients of parameters ACCUMULATE (+=) so that gradient accumulation over
  * micro-batches needs nothing special; everything else overwrites its output.
  * Ops are deterministic for a fixed backend and thread count; reductions that feed training
@@ -24,9 +25,17 @@ typedef struct tp_backend tp_backend_t;
 typedef enum { TP_ACT_RELU = 0, TP_ACT_GELU = 1 } tp_act_t;
 
 /* Arithmetic of matrix products: fp32 everywhere (CPU; TF32 tensor cores on GPUs), or bf16
- * inputs with fp32 accumulation (GPUs). Tensors stay float32 in memory either way: parameters,
- * optimizer moments, the loss and norms are fp32 (master weights). */
+ * inputs with fp32 accumulation (GPUs). Parameters (master weights), optimizer moments,
+ * gradients, the residual stream, the loss and norms are float32 either way. */
 typedef enum { TP_PREC_FP32 = 0, TP_PREC_BF16 = 1 } tp_precision_t;
+
+/* A compute copy: an array whose only readers are matrix products (tp_op_gemm_c) and the ops
+ * that say they take one. Its elements are the backend's compute type: float32 under
+ * runtime.precision "fp32" (every host backend), bfloat16 under "bf16", so that cuBLAS reads
+ * bf16 operands at half the bytes (the weights' copy, LayerNorm, attention and GELU outputs,
+ * gradients that feed products). An incomplete type: callers never read the elements, and the
+ * compiler keeps compute copies and float32 arrays apart. */
+typedef struct tp_cval tp_cval_t;
 
 /* Create backend `name` ("ref", "cpu", "cuda"). threads > 0 sets the OpenMP/BLAS thread count
  * (cpu); 0 leaves it as the environment says. TP_ERR_UNSUPPORTED when the backend is not built
@@ -40,8 +49,21 @@ int tp_backend_threads(const tp_backend_t *be);
 /* Names compiled into this binary, comma-separated. */
 const char *tp_backend_available(void);
 
-/* runtime.precision: TP_ERR_UNSUPPORTED when the backend cannot compute in p. */
+/* runtime.precision: TP_ERR_UNSUPPORTED when the backend cannot compute in p. Set it before
+ * allocating compute copies: it fixes their element size. */
 tp_status_t tp_backend_set_precision(tp_backend_t *be, tp_precision_t p);
+tp_precision_t tp_backend_precision(const tp_backend_t *be);
+/* Bytes per element of a compute copy: 4 (fp32) or 2 (bf16). */
+size_t tp_backend_compute_bytes(const tp_backend_t *be);
+/* A compute copy of n elements (NULL on failure, reported), released by tp_backend_release. */
+tp_cval_t *tp_backend_alloc_compute(tp_backend_t *be, int64_t n, const char *what);
+/* Element i of compute copy p (pointer arithmetic on the incomplete type). */
+tp_cval_t *tp_cval_at(const tp_backend_t *be, const tp_cval_t *p, int64_t i);
+/* float32 arrays as compute copies: the host side of a test or a tool. upload rounds (to
+ * nearest even, as the GPU does); download widens exactly. */
+void tp_backend_upload_compute(tp_backend_t *be, tp_cval_t *dst, const float *host_src, int64_t n);
+void tp_backend_download_compute(tp_backend_t *be, float *host_dst, const tp_cval_t *src,
+                                 int64_t n);
 
 /* ---- memory ---- */
 void *tp_backend_alloc(tp_backend_t *be, size_t bytes, const char *what); /* NULL on failure */
@@ -69,16 +91,32 @@ int64_t tp_backend_bytes_peak(const tp_backend_t *be);
 void tp_op_gemm(tp_backend_t *be, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                 float alpha, const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
                 float *C, int64_t ldc);
+/* tp_op_gemm with compute-copy operands: products in the backend's precision (bf16 operands
+ * with fp32 accumulation under "bf16"), C float32. Under "fp32" it is tp_op_gemm. */
+void tp_op_gemm_c(tp_backend_t *be, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                  float alpha, const tp_cval_t *A, int64_t lda, const tp_cval_t *B, int64_t ldb,
+                  float beta, float *C, int64_t ldc);
+/* y = compute copy of x (rounded to nearest even under bf16). y may be x under "fp32": then
+ * nothing happens. */
+void tp_op_to_compute(tp_backend_t *be, const float *x, tp_cval_t *y, int64_t n);
 /* per_row: y[r,c] += b[r]; else y[r,c] += b[c]. */
 void tp_op_bias_add(tp_backend_t *be, float *y, const float *b, int64_t rows, int64_t cols,
                     bool per_row);
 /* per_row: db[r] += sum_c dy[r,c]; else db[c] += sum_r dy[r,c]. */
 void tp_op_bias_grad(tp_backend_t *be, const float *dy, float *db, int64_t rows, int64_t cols,
                      bool per_row);
+/* tp_op_bias_grad of a compute copy (the sums stay fp32). */
+void tp_op_bias_grad_c(tp_backend_t *be, const tp_cval_t *dy, float *db, int64_t rows, int64_t cols,
+                       bool per_row);
 void tp_op_act_forward(tp_backend_t *be, tp_act_t act, const float *x, float *y, int64_t n);
 /* dx = dy * act'(x) */
 void tp_op_act_backward(tp_backend_t *be, tp_act_t act, const float *x, const float *dy, float *dx,
                         int64_t n);
+/* The same into compute copies (the math is fp32; only the stored result is rounded). Under
+ * "fp32", y may be x and dx may be dy (in place); under "bf16" they must not overlap them. */
+void tp_op_act_forward_c(tp_backend_t *be, tp_act_t act, const float *x, tp_cval_t *y, int64_t n);
+void tp_op_act_backward_c(tp_backend_t *be, tp_act_t act, const float *x, const float *dy,
+                          tp_cval_t *dx, int64_t n);
 /* Inverted dropout on a [rows, cols] array. Element (r, c) is kept when
  * tp_rng_to_unit(tp_rng_hash(seed, stream, (row0 + r) * cols + c)) >= p: the mask depends on the
  * example's global position row0 + r, not on how the batch is split over ranks. */
@@ -107,6 +145,10 @@ void tp_op_softmax_xent_forward(tp_backend_t *be, const float *logits, const int
 /* dlogits = scale * (probs - onehot(labels)); dlogits may be probs (in place). */
 void tp_op_softmax_xent_backward(tp_backend_t *be, const float *probs, const int32_t *labels,
                                  float *dlogits, int64_t B, int64_t C, float scale);
+/* The same into a compute copy (the gradient feeds the LM head's products); dlogits must not
+ * overlap probs. */
+void tp_op_softmax_xent_backward_c(tp_backend_t *be, const float *probs, const int32_t *labels,
+                                   tp_cval_t *dlogits, int64_t B, int64_t C, float scale);
 /* Sum of squares, accumulated in double in fixed-size chunks combined in order, so the result
  * is the same for any thread count. *out is ONE double in backend memory; accumulate adds to it,
  * else it is overwritten (n == 0 then stores 0). Queued like every op: the host does not wait,
@@ -142,34 +184,37 @@ void tp_op_embedding_forward(tp_backend_t *be, const int32_t *tokens, const floa
 void tp_op_embedding_backward(tp_backend_t *be, const float *dout, const int32_t *tokens,
                               float *dwte, float *dwpe, int64_t B, int64_t T, int64_t C);
 /* Per row of C: y = (x - mean) * rstd * w + b with rstd = 1/sqrt(var + 1e-5) (biased variance,
- * as PyTorch); mean and rstd [N] are saved for backward. */
+ * as PyTorch); mean and rstd [N] are saved for backward. y is a compute copy: its readers are
+ * products (backward recomputes from x). */
 void tp_op_layernorm_forward(tp_backend_t *be, const float *x, const float *w, const float *b,
-                             float *y, float *mean, float *rstd, int64_t N, int64_t C);
+                             tp_cval_t *y, float *mean, float *rstd, int64_t N, int64_t C);
 /* ACCUMULATES into dx (the residual stream's gradient), dw and db. */
 void tp_op_layernorm_backward(tp_backend_t *be, const float *dy, const float *x, const float *w,
                               const float *mean, const float *rstd, float *dx, float *dw, float *db,
                               int64_t N, int64_t C);
 /* Causal multi-head self-attention. qkv [B, T, 3C] holds q, k, v (in that order, C each; head h
- * uses channels [h*hs, (h+1)*hs) of each, hs = C/NH); out [B, T, C]. att [B, NH, T, T]
+ * uses channels [h*hs, (h+1)*hs) of each, hs = C/NH); out [B, T, C], a compute copy (it feeds
+ * the output projection). att [B, NH, T, T]
  * receives the softmax probabilities (row t uses columns 0..t; the rest are not read) for
  * backward. Scores are scaled by 1/sqrt(hs). */
-void tp_op_attention_forward(tp_backend_t *be, const float *qkv, float *out, float *att, int64_t B,
-                             int64_t T, int64_t C, int64_t NH);
+void tp_op_attention_forward(tp_backend_t *be, const float *qkv, tp_cval_t *out, float *att,
+                             int64_t B, int64_t T, int64_t C, int64_t NH);
 /* Elements the `att` buffer of attention forward/backward needs: B x NH x T x T on the CPU
  * backends; backends with fused (flash-style) attention keep only per-row statistics. */
 int64_t tp_op_attention_att_numel(tp_backend_t *be, int64_t B, int64_t T, int64_t NH);
-/* dqkv [B, T, 3C] (OVERWRITTEN) from dout [B, T, C] and the forward's qkv, att and out (its
- * output [B, T, C]: fused backends take FlashAttention-2's D_i = dout_i . out_i per head from it
- * instead of recomputing the scores for it). */
+/* dqkv [B, T, 3C] (OVERWRITTEN; a compute copy, it feeds the qkv products) from dout [B, T, C]
+ * and the forward's qkv, att and out (its output [B, T, C]: fused backends take
+ * FlashAttention-2's D_i = dout_i . out_i per head from it instead of recomputing the scores for
+ * it). */
 void tp_op_attention_backward(tp_backend_t *be, const float *dout, const float *qkv,
-                              const float *att, const float *out, float *dqkv, int64_t B, int64_t T,
-                              int64_t C, int64_t NH);
+                              const float *att, const tp_cval_t *out, tp_cval_t *dqkv, int64_t B,
+                              int64_t T, int64_t C, int64_t NH);
 /* Attention of one new position `pos` per sequence against a KV cache: q [B, C]; kcache and
- * vcache [B, Tmax, C] already hold keys and values of positions 0..pos; out [B, C]. Equals row
- * pos of tp_op_attention_forward. */
+ * vcache [B, Tmax, C] already hold keys and values of positions 0..pos; out [B, C] (a compute
+ * copy). Equals row pos of tp_op_attention_forward. */
 void tp_op_attention_decode(tp_backend_t *be, const float *q, const float *kcache,
-                            const float *vcache, float *out, int64_t B, int64_t pos, int64_t Tmax,
-                            int64_t C, int64_t NH);
+                            const float *vcache, tp_cval_t *out, int64_t B, int64_t pos,
+                            int64_t Tmax, int64_t C, int64_t NH);
 /* y += alpha * x */
 void tp_op_axpy(tp_backend_t *be, float *y, const float *x, float alpha, int64_t n);
 /* out = a + b (out may alias a or b) */

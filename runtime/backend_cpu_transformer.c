@@ -65,8 +65,9 @@ void tp_cpu_embedding_backward(tp_backend_t *be, const float *dout, const int32_
 }
 
 void tp_cpu_layernorm_forward(tp_backend_t *be, const float *x, const float *w, const float *b,
-                              float *y, float *mean, float *rstd, int64_t N, int64_t C)
+                              tp_cval_t *y_c, float *mean, float *rstd, int64_t N, int64_t C)
 {
+    float *y = tp_cval_f32(y_c); /* host backends: compute copies are float32 */
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < N; r++) {
         const float *restrict xr = x + r * C;
@@ -285,16 +286,17 @@ static void copy_head(const float *restrict m, int64_t rs, int64_t n, int64_t hs
         memcpy(dst + j * hs, m + j * rs, (size_t)hs * sizeof(float));
 }
 
-void tp_cpu_attention_forward(tp_backend_t *be, const float *qkv, float *out, float *att, int64_t B,
-                              int64_t T, int64_t C, int64_t NH)
+void tp_cpu_attention_forward(tp_backend_t *be, const float *qkv, tp_cval_t *out_c, float *att,
+                              int64_t B, int64_t T, int64_t C, int64_t NH)
 {
+    float *out = tp_cval_f32(out_c);
     int64_t hs = C / NH, C3 = 3 * C, ld = padded(T);
     int nt = omp_get_max_threads();
     float *scratch;
     /* kt [hs, ld], s [ld], v [T, hs] */
     int64_t stride = tp_cpu_scratch(be, nt, (hs + 1) * ld + T * hs, &scratch);
     if (!stride) {
-        tp_ref_attention_forward(be, qkv, out, att, B, T, C, NH);
+        tp_ref_attention_forward(be, qkv, out_c, att, B, T, C, NH);
         return;
     }
     float scale = 1.0f / sqrtf((float)hs);
@@ -346,15 +348,16 @@ TP_SIMD_CLONES static void attention_backward_head(const float *dout, const floa
 }
 
 void tp_cpu_attention_backward(tp_backend_t *be, const float *dout, const float *qkv,
-                               const float *att, const float *out, float *dqkv, int64_t B,
-                               int64_t T, int64_t C, int64_t NH)
+                               const float *att, const tp_cval_t *out_c, tp_cval_t *dqkv_c,
+                               int64_t B, int64_t T, int64_t C, int64_t NH)
 {
+    float *dqkv = tp_cval_f32(dqkv_c); /* out_c: only fused backends read it */
     int64_t hs = C / NH, C3 = 3 * C, ld = padded(T);
     int nt = omp_get_max_threads();
     float *scratch;
     int64_t stride = tp_cpu_scratch(be, nt, (hs + 1 + T) * ld + 3 * T * hs, &scratch);
     if (!stride) {
-        tp_ref_attention_backward(be, dout, qkv, att, out, dqkv, B, T, C, NH);
+        tp_ref_attention_backward(be, dout, qkv, att, out_c, dqkv_c, B, T, C, NH);
         return;
     }
     float scale = 1.0f / sqrtf((float)hs);
@@ -367,16 +370,17 @@ void tp_cpu_attention_backward(tp_backend_t *be, const float *dout, const float 
 }
 
 void tp_cpu_attention_decode(tp_backend_t *be, const float *q, const float *kcache,
-                             const float *vcache, float *out, int64_t B, int64_t pos, int64_t Tmax,
-                             int64_t C, int64_t NH)
+                             const float *vcache, tp_cval_t *out_c, int64_t B, int64_t pos,
+                             int64_t Tmax, int64_t C, int64_t NH)
 {
+    float *out = tp_cval_f32(out_c);
     int64_t hs = C / NH, n = pos + 1, ld = padded(n);
     int nt = omp_get_max_threads();
     float *scratch;
     /* kt [hs, ld], s [ld], p [ld] */
     int64_t stride = tp_cpu_scratch(be, nt, (hs + 2) * ld, &scratch);
     if (!stride) {
-        tp_ref_attention_decode(be, q, kcache, vcache, out, B, pos, Tmax, C, NH);
+        tp_ref_attention_decode(be, q, kcache, vcache, out_c, B, pos, Tmax, C, NH);
         return;
     }
     float scale = 1.0f / sqrtf((float)hs);

@@ -30,6 +30,19 @@ typedef struct tp_backend_iface {
     void (*gemm)(tp_backend_t *be, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
                  const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
                  int64_t ldc);
+    /* Compute-copy ops (backend.h). Optional, all or none: NULL means compute copies are
+     * float32 (backends without "bf16"), and backend.c runs the float32 op on them. */
+    void (*gemm_c)(tp_backend_t *be, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
+                   const tp_cval_t *A, int64_t lda, const tp_cval_t *B, int64_t ldb, float beta,
+                   float *C, int64_t ldc);
+    void (*to_compute)(tp_backend_t *be, const float *x, tp_cval_t *y, int64_t n);
+    void (*bias_grad_c)(tp_backend_t *be, const tp_cval_t *dy, float *db, int64_t rows,
+                        int64_t cols, bool per_row);
+    void (*act_forward_c)(tp_backend_t *be, tp_act_t act, const float *x, tp_cval_t *y, int64_t n);
+    void (*act_backward_c)(tp_backend_t *be, tp_act_t act, const float *x, const float *dy,
+                           tp_cval_t *dx, int64_t n);
+    void (*softmax_xent_backward_c)(tp_backend_t *be, const float *probs, const int32_t *labels,
+                                    tp_cval_t *dlogits, int64_t B, int64_t C, float scale);
     void (*bias_add)(tp_backend_t *be, float *y, const float *b, int64_t rows, int64_t cols,
                      bool per_row);
     void (*bias_grad)(tp_backend_t *be, const float *dy, float *db, int64_t rows, int64_t cols,
@@ -73,20 +86,20 @@ typedef struct tp_backend_iface {
     void (*embedding_backward)(tp_backend_t *be, const float *dout, const int32_t *tokens,
                                float *dwte, float *dwpe, int64_t B, int64_t T, int64_t C);
     void (*layernorm_forward)(tp_backend_t *be, const float *x, const float *w, const float *b,
-                              float *y, float *mean, float *rstd, int64_t N, int64_t C);
+                              tp_cval_t *y, float *mean, float *rstd, int64_t N, int64_t C);
     void (*layernorm_backward)(tp_backend_t *be, const float *dy, const float *x, const float *w,
                                const float *mean, const float *rstd, float *dx, float *dw,
                                float *db, int64_t N, int64_t C);
-    void (*attention_forward)(tp_backend_t *be, const float *qkv, float *out, float *att, int64_t B,
-                              int64_t T, int64_t C, int64_t NH);
+    void (*attention_forward)(tp_backend_t *be, const float *qkv, tp_cval_t *out, float *att,
+                              int64_t B, int64_t T, int64_t C, int64_t NH);
     /* Optional: NULL means B * NH * T * T. */
     int64_t (*attention_att_numel)(tp_backend_t *be, int64_t B, int64_t T, int64_t NH);
     void (*attention_backward)(tp_backend_t *be, const float *dout, const float *qkv,
-                               const float *att, const float *out, float *dqkv, int64_t B,
+                               const float *att, const tp_cval_t *out, tp_cval_t *dqkv, int64_t B,
                                int64_t T, int64_t C, int64_t NH);
     void (*attention_decode)(tp_backend_t *be, const float *q, const float *kcache,
-                             const float *vcache, float *out, int64_t B, int64_t pos, int64_t Tmax,
-                             int64_t C, int64_t NH);
+                             const float *vcache, tp_cval_t *out, int64_t B, int64_t pos,
+                             int64_t Tmax, int64_t C, int64_t NH);
     void (*axpy)(tp_backend_t *be, float *y, const float *x, float alpha, int64_t n);
     void (*add)(tp_backend_t *be, const float *a, const float *b, float *out, int64_t n);
 
@@ -110,6 +123,7 @@ typedef struct tp_backend_block {
 struct tp_backend {
     const tp_backend_iface_t *iface;
     int threads;
+    tp_precision_t precision; /* what set_precision last accepted */
     char describe[256];
     void *impl; /* backend-private state (e.g. CUDA handles) */
     /* Memory accounting (works for device pointers too, hence a table, not a header). */
@@ -131,6 +145,16 @@ tp_status_t tp_backend_create_with(const tp_backend_iface_t *iface, int threads,
 /* Registered implementations (backend_registry.c decides which are compiled in). */
 extern const tp_backend_iface_t tp_backend_ref_iface;
 extern const tp_backend_iface_t tp_backend_cpu_iface;
+
+/* Host backends' view of a compute copy: float32 (they have no "bf16"). */
+static inline float *tp_cval_f32(tp_cval_t *p)
+{
+    return (float *)(void *)p;
+}
+static inline const float *tp_cval_cf32(const tp_cval_t *p)
+{
+    return (const float *)(const void *)p;
+}
 
 /* Host-memory helpers shared by the host backends. */
 void *tp_host_alloc(tp_backend_t *be, size_t bytes);

@@ -22,6 +22,7 @@ struct tp_profile {
     tp_profile_entry_t *e;
     int n_e, cap_e;
     int64_t steps;
+    int64_t dropped; /* ops left out for want of memory (their time is missing from the totals) */
     double span_ms;
     bool active; /* inside a step: between tp_backend_profile_step_begin and collect */
 };
@@ -64,9 +65,13 @@ int tp_profile_mark(tp_backend_t *be)
     if (be->iface->timer_mark) {
         int m = be->iface->timer_mark(be);
         if (m >= 0) p->n_marks = m + 1;
+        p->dropped += m < 0;
         return m;
     }
-    if (!grow((void **)&p->clock, &p->cap_clock, p->n_marks + 1, sizeof *p->clock)) return -1;
+    if (!grow((void **)&p->clock, &p->cap_clock, p->n_marks + 1, sizeof *p->clock)) {
+        p->dropped++;
+        return -1;
+    }
     p->clock[p->n_marks] = tp_now();
     return p->n_marks++;
 }
@@ -87,8 +92,11 @@ void tp_profile_op(tp_backend_t *be, int start, const char *name, double flops)
     tp_profile_t *p = be->prof;
     if (!p || start < 0) return;
     int end = tp_profile_mark(be), k = entry_of(p, name);
-    if (end < 0 || k < 0 || !grow((void **)&p->pend, &p->cap_pend, p->n_pend + 1, sizeof *p->pend))
-        return; /* out of memory: this op goes unrecorded, the run goes on */
+    if (end < 0) return; /* counted in dropped by the mark */
+    if (k < 0 || !grow((void **)&p->pend, &p->cap_pend, p->n_pend + 1, sizeof *p->pend)) {
+        p->dropped++; /* out of memory: this op goes unrecorded (and reported), the run goes on */
+        return;
+    }
     p->pend[p->n_pend++] = (pending_t){.entry = k, .start = start, .end = end, .flops = flops};
 }
 
@@ -140,13 +148,15 @@ static int by_time(const void *a, const void *b)
 }
 
 int tp_backend_profile_entries(tp_backend_t *be, const tp_profile_entry_t **out, int64_t *steps,
-                               double *span_ms)
+                               double *span_ms, int64_t *dropped)
 {
     tp_profile_t *p = be->prof;
     *out = NULL;
     *steps = 0;
     *span_ms = 0;
+    *dropped = 0;
     if (!p) return 0;
+    *dropped = p->dropped;
     /* Pending entries refer to the unsorted order. */
     forget_pending(p, be);
     p->active = false;

@@ -28,9 +28,10 @@ void tp_backend_profile_collect(tp_backend_t *be);
 void tp_backend_profile_step_begin(tp_backend_t *be);
 /* Entries sorted by time (longest first), ops not yet collected dropped; *steps: collected steps;
  * *span_ms: summed time from the first op to the end of the last one of each step (ops' total /
- * span = how busy). */
+ * span = how busy); *dropped: ops that went unrecorded because memory for their marks ran out
+ * (the totals then miss their time: the report says so). */
 int tp_backend_profile_entries(tp_backend_t *be, const tp_profile_entry_t **out, int64_t *steps,
-                               double *span_ms);
+                               double *span_ms, int64_t *dropped);
 
 /* For backend.c's op wrappers: a mark before an op (-1 when not profiling) and the op's entry
  * after it. */

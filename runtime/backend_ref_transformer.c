@@ -35,8 +35,9 @@ void tp_ref_embedding_backward(tp_backend_t *be, const float *dout, const int32_
 }
 
 void tp_ref_layernorm_forward(tp_backend_t *be, const float *x, const float *w, const float *b,
-                              float *y, float *mean, float *rstd, int64_t N, int64_t C)
+                              tp_cval_t *y_c, float *mean, float *rstd, int64_t N, int64_t C)
 {
+    float *y = tp_cval_f32(y_c); /* host backends: compute copies are float32 */
     for (int64_t r = 0; r < N; r++) {
         const float *xr = x + r * C;
         double m = 0, v = 0;
@@ -116,9 +117,10 @@ static void ref_attention_row(const float *q, const float *k, const float *v, in
     }
 }
 
-void tp_ref_attention_forward(tp_backend_t *be, const float *qkv, float *out, float *att, int64_t B,
-                              int64_t T, int64_t C, int64_t NH)
+void tp_ref_attention_forward(tp_backend_t *be, const float *qkv, tp_cval_t *out_c, float *att,
+                              int64_t B, int64_t T, int64_t C, int64_t NH)
 {
+    float *out = tp_cval_f32(out_c);
     int64_t hs = C / NH, C3 = 3 * C;
     for (int64_t b = 0; b < B; b++)
         for (int64_t h = 0; h < NH; h++)
@@ -130,9 +132,10 @@ void tp_ref_attention_forward(tp_backend_t *be, const float *qkv, float *out, fl
 }
 
 void tp_ref_attention_backward(tp_backend_t *be, const float *dout, const float *qkv,
-                               const float *att, const float *out, float *dqkv, int64_t B,
-                               int64_t T, int64_t C, int64_t NH)
+                               const float *att, const tp_cval_t *out_c, tp_cval_t *dqkv_c,
+                               int64_t B, int64_t T, int64_t C, int64_t NH)
 {
+    float *dqkv = tp_cval_f32(dqkv_c); /* out_c: only fused backends read it */
     int64_t hs = C / NH, C3 = 3 * C;
     double scale = 1.0 / sqrt((double)hs);
     for (int64_t i = 0; i < B * T; i++)
@@ -162,9 +165,10 @@ void tp_ref_attention_backward(tp_backend_t *be, const float *dout, const float 
 }
 
 void tp_ref_attention_decode(tp_backend_t *be, const float *q, const float *kcache,
-                             const float *vcache, float *out, int64_t B, int64_t pos, int64_t Tmax,
-                             int64_t C, int64_t NH)
+                             const float *vcache, tp_cval_t *out_c, int64_t B, int64_t pos,
+                             int64_t Tmax, int64_t C, int64_t NH)
 {
+    float *out = tp_cval_f32(out_c);
     int64_t hs = C / NH;
     for (int64_t b = 0; b < B; b++)
         for (int64_t h = 0; h < NH; h++)

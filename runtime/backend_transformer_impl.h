@@ -13,18 +13,18 @@ void tp_ref_embedding_forward(tp_backend_t *be, const int32_t *tokens, const flo
 void tp_ref_embedding_backward(tp_backend_t *be, const float *dout, const int32_t *tokens,
                                float *dwte, float *dwpe, int64_t B, int64_t T, int64_t C);
 void tp_ref_layernorm_forward(tp_backend_t *be, const float *x, const float *w, const float *b,
-                              float *y, float *mean, float *rstd, int64_t N, int64_t C);
+                              tp_cval_t *y_c, float *mean, float *rstd, int64_t N, int64_t C);
 void tp_ref_layernorm_backward(tp_backend_t *be, const float *dy, const float *x, const float *w,
                                const float *mean, const float *rstd, float *dx, float *dw,
                                float *db, int64_t N, int64_t C);
-void tp_ref_attention_forward(tp_backend_t *be, const float *qkv, float *out, float *att, int64_t B,
-                              int64_t T, int64_t C, int64_t NH);
+void tp_ref_attention_forward(tp_backend_t *be, const float *qkv, tp_cval_t *out_c, float *att,
+                              int64_t B, int64_t T, int64_t C, int64_t NH);
 void tp_ref_attention_backward(tp_backend_t *be, const float *dout, const float *qkv,
-                               const float *att, const float *out, float *dqkv, int64_t B,
-                               int64_t T, int64_t C, int64_t NH);
+                               const float *att, const tp_cval_t *out_c, tp_cval_t *dqkv_c,
+                               int64_t B, int64_t T, int64_t C, int64_t NH);
 void tp_ref_attention_decode(tp_backend_t *be, const float *q, const float *kcache,
-                             const float *vcache, float *out, int64_t B, int64_t pos, int64_t Tmax,
-                             int64_t C, int64_t NH);
+                             const float *vcache, tp_cval_t *out_c, int64_t B, int64_t pos,
+                             int64_t Tmax, int64_t C, int64_t NH);
 
 /* backend_cpu_transformer.c */
 void tp_cpu_embedding_forward(tp_backend_t *be, const int32_t *tokens, const float *wte,
@@ -32,18 +32,18 @@ void tp_cpu_embedding_forward(tp_backend_t *be, const int32_t *tokens, const flo
 void tp_cpu_embedding_backward(tp_backend_t *be, const float *dout, const int32_t *tokens,
                                float *dwte, float *dwpe, int64_t B, int64_t T, int64_t C);
 void tp_cpu_layernorm_forward(tp_backend_t *be, const float *x, const float *w, const float *b,
-                              float *y, float *mean, float *rstd, int64_t N, int64_t C);
+                              tp_cval_t *y_c, float *mean, float *rstd, int64_t N, int64_t C);
 void tp_cpu_layernorm_backward(tp_backend_t *be, const float *dy, const float *x, const float *w,
                                const float *mean, const float *rstd, float *dx, float *dw,
                                float *db, int64_t N, int64_t C);
-void tp_cpu_attention_forward(tp_backend_t *be, const float *qkv, float *out, float *att, int64_t B,
-                              int64_t T, int64_t C, int64_t NH);
+void tp_cpu_attention_forward(tp_backend_t *be, const float *qkv, tp_cval_t *out_c, float *att,
+                              int64_t B, int64_t T, int64_t C, int64_t NH);
 void tp_cpu_attention_backward(tp_backend_t *be, const float *dout, const float *qkv,
-                               const float *att, const float *out, float *dqkv, int64_t B,
-                               int64_t T, int64_t C, int64_t NH);
+                               const float *att, const tp_cval_t *out_c, tp_cval_t *dqkv_c,
+                               int64_t B, int64_t T, int64_t C, int64_t NH);
 void tp_cpu_attention_decode(tp_backend_t *be, const float *q, const float *kcache,
-                             const float *vcache, float *out, int64_t B, int64_t pos, int64_t Tmax,
-                             int64_t C, int64_t NH);
+                             const float *vcache, tp_cval_t *out_c, int64_t B, int64_t pos,
+                             int64_t Tmax, int64_t C, int64_t NH);
 
 /* Scratch of the cpu backend (backend_cpu.c): `rows` rows (one per thread, or per chunk) of at
  * least `len` floats each, every row 64-byte aligned; grown to the largest request and kept

@@ -142,8 +142,9 @@ const tp_config_key_t tp_config_schema[] = {
     {"runtime", "threads", INT(threads), .def = "0", .imin = 0, .imax = 1024,
      .doc = "OpenMP threads per rank; 0 = cores / ranks on the node"},
     {"runtime", "precision", STRING(precision), .def = "fp32", .choices = {"fp32", "bf16"},
-     .doc = "matrix products in fp32 (TF32 on GPUs) or bf16 with fp32 accumulation (cuda); "
-            "weights, optimizer state, loss and norms stay fp32"},
+     .doc = "matrix products in fp32 (TF32 on GPUs) or bf16 with fp32 accumulation (cuda: "
+            "products read bf16 compute copies of weights and activations); master weights, "
+            "optimizer state, gradients, loss and norms stay fp32"},
     {"runtime", "profile", BOOL(profile), .def = "false",
      .doc = "time every backend op (GPU kernels through CUDA events, no host waits) from the "
             "second step on; a table at the end and profile.json in the run directory"},

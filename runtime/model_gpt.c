@@ -1,5 +1,13 @@
-/* GPT-2 forward and backward over the compute-backend ops (matmuls through tp_op_gemm), with
+/* GPT-2 forward and backward over the compute-backend ops (matmuls through tp_op_gemm_c), with
  * activations allocated once for max_batch sequences of seq_len tokens.
+ *
+ * Mixed precision: every matrix product reads compute copies (backend.h: bf16 under
+ * runtime.precision "bf16", float32 otherwise, where the copies below are the float32 arrays
+ * themselves and cost nothing): the weights' copy, refreshed from the fp32 master weights at the
+ * start of each forward; the LayerNorm, attention and GELU outputs, whose only readers are
+ * products; and the gradients that feed products (the logits', qkv's, the MLP's, and a copy of
+ * the residual stream's). The residual stream, its gradient, the LayerNorm statistics, the
+ * products' outputs, logits and losses stay float32.
  *
  * Memory: per layer only what backward needs is kept (LayerNorm inputs' statistics, the
  * normalised inputs, qkv, attention probabilities, attention output, the MLP's pre-activation
@@ -16,14 +24,17 @@
 enum { LN1W, LN1B, QKVW, QKVB, PROJW, PROJB, LN2W, LN2B, FCW, FCB, FCPW, FCPB, N_BLOCK_PARAMS };
 
 typedef struct gpt_layer_acts {
-    float *ln1, *ln1_mean, *ln1_rstd; /* [BT C], [BT], [BT] */
-    float *qkv;                       /* [BT 3C] */
-    float *atty;                      /* [BT C] */
-    float *att;                       /* [B NH T T] */
-    float *res2;                      /* [BT C]: x + attention */
-    float *ln2, *ln2_mean, *ln2_rstd;
-    float *fch, *fch_gelu; /* [BT 4C] */
-    float *res3;           /* [BT C]: block output */
+    tp_cval_t *ln1;             /* [BT C] */
+    float *ln1_mean, *ln1_rstd; /* [BT], [BT] */
+    float *qkv;                 /* [BT 3C] */
+    tp_cval_t *atty;            /* [BT C] */
+    float *att;                 /* [B NH T T] */
+    float *res2;                /* [BT C]: x + attention */
+    tp_cval_t *ln2;
+    float *ln2_mean, *ln2_rstd;
+    float *fch;          /* [BT 4C] */
+    tp_cval_t *fch_gelu; /* [BT 4C] */
+    float *res3;         /* [BT C]: block output */
 } gpt_layer_acts_t;
 
 struct tp_gpt {
@@ -36,12 +47,30 @@ struct tp_gpt {
     int32_t *tokens, *targets; /* backend, [B T] */
     float *encoded;            /* [BT C] */
     gpt_layer_acts_t *layer;
-    float *lnf, *lnf_mean, *lnf_rstd;
+    tp_cval_t *lnf;
+    float *lnf_mean, *lnf_rstd;
     float *logits, *probs; /* [BT V], [BT V]; losses go to m->target_loss */
     float *host_logits;
     /* gradient scratch (also the forward's projection scratch) */
-    float *dres, *dln, *dqkv, *dfch;
+    float *dres, *dln, *dfch;
+    tp_cval_t *dqkv;
+    /* Compute copies: the weights' (numel), and those of dres and dfch, which are dres and dfch
+     * themselves when compute copies are float32 (copies == false). */
+    bool copies;
+    tp_cval_t *wc, *dres_c, *dfch_c;
 };
+
+/* A compute copy that is the float32 array itself when compute copies are float32. */
+static tp_cval_t *as_cval(float *x)
+{
+    return (tp_cval_t *)(void *)x;
+}
+
+/* The compute copy of parameter p (weights of products). */
+static const tp_cval_t *wc(const tp_model_t *m, const tp_param_t *p)
+{
+    return tp_cval_at(m->be, m->gpt->wc, p->offset);
+}
 
 tp_gpt_dims_t tp_gpt_dims(const tp_model_t *m)
 {
@@ -160,35 +189,51 @@ static tp_status_t gpt_prepare(tp_model_t *m)
         (ptr) = tp_backend_alloc(be, (size_t)(n) * sizeof(float), what);                           \
         ok = ok && (ptr);                                                                          \
     } while (0)
+#define ALLOC_C(ptr, n, what)                                                                      \
+    do {                                                                                           \
+        (ptr) = tp_backend_alloc_compute(be, n, what);                                             \
+        ok = ok && (ptr);                                                                          \
+    } while (0)
     g->tokens = tp_backend_alloc(be, (size_t)BT * sizeof(int32_t), "tokens");
     g->targets = tp_backend_alloc(be, (size_t)BT * sizeof(int32_t), "targets");
     ok = g->tokens && g->targets;
     ALLOC(g->encoded, BT * C, "embeddings");
     for (int64_t l = 0; l < d.n_layer && ok; l++) {
         gpt_layer_acts_t *a = &g->layer[l];
-        ALLOC(a->ln1, BT * C, "ln_1");
+        ALLOC_C(a->ln1, BT * C, "ln_1");
         ALLOC(a->ln1_mean, BT, "ln_1 mean");
         ALLOC(a->ln1_rstd, BT, "ln_1 rstd");
         ALLOC(a->qkv, BT * 3 * C, "qkv");
-        ALLOC(a->atty, BT * C, "attention output");
+        ALLOC_C(a->atty, BT * C, "attention output");
         ALLOC(a->att, tp_op_attention_att_numel(be, B, d.T, d.n_head), "attention statistics");
         ALLOC(a->res2, BT * C, "residual");
-        ALLOC(a->ln2, BT * C, "ln_2");
+        ALLOC_C(a->ln2, BT * C, "ln_2");
         ALLOC(a->ln2_mean, BT, "ln_2 mean");
         ALLOC(a->ln2_rstd, BT, "ln_2 rstd");
         ALLOC(a->fch, BT * 4 * C, "mlp");
-        ALLOC(a->fch_gelu, BT * 4 * C, "mlp gelu");
+        ALLOC_C(a->fch_gelu, BT * 4 * C, "mlp gelu");
         ALLOC(a->res3, BT * C, "residual");
     }
-    ALLOC(g->lnf, BT * C, "ln_f");
+    ALLOC_C(g->lnf, BT * C, "ln_f");
     ALLOC(g->lnf_mean, BT, "ln_f mean");
     ALLOC(g->lnf_rstd, BT, "ln_f rstd");
     ALLOC(g->logits, BT * d.V, "logits");
     ALLOC(g->probs, BT * d.V, "probabilities");
     ALLOC(g->dres, BT * C, "residual gradient");
     ALLOC(g->dln, BT * C, "gradient scratch");
-    ALLOC(g->dqkv, BT * 3 * C, "qkv gradient");
+    ALLOC_C(g->dqkv, BT * 3 * C, "qkv gradient");
     ALLOC(g->dfch, BT * 4 * C, "mlp gradient");
+    g->copies = tp_backend_compute_bytes(be) != sizeof(float);
+    if (g->copies) {
+        ALLOC_C(g->wc, m->numel, "compute copy of the weights");
+        ALLOC_C(g->dres_c, BT * C, "residual gradient (compute copy)");
+        ALLOC_C(g->dfch_c, BT * 4 * C, "mlp gradient (compute copy)");
+    } else {
+        g->wc = as_cval(m->param_buf);
+        g->dres_c = as_cval(g->dres);
+        g->dfch_c = as_cval(g->dfch);
+    }
+#undef ALLOC_C
 #undef ALLOC
     g->host_logits = tp_malloc((size_t)(B * d.V) * sizeof(float), "logits");
     return ok && g->host_logits ? TP_OK : TP_ERR_NOMEM;
@@ -202,16 +247,21 @@ static void gpt_release(tp_model_t *m)
     if (g->layer) {
         for (int64_t l = 0; l < g->d.n_layer; l++) {
             gpt_layer_acts_t *a = &g->layer[l];
-            float *bufs[] = {a->ln1, a->ln1_mean, a->ln1_rstd, a->qkv, a->atty,     a->att, a->res2,
-                             a->ln2, a->ln2_mean, a->ln2_rstd, a->fch, a->fch_gelu, a->res3};
+            void *bufs[] = {a->ln1, a->ln1_mean, a->ln1_rstd, a->qkv, a->atty,     a->att, a->res2,
+                            a->ln2, a->ln2_mean, a->ln2_rstd, a->fch, a->fch_gelu, a->res3};
             for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
                 tp_backend_release(be, bufs[i]);
         }
     }
-    float *bufs[] = {g->encoded, g->lnf,  g->lnf_mean, g->lnf_rstd, g->logits,
-                     g->probs,   g->dres, g->dln,      g->dqkv,     g->dfch};
+    void *bufs[] = {g->encoded, g->lnf,  g->lnf_mean, g->lnf_rstd, g->logits,
+                    g->probs,   g->dres, g->dln,      g->dqkv,     g->dfch};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         tp_backend_release(be, bufs[i]);
+    if (g->copies) {
+        tp_backend_release(be, g->wc);
+        tp_backend_release(be, g->dres_c);
+        tp_backend_release(be, g->dfch_c);
+    }
     tp_backend_release(be, g->tokens);
     tp_backend_release(be, g->targets);
     free(g->host_logits);
@@ -236,23 +286,30 @@ static void gpt_set_input(tp_model_t *m, const float *x, const int32_t *tokens,
     if (targets) tp_backend_upload(m->be, g->targets, targets, bytes);
 }
 
+/* Refresh the weights' compute copy from the master weights (nothing to do when it is them). */
+static void refresh_weights(tp_model_t *m)
+{
+    if (m->gpt->copies) tp_op_to_compute(m->be, m->param_buf, m->gpt->wc, m->numel);
+}
+
 /* y[N, out] = x[N, in] W^T + b (PyTorch Linear). */
-static void linear(tp_backend_t *be, const float *x, const tp_param_t *w, const tp_param_t *b,
+static void linear(tp_model_t *m, const tp_cval_t *x, const tp_param_t *w, const tp_param_t *b,
                    float *y, int64_t N)
 {
     int64_t out = w->shape[0], in = w->shape[1];
-    tp_op_gemm(be, false, true, N, out, in, 1.0f, x, in, w->data, in, 0.0f, y, out);
-    if (b) tp_op_bias_add(be, y, b->data, N, out, false);
+    tp_op_gemm_c(m->be, false, true, N, out, in, 1.0f, x, in, wc(m, w), in, 0.0f, y, out);
+    if (b) tp_op_bias_add(m->be, y, b->data, N, out, false);
 }
 
-/* Gradients of linear: dW += dy^T x, db += colsum(dy), dx = dy W (when dx). */
-static void linear_backward(tp_backend_t *be, const float *dy, const float *x, const tp_param_t *w,
-                            const tp_param_t *b, float *dx, int64_t N)
+/* Gradients of linear: dW += dy^T x, db += colsum(dy), dx = dy W. */
+static void linear_backward(tp_model_t *m, const tp_cval_t *dy, const tp_cval_t *x,
+                            const tp_param_t *w, const tp_param_t *b, float *dx, int64_t N)
 {
+    tp_backend_t *be = m->be;
     int64_t out = w->shape[0], in = w->shape[1];
-    tp_op_gemm(be, true, false, out, in, N, 1.0f, dy, out, x, in, 1.0f, w->grad, in);
-    if (b) tp_op_bias_grad(be, dy, b->grad, N, out, false);
-    if (dx) tp_op_gemm(be, false, false, N, in, out, 1.0f, dy, out, w->data, in, 0.0f, dx, in);
+    tp_op_gemm_c(be, true, false, out, in, N, 1.0f, dy, out, x, in, 1.0f, w->grad, in);
+    if (b) tp_op_bias_grad_c(be, dy, b->grad, N, out, false);
+    tp_op_gemm_c(be, false, false, N, in, out, 1.0f, dy, out, wc(m, w), in, 0.0f, dx, in);
 }
 
 static int64_t gpt_forward(tp_model_t *m, const tp_pass_ctx_t *ctx, int64_t B, int64_t *correct,
@@ -261,6 +318,7 @@ static int64_t gpt_forward(tp_model_t *m, const tp_pass_ctx_t *ctx, int64_t B, i
     struct tp_gpt *g = m->gpt;
     tp_backend_t *be = m->be;
     int64_t T = g->cur_T, C = g->d.C, NH = g->d.n_head, V = g->d.V, N = B * T;
+    refresh_weights(m);
     tp_op_embedding_forward(be, g->tokens, g->wte.data, g->wpe.data, g->encoded, B, T, C);
     const float *x = g->encoded;
     float *scratch = g->dres; /* projections' outputs; not needed by backward */
@@ -268,22 +326,22 @@ static int64_t gpt_forward(tp_model_t *m, const tp_pass_ctx_t *ctx, int64_t B, i
         gpt_layer_acts_t *a = &g->layer[l];
         tp_op_layernorm_forward(be, x, bp(g, l, LN1W)->data, bp(g, l, LN1B)->data, a->ln1,
                                 a->ln1_mean, a->ln1_rstd, N, C);
-        linear(be, a->ln1, bp(g, l, QKVW), bp(g, l, QKVB), a->qkv, N);
+        linear(m, a->ln1, bp(g, l, QKVW), bp(g, l, QKVB), a->qkv, N);
         tp_op_attention_forward(be, a->qkv, a->atty, a->att, B, T, C, NH);
-        linear(be, a->atty, bp(g, l, PROJW), bp(g, l, PROJB), scratch, N);
+        linear(m, a->atty, bp(g, l, PROJW), bp(g, l, PROJB), scratch, N);
         tp_op_add(be, x, scratch, a->res2, N * C);
         tp_op_layernorm_forward(be, a->res2, bp(g, l, LN2W)->data, bp(g, l, LN2B)->data, a->ln2,
                                 a->ln2_mean, a->ln2_rstd, N, C);
-        linear(be, a->ln2, bp(g, l, FCW), bp(g, l, FCB), a->fch, N);
-        tp_op_act_forward(be, TP_ACT_GELU, a->fch, a->fch_gelu, N * 4 * C);
-        linear(be, a->fch_gelu, bp(g, l, FCPW), bp(g, l, FCPB), scratch, N);
+        linear(m, a->ln2, bp(g, l, FCW), bp(g, l, FCB), a->fch, N);
+        tp_op_act_forward_c(be, TP_ACT_GELU, a->fch, a->fch_gelu, N * 4 * C);
+        linear(m, a->fch_gelu, bp(g, l, FCPW), bp(g, l, FCPB), scratch, N);
         tp_op_add(be, a->res2, scratch, a->res3, N * C);
         x = a->res3;
     }
     tp_op_layernorm_forward(be, x, g->lnfw.data, g->lnfb.data, g->lnf, g->lnf_mean, g->lnf_rstd, N,
                             C);
     /* Tied LM head: logits = lnf wte^T. */
-    tp_op_gemm(be, false, true, N, V, C, 1.0f, g->lnf, C, g->wte.data, C, 0.0f, g->logits, V);
+    tp_op_gemm_c(be, false, true, N, V, C, 1.0f, g->lnf, C, wc(m, &g->wte), C, 0.0f, g->logits, V);
     if (correct) *correct = 0;
     if (!g->have_targets) return 0;
     tp_op_softmax_xent_forward(be, g->logits, g->targets, g->probs, m->target_loss, N, V);
@@ -295,10 +353,10 @@ static void gpt_backward(tp_model_t *m, const tp_pass_ctx_t *ctx, int64_t B, flo
     struct tp_gpt *g = m->gpt;
     tp_backend_t *be = m->be;
     int64_t T = g->cur_T, C = g->d.C, NH = g->d.n_head, V = g->d.V, N = B * T, L = g->d.n_layer;
-    float *dlogits = g->logits; /* the logits are not needed any more */
-    tp_op_softmax_xent_backward(be, g->probs, g->targets, dlogits, N, V, scale);
-    tp_op_gemm(be, true, false, V, C, N, 1.0f, dlogits, V, g->lnf, C, 1.0f, g->wte.grad, C);
-    tp_op_gemm(be, false, false, N, C, V, 1.0f, dlogits, V, g->wte.data, C, 0.0f, g->dln, C);
+    tp_cval_t *dlogits = as_cval(g->logits); /* the logits are not needed any more */
+    tp_op_softmax_xent_backward_c(be, g->probs, g->targets, dlogits, N, V, scale);
+    tp_op_gemm_c(be, true, false, V, C, N, 1.0f, dlogits, V, g->lnf, C, 1.0f, g->wte.grad, C);
+    tp_op_gemm_c(be, false, false, N, C, V, 1.0f, dlogits, V, wc(m, &g->wte), C, 0.0f, g->dln, C);
     tp_op_fill(be, g->dres, 0.0f, N * C);
     const float *top = L > 0 ? g->layer[L - 1].res3 : g->encoded;
     tp_op_layernorm_backward(be, g->dln, top, g->lnfw.data, g->lnf_mean, g->lnf_rstd, g->dres,
@@ -308,20 +366,22 @@ static void gpt_backward(tp_model_t *m, const tp_pass_ctx_t *ctx, int64_t B, flo
         gpt_layer_acts_t *a = &g->layer[l];
         const float *x = l > 0 ? g->layer[l - 1].res3 : g->encoded;
         /* res3 = res2 + mlp(ln2(res2)): dres flows to res2 unchanged, plus the MLP path. */
-        linear_backward(be, g->dres, a->fch_gelu, bp(g, l, FCPW), bp(g, l, FCPB), g->dfch, N);
+        tp_op_to_compute(be, g->dres, g->dres_c, N * C);
+        linear_backward(m, g->dres_c, a->fch_gelu, bp(g, l, FCPW), bp(g, l, FCPB), g->dfch, N);
         tp_model_grads_ready(m, bp(g, l, FCPW)->offset);
-        tp_op_act_backward(be, TP_ACT_GELU, a->fch, g->dfch, g->dfch, N * 4 * C);
-        linear_backward(be, g->dfch, a->ln2, bp(g, l, FCW), bp(g, l, FCB), g->dln, N);
+        tp_op_act_backward_c(be, TP_ACT_GELU, a->fch, g->dfch, g->dfch_c, N * 4 * C);
+        linear_backward(m, g->dfch_c, a->ln2, bp(g, l, FCW), bp(g, l, FCB), g->dln, N);
         tp_model_grads_ready(m, bp(g, l, FCW)->offset);
         tp_op_layernorm_backward(be, g->dln, a->res2, bp(g, l, LN2W)->data, a->ln2_mean,
                                  a->ln2_rstd, g->dres, bp(g, l, LN2W)->grad, bp(g, l, LN2B)->grad,
                                  N, C);
         tp_model_grads_ready(m, bp(g, l, LN2W)->offset);
         /* res2 = x + proj(attention(ln1(x))) */
-        linear_backward(be, g->dres, a->atty, bp(g, l, PROJW), bp(g, l, PROJB), g->dln, N);
+        tp_op_to_compute(be, g->dres, g->dres_c, N * C);
+        linear_backward(m, g->dres_c, a->atty, bp(g, l, PROJW), bp(g, l, PROJB), g->dln, N);
         tp_model_grads_ready(m, bp(g, l, PROJW)->offset);
         tp_op_attention_backward(be, g->dln, a->qkv, a->att, a->atty, g->dqkv, B, T, C, NH);
-        linear_backward(be, g->dqkv, a->ln1, bp(g, l, QKVW), bp(g, l, QKVB), g->dln, N);
+        linear_backward(m, g->dqkv, a->ln1, bp(g, l, QKVW), bp(g, l, QKVB), g->dln, N);
         tp_model_grads_ready(m, bp(g, l, QKVW)->offset);
         tp_op_layernorm_backward(be, g->dln, x, bp(g, l, LN1W)->data, a->ln1_mean, a->ln1_rstd,
                                  g->dres, bp(g, l, LN1W)->grad, bp(g, l, LN1B)->grad, N, C);
@@ -357,8 +417,9 @@ static void gpt_print(const tp_model_t *m)
 struct tp_gpt_decoder {
     tp_model_t *m;
     int64_t B;
-    float *kcache, *vcache;                              /* [L, B, T, C] */
-    float *x, *ln, *qkv, *q, *atty, *tmp, *fch, *logits; /* one position per sequence */
+    float *kcache, *vcache;                  /* [L, B, T, C] */
+    float *x, *qkv, *q, *tmp, *fch, *logits; /* one position per sequence */
+    tp_cval_t *ln, *atty, *fch_c;            /* compute copies (products' inputs) */
     int32_t *tokens;
     float *host_logits;
 };
@@ -377,20 +438,23 @@ tp_status_t tp_gpt_decoder_create(tp_model_t *m, int64_t batch, tp_gpt_decoder_t
     dec->kcache = tp_backend_alloc(be, cache, "key cache");
     dec->vcache = tp_backend_alloc(be, cache, "value cache");
     dec->x = tp_backend_alloc(be, (size_t)(B * C) * sizeof(float), "decoder");
-    dec->ln = tp_backend_alloc(be, (size_t)(B * C) * sizeof(float), "decoder");
+    dec->ln = tp_backend_alloc_compute(be, B * C, "decoder");
     dec->qkv = tp_backend_alloc(be, (size_t)(B * 3 * C) * sizeof(float), "decoder");
     dec->q = tp_backend_alloc(be, (size_t)(B * C) * sizeof(float), "decoder");
-    dec->atty = tp_backend_alloc(be, (size_t)(B * C) * sizeof(float), "decoder");
+    dec->atty = tp_backend_alloc_compute(be, B * C, "decoder");
     dec->tmp = tp_backend_alloc(be, (size_t)(B * C) * sizeof(float), "decoder");
     dec->fch = tp_backend_alloc(be, (size_t)(B * 4 * C) * sizeof(float), "decoder");
+    dec->fch_c = tp_backend_alloc_compute(be, B * 4 * C, "decoder");
     dec->logits = tp_backend_alloc(be, (size_t)(B * d.V) * sizeof(float), "decoder logits");
     dec->tokens = tp_backend_alloc(be, (size_t)B * sizeof(int32_t), "decoder tokens");
     dec->host_logits = tp_malloc((size_t)(B * d.V) * sizeof(float), "decoder logits");
     if (!dec->kcache || !dec->vcache || !dec->x || !dec->ln || !dec->qkv || !dec->q || !dec->atty ||
-        !dec->tmp || !dec->fch || !dec->logits || !dec->tokens || !dec->host_logits) {
+        !dec->tmp || !dec->fch || !dec->fch_c || !dec->logits || !dec->tokens ||
+        !dec->host_logits) {
         tp_gpt_decoder_free(dec);
         return TP_ERR_NOMEM;
     }
+    refresh_weights(m); /* the weights do not change while a decoder lives */
     *out = dec;
     return TP_OK;
 }
@@ -399,8 +463,8 @@ void tp_gpt_decoder_free(tp_gpt_decoder_t *dec)
 {
     if (!dec) return;
     tp_backend_t *be = dec->m->be;
-    float *bufs[] = {dec->kcache, dec->vcache, dec->x,   dec->ln,  dec->qkv,
-                     dec->q,      dec->atty,   dec->tmp, dec->fch, dec->logits};
+    void *bufs[] = {dec->kcache, dec->vcache, dec->x,   dec->ln,    dec->qkv,   dec->q,
+                    dec->atty,   dec->tmp,    dec->fch, dec->fch_c, dec->logits};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         tp_backend_release(be, bufs[i]);
     tp_backend_release(be, dec->tokens);
@@ -422,7 +486,7 @@ const float *tp_gpt_decoder_step(tp_gpt_decoder_t *dec, const int32_t *tokens, i
         float *kc = dec->kcache + l * B * T * C, *vc = dec->vcache + l * B * T * C;
         tp_op_layernorm_forward(be, dec->x, bp(g, l, LN1W)->data, bp(g, l, LN1B)->data, dec->ln,
                                 mean, rstd, B, C);
-        linear(be, dec->ln, bp(g, l, QKVW), bp(g, l, QKVB), dec->qkv, B);
+        linear(m, dec->ln, bp(g, l, QKVW), bp(g, l, QKVB), dec->qkv, B);
         for (int64_t b = 0; b < B; b++) {
             const float *row = dec->qkv + b * 3 * C;
             tp_op_copy(be, dec->q + b * C, row, C);
@@ -430,17 +494,18 @@ const float *tp_gpt_decoder_step(tp_gpt_decoder_t *dec, const int32_t *tokens, i
             tp_op_copy(be, vc + (b * T + pos) * C, row + 2 * C, C);
         }
         tp_op_attention_decode(be, dec->q, kc, vc, dec->atty, B, pos, T, C, NH);
-        linear(be, dec->atty, bp(g, l, PROJW), bp(g, l, PROJB), dec->tmp, B);
+        linear(m, dec->atty, bp(g, l, PROJW), bp(g, l, PROJB), dec->tmp, B);
         tp_op_add(be, dec->x, dec->tmp, dec->x, B * C);
         tp_op_layernorm_forward(be, dec->x, bp(g, l, LN2W)->data, bp(g, l, LN2B)->data, dec->ln,
                                 mean, rstd, B, C);
-        linear(be, dec->ln, bp(g, l, FCW), bp(g, l, FCB), dec->fch, B);
-        tp_op_act_forward(be, TP_ACT_GELU, dec->fch, dec->fch, B * 4 * C);
-        linear(be, dec->fch, bp(g, l, FCPW), bp(g, l, FCPB), dec->tmp, B);
+        linear(m, dec->ln, bp(g, l, FCW), bp(g, l, FCB), dec->fch, B);
+        tp_op_act_forward_c(be, TP_ACT_GELU, dec->fch, dec->fch_c, B * 4 * C);
+        linear(m, dec->fch_c, bp(g, l, FCPW), bp(g, l, FCPB), dec->tmp, B);
         tp_op_add(be, dec->x, dec->tmp, dec->x, B * C);
     }
     tp_op_layernorm_forward(be, dec->x, g->lnfw.data, g->lnfb.data, dec->ln, mean, rstd, B, C);
-    tp_op_gemm(be, false, true, B, V, C, 1.0f, dec->ln, C, g->wte.data, C, 0.0f, dec->logits, V);
+    tp_op_gemm_c(be, false, true, B, V, C, 1.0f, dec->ln, C, wc(m, &g->wte), C, 0.0f, dec->logits,
+                 V);
     tp_backend_download(be, dec->host_logits, dec->logits, (size_t)(B * V) * sizeof(float));
     return dec->host_logits;
 }

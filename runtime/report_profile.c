@@ -64,7 +64,8 @@ static void print_rows(const char *title, const tp_profile_entry_t *e, int n, do
 }
 
 static tp_status_t write_json(const char *path, const tp_profile_entry_t *e, int n, int64_t steps,
-                              double span_ms, double ops_ms, double step_ms, const char *backend)
+                              int64_t dropped, double span_ms, double ops_ms, double step_ms,
+                              const char *backend)
 {
     tp_json_file_t jf;
     TP_TRY(tp_json_file_open(&jf, path, true));
@@ -73,6 +74,7 @@ static tp_status_t write_json(const char *path, const tp_profile_entry_t *e, int
     tp_json_int(j, "schema_version", 1);
     tp_json_str(j, "backend", backend);
     tp_json_int(j, "profiled_steps", steps);
+    tp_json_int(j, "dropped_ops", dropped);
     tp_json_num(j, "step_time_ms_median", step_ms);
     tp_json_num(j, "ops_ms_per_step", ops_ms / (double)steps);
     tp_json_num(j, "span_ms_per_step", span_ms / (double)steps);
@@ -96,9 +98,9 @@ static tp_status_t write_json(const char *path, const tp_profile_entry_t *e, int
 tp_status_t tp_profile_report(tp_backend_t *be, const char *run_dir, double step_ms_median)
 {
     const tp_profile_entry_t *e = NULL;
-    int64_t steps = 0;
+    int64_t steps = 0, dropped = 0;
     double span_ms = 0;
-    int n = tp_backend_profile_entries(be, &e, &steps, &span_ms);
+    int n = tp_backend_profile_entries(be, &e, &steps, &span_ms, &dropped);
     if (n == 0 || steps == 0) {
         tp_log_info("op profile: nothing profiled (the first step of a run is left out)");
         return TP_OK;
@@ -111,6 +113,10 @@ tp_status_t tp_profile_report(tp_backend_t *be, const char *run_dir, double step
                 "step, first op start to last op end %.2f ms (%.0f%% busy), step %.2f ms",
                 tp_backend_name(be), (long long)steps, ops_ms / ds, span_ms / ds,
                 span_ms > 0 ? 100.0 * ops_ms / span_ms : 0.0, step_ms_median);
+    if (dropped > 0)
+        tp_log_warn("op profile: %lld op(s) went unrecorded (out of memory for their timing "
+                    "marks): the totals below miss their time",
+                    (long long)dropped);
     tp_profile_entry_t *g = tp_calloc((size_t)n, sizeof *g, "op profile groups");
     if (!g) return TP_ERR_NOMEM;
     int n_g = group_by_kind(e, n, g);
@@ -119,7 +125,8 @@ tp_status_t tp_profile_report(tp_backend_t *be, const char *run_dir, double step
     print_rows("op (longest)", e, n < TOP_ROWS ? n : TOP_ROWS, ds, ops_ms);
     char path[4096];
     snprintf(path, sizeof path, "%s/profile.json", run_dir);
-    TP_TRY(write_json(path, e, n, steps, span_ms, ops_ms, step_ms_median, tp_backend_name(be)));
+    TP_TRY(write_json(path, e, n, steps, dropped, span_ms, ops_ms, step_ms_median,
+                      tp_backend_name(be)));
     tp_log_info("op profile -> %s", path);
     return TP_OK;
 }

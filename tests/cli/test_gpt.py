@@ -116,6 +116,7 @@ if p.returncode == 0 and p1.returncode == 0:
     pj = json.load(open(os.path.join(prof, "profile.json")))
     ops = {o["name"]: o for o in pj["ops"]}
     h.check(pj["profiled_steps"] == 19, "profile.json covers the 19 steps after the first (%s)" % pj["profiled_steps"])
+    h.check(pj.get("dropped_ops") == 0, "no op went unrecorded (%s)" % pj.get("dropped_ops"))
     # 2 layers x 2 micro-batches per step; the LM head's product carries its shape and FLOPs.
     att = ops.get("attention_forward", {})
     h.check(att.get("calls_per_step") == 4, "attention_forward 4 calls per step (%s)" % att.get("calls_per_step"))

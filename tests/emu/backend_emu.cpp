@@ -2,6 +2,7 @@
 // by prep.py) running on the CPU through emu_runtime.cpp, on host memory. What it does not
 // cover is what backend_cuda.cu does itself: cuBLAS (gemm here is the ref backend's), streams,
 // staging and device memory.
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 extern "C" {
@@ -81,6 +82,42 @@ void emu_gemm(tp_backend_t *be, bool ta, bool tb, int64_t M, int64_t N, int64_t 
     tp_backend_ref_iface.gemm(be, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
+// Elements of a row-major rows x cols matrix with leading dimension ld that a product reads.
+int64_t span(int64_t rows, int64_t cols, int64_t ld)
+{
+    return rows > 0 && cols > 0 ? (rows - 1) * ld + cols : 0;
+}
+
+// A bf16 operand widened to float32 (exact), so the ref gemm computes what cuBLAS does with bf16
+// inputs and fp32 accumulation, up to summation order. The caller frees it.
+float *widen(const tp_cval_t *p, int64_t n)
+{
+    float *w = (float *)malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+    if (!w) abort();
+    const __nv_bfloat16 *b = (const __nv_bfloat16 *)(const void *)p;
+    for (int64_t i = 0; i < n; i++)
+        w[i] = __bfloat162float(b[i]);
+    return w;
+}
+
+void emu_gemm_c(tp_backend_t *be, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
+                const tp_cval_t *A, int64_t lda, const tp_cval_t *B, int64_t ldb, float beta,
+                float *C, int64_t ldc)
+{
+    if (state(be)->precision != TP_PREC_BF16) {
+        emu_gemm(be, ta, tb, M, N, K, alpha, tp_cval_cf32(A), lda, tp_cval_cf32(B), ldb, beta, C,
+                 ldc);
+        return;
+    }
+    if (M <= 0 || N <= 0) return;
+    // op(A) is M x K, op(B) is K x N; stored transposed when the flag says so.
+    float *a = widen(A, ta ? span(K, M, lda) : span(M, K, lda));
+    float *b = widen(B, tb ? span(N, K, ldb) : span(K, N, ldb));
+    emu_gemm(be, ta, tb, M, N, K, alpha, a, lda, b, ldb, beta, C, ldc);
+    free(a);
+    free(b);
+}
+
 const tp_backend_iface_t emu_iface = {
     .name = "cuda-emu",
     .host_memory = true,
@@ -94,6 +131,12 @@ const tp_backend_iface_t emu_iface = {
     .upload = emu_copy_bytes,
     .download = emu_copy_bytes,
     .gemm = emu_gemm,
+    .gemm_c = emu_gemm_c,
+    .to_compute = tp_emu_to_compute,
+    .bias_grad_c = tp_emu_bias_grad_c,
+    .act_forward_c = tp_emu_act_forward_c,
+    .act_backward_c = tp_emu_act_backward_c,
+    .softmax_xent_backward_c = tp_emu_softmax_xent_backward_c,
     .bias_add = tp_emu_bias_add,
     .bias_grad = tp_emu_bias_grad,
     .act_forward = tp_emu_act_forward,

@@ -8,6 +8,7 @@
 #include <stdbool.h>
 
 #include "backend.h"
+#include "bf16.h"
 #include "test_util.h"
 
 static tp_backend_t *g_ref, *g_gpu;
@@ -187,6 +188,57 @@ static void *dget(const void *dev, size_t bytes)
 static float *dgetf(const float *dev, size_t n)
 {
     return dget(dev, n * sizeof(float));
+}
+
+/* ---- compute copies (backend.h): bf16 on the GPU backend under "bf16", else float32 -------- */
+
+static bool gpu_bf16(void)
+{
+    return tp_backend_compute_bytes(g_gpu) == 2;
+}
+
+/* x rounded in place to what a compute copy of it holds, so that the ref computes from the
+ * same inputs as the GPU: what remains is the op's own error. */
+static float *hround(float *x, size_t n)
+{
+    if (gpu_bf16())
+        for (size_t i = 0; i < n; i++)
+            x[i] = tp_bf16_round(x[i]);
+    return x;
+}
+
+/* Device compute copy of host values (rounded as the upload does). */
+static tp_cval_t *dputc(const float *host, size_t n)
+{
+    tp_cval_t *d = dalloc(n * tp_backend_compute_bytes(g_gpu));
+    tp_backend_upload_compute(g_gpu, d, host, (int64_t)n);
+    return d;
+}
+
+/* A compute copy of n elements starting one element past an aligned address (vectorised
+ * kernels' scalar path), holding host's values. */
+static tp_cval_t *dputc_off(const float *host, size_t n)
+{
+    tp_cval_t *d = dalloc((n + 1) * tp_backend_compute_bytes(g_gpu));
+    tp_cval_t *at = tp_cval_at(g_gpu, d, 1);
+    tp_backend_upload_compute(g_gpu, at, host, (int64_t)n);
+    return at;
+}
+
+/* A compute copy poisoned with NaN (all-ones bytes are NaN in float32 and bf16 alike). */
+static tp_cval_t *dnanc(size_t n)
+{
+    size_t bytes = n * tp_backend_compute_bytes(g_gpu);
+    return dput(hbytes(bytes, 0xff), bytes);
+}
+
+/* Host float32 copy of a device compute copy. */
+static float *dgetc(const tp_cval_t *dev, size_t n)
+{
+    float *h = hkeep(xmalloc(n ? n * sizeof(float) : 1));
+    tp_backend_synchronize(g_gpu);
+    tp_backend_download_compute(g_gpu, h, dev, (int64_t)n);
+    return h;
 }
 
 static void case_end(void)

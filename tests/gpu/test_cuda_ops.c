@@ -45,6 +45,13 @@
  * and fp32 accumulation, softmax and dS in fp32. Measured: 3.6e-3 for out and 3.5e-3 for dqkv on
  * an H100, 4.2e-3 and 3.3e-3 in the CPU emulation (tests/emu), inside bf16's 1e-2.
  *
+ * Compute copies (backend.h: bf16 under "bf16"): ops that read them (gemm_c, bias_grad_c) get
+ * inputs the ref sees rounded the same way, so the error is the op's; elementwise ops that
+ * write them (act_*_c, softmax_xent_backward_c, layernorm y) are compared with the ref's result
+ * rounded likewise (each element's own rounding is not the kernel's error), to_compute must equal
+ * the host's rounding bit for bit, and attention's outputs (out, dqkv, decode) are compared
+ * unrounded: their bf16 rounding (2^-9) is part of what the tensor-core path's 1e-2 covers.
+ *
  * Attention: the cuda att buffer holds per-row log-sum-exp statistics (its size comes from
  * tp_op_attention_att_numel), not the probabilities the ref keeps, so only out and dqkv are
  * compared; the cuda backward uses the cuda forward's att. */
@@ -63,8 +70,9 @@ tp_status_t tp_emu_backend_create(tp_backend_t **out);
 
 /* ---- gemm ---------------------------------------------------------------------------------- */
 
-static void gemm_case(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, float beta,
-                      int64_t pad)
+/* c: tp_op_gemm_c, operands as compute copies (the ref multiplies their rounded values). */
+static void gemm_case(bool c, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
+                      float beta, int64_t pad)
 {
     char sh[160];
     int64_t ra = ta ? K : M, ca = ta ? M : K, lda = ca + pad;
@@ -84,11 +92,20 @@ static void gemm_case(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float a
         for (int64_t j = N; j < ldc; j++)
             C0[i * ldc + j] = NAN;
     float *Cr = hdup(C0, nc);
-    float *dA = dputf(A, (size_t)(ra * lda)), *dB = dputf(B, (size_t)(rb * ldb));
     float *dC = dputf(C0, nc);
+    size_t na = (size_t)(ra * lda), nb = (size_t)(rb * ldb);
+    if (c) {
+        hround(A, na);
+        hround(B, nb);
+        tp_op_gemm_c(g_gpu, ta, tb, M, N, K, alpha, dputc(A, na), lda, dputc(B, nb), ldb, beta, dC,
+                     ldc);
+    } else {
+        tp_op_gemm(g_gpu, ta, tb, M, N, K, alpha, dputf(A, na), lda, dputf(B, nb), ldb, beta, dC,
+                   ldc);
+    }
     tp_op_gemm(g_ref, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, Cr, ldc);
-    tp_op_gemm(g_gpu, ta, tb, M, N, K, alpha, dA, lda, dB, ldb, beta, dC, ldc);
     float *Cg = dgetf(dC, nc);
+    const char *op = c ? "gemm_c" : "gemm";
     snprintf(sh, sizeof sh, "ta=%d tb=%d M=%lld N=%lld K=%lld alpha=%g beta=%g pad=%lld", ta, tb,
              (long long)M, (long long)N, (long long)K, (double)alpha, (double)beta, (long long)pad);
     double e = 0, maxref = 1e-30;
@@ -102,8 +119,8 @@ static void gemm_case(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float a
         }
         pad_ok &= memcmp(Cg + i * ldc + N, C0 + i * ldc + N, (size_t)(ldc - N) * 4) == 0;
     }
-    expect("gemm", sh, e / maxref, K_GEMM);
-    CHECKF(pad_ok, "[%s] gemm(%s): wrote into the ldc padding", g_prec_name[g_prec], sh);
+    expect(op, sh, e / maxref, K_GEMM);
+    CHECKF(pad_ok, "[%s] %s(%s): wrote into the ldc padding", g_prec_name[g_prec], op, sh);
     case_end();
 }
 
@@ -112,20 +129,23 @@ static void test_gemm(void)
     static const int64_t shapes[][3] = {{1, 1, 1},       {7, 33, 130},   {33, 7, 1},
                                         {130, 1, 7},     {5, 130, 33},   {64, 65, 257},
                                         {127, 129, 255}, {257, 67, 1031}};
-    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
-        for (int ta = 0; ta < 2; ta++)
-            for (int tb = 0; tb < 2; tb++)
-                for (int bi = 0; bi < 2; bi++)
-                    for (int pad = 0; pad <= 3; pad += 3)
-                        gemm_case(ta, tb, shapes[s][0], shapes[s][1], shapes[s][2],
-                                  pad ? -0.5f : 1.0f, bi ? 0.75f : 0.0f, pad);
+    for (int c = 0; c < 2; c++)
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+            for (int ta = 0; ta < 2; ta++)
+                for (int tb = 0; tb < 2; tb++)
+                    for (int bi = 0; bi < 2; bi++)
+                        for (int pad = 0; pad <= 3; pad += 3)
+                            gemm_case(c, ta, tb, shapes[s][0], shapes[s][1], shapes[s][2],
+                                      pad ? -0.5f : 1.0f, bi ? 0.75f : 0.0f, pad);
     /* GPT-2 124M layers at B*T = 128 rows (and 257: not a multiple of any tile): qkv forward
      * x W^T, its input gradient dY W, its weight gradient dY^T X (accumulating, beta = 1), and
-     * the MLP's 768 -> 3072. */
-    gemm_case(false, true, 128, 2304, 768, 1.0f, 0.0f, 0);
-    gemm_case(false, false, 128, 768, 2304, 1.0f, 0.0f, 0);
-    gemm_case(true, false, 2304, 768, 128, 1.0f, 1.0f, 0);
-    gemm_case(false, true, 257, 3072, 768, 1.0f, 0.0f, 0);
+     * the MLP's 768 -> 3072; the model runs them on compute copies. */
+    for (int c = 0; c < 2; c++) {
+        gemm_case(c, false, true, 128, 2304, 768, 1.0f, 0.0f, 0);
+        gemm_case(c, false, false, 128, 768, 2304, 1.0f, 0.0f, 0);
+        gemm_case(c, true, false, 2304, 768, 128, 1.0f, 1.0f, 0);
+        gemm_case(c, false, true, 257, 3072, 768, 1.0f, 0.0f, 0);
+    }
 }
 
 /* ---- bias, activations, dropout ------------------------------------------------------------ */
@@ -156,6 +176,15 @@ static void test_bias(void)
             tp_op_bias_grad(g_gpu, dg, ddb, rows, cols, per_row);
             expect("bias_grad", sh, tp_test_rel_err(dgetf(ddb, (size_t)nb), dbr, (size_t)nb),
                    K_ELEM);
+
+            /* From a compute copy of dy (one element off alignment on odd shapes). */
+            hround(g, n);
+            float *dbr2 = hdup(db0, (size_t)nb), *ddb2 = dputf(db0, (size_t)nb);
+            tp_cval_t *dgc = s % 2 ? dputc_off(g, n) : dputc(g, n);
+            tp_op_bias_grad(g_ref, g, dbr2, rows, cols, per_row);
+            tp_op_bias_grad_c(g_gpu, dgc, ddb2, rows, cols, per_row);
+            expect("bias_grad_c", sh, tp_test_rel_err(dgetf(ddb2, (size_t)nb), dbr2, (size_t)nb),
+                   K_ELEM);
             case_end();
         }
 }
@@ -184,6 +213,18 @@ static void test_act(void)
             expect(op, sh, tp_test_rel_err(dgetf(yg, n), yr, n), K_ELEM);
             snprintf(op, sizeof op, "act_backward %s", nm);
             expect(op, sh, tp_test_rel_err(dgetf(dxo, n), dxr, n), K_ELEM);
+
+            /* Into compute copies (one element off alignment on odd sizes): the ref's results
+             * rounded as the copy rounds them, so the error is the kernel's. */
+            bool off = s % 2;
+            tp_cval_t *yc = off ? dputc_off(hnan(n), n) : dnanc(n);
+            tp_cval_t *dxc = off ? dputc_off(hnan(n), n) : dnanc(n);
+            tp_op_act_forward_c(g_gpu, act, dxg, yc, (int64_t)n);
+            tp_op_act_backward_c(g_gpu, act, dxg, ddy, dxc, (int64_t)n);
+            snprintf(op, sizeof op, "act_forward_c %s", nm);
+            expect(op, sh, tp_test_rel_err(dgetc(yc, n), hround(yr, n), n), K_ELEM);
+            snprintf(op, sizeof op, "act_backward_c %s", nm);
+            expect(op, sh, tp_test_rel_err(dgetc(dxc, n), hround(dxr, n), n), K_ELEM);
             case_end();
         }
 }
@@ -375,6 +416,14 @@ static void test_softmax_xent(void)
             tp_op_softmax_xent_backward(g_gpu, dp, dlab, dg, B, C, scale);
         }
         expect("softmax_xent_backward", sh, tp_test_rel_err(dgetf(dg, n), dr, n), K_ELEM);
+
+        /* Into a compute copy (the LM head's), from fresh probabilities (the in-place case above
+         * overwrote dp). */
+        float *dp2 = dputf(pr, n);
+        tp_cval_t *dgc = skew ? dputc_off(hnan(n), n) : dnanc(n);
+        tp_op_softmax_xent_backward_c(g_gpu, dp2, dlab, dgc, B, C, scale);
+        expect("softmax_xent_backward_c", sh, tp_test_rel_err(dgetc(dgc, n), hround(dr, n), n),
+               K_ELEM);
         case_end();
     }
 }
@@ -461,6 +510,12 @@ static void test_vector_ops(void)
             g = put(nan, n);
             tp_op_copy(g_gpu, g, dxs, (int64_t)n);
             expect("copy", sh, bytes_differ(dgetf(g, n), x, n * 4), K_EXACT);
+
+            /* The compute copy holds x rounded exactly as the host rounds it (to nearest even). */
+            tp_cval_t *xc = off ? dputc_off(nan, n) : dnanc(n);
+            tp_op_to_compute(g_gpu, dxs, xc, (int64_t)n);
+            expect("to_compute", sh, bytes_differ(dgetc(xc, n), hround(hdup(x, n), n), n * 4),
+                   K_EXACT);
 
             r = hdup(y0, n), g = put(y0, n);
             tp_op_axpy(g_ref, r, x, -0.37f, (int64_t)n);
@@ -599,10 +654,12 @@ static void test_layernorm(void)
                 x[i] += (float)(offset * 20);
             float *yr = hnan(n), *mr = hnan(nN), *rr = hnan(nN);
             float *dxin = dputf(x, n), *dw = dputf(w, nC), *db = dputf(b, nC);
-            float *yg = dnan(n), *mg = dnan(nN), *rg = dnan(nN);
-            tp_op_layernorm_forward(g_ref, x, w, b, yr, mr, rr, N, C);
+            float *mg = dnan(nN), *rg = dnan(nN);
+            tp_cval_t *yg = dnanc(n); /* a compute copy: y feeds products only */
+            tp_op_layernorm_forward(g_ref, x, w, b, CV(yr), mr, rr, N, C);
             tp_op_layernorm_forward(g_gpu, dxin, dw, db, yg, mg, rg, N, C);
-            expect("layernorm_forward y", sh, tp_test_rel_err(dgetf(yg, n), yr, n), K_ELEM);
+            expect("layernorm_forward y", sh,
+                   tp_test_rel_err(dgetc(yg, n), hround(hdup(yr, n), n), n), K_ELEM);
             expect("layernorm_forward mean", sh, tp_test_rel_err(dgetf(mg, nN), mr, nN), K_ELEM);
             expect("layernorm_forward rstd", sh, tp_test_rel_err(dgetf(rg, nN), rr, nN), K_ELEM);
 
@@ -646,14 +703,14 @@ static void test_attention(void)
         if (na_gpu < B * NH * T) na_gpu = B * NH * T;
         float *qkv = hrnd(nqkv, scale), *dout = hrnd(no, 1.0f);
         float *outr = hnan(no), *ar = hnan(na_ref), *dr = hnan(nqkv);
-        float *dq = dputf(qkv, nqkv), *ddo = dputf(dout, no), *outg = dnan(no);
-        float *ag = dnan((size_t)na_gpu), *dg = dnan(nqkv);
-        tp_op_attention_forward(g_ref, qkv, outr, ar, B, T, C, NH);
+        float *dq = dputf(qkv, nqkv), *ddo = dputf(dout, no), *ag = dnan((size_t)na_gpu);
+        tp_cval_t *outg = dnanc(no), *dg = dnanc(nqkv); /* compute copies (products' inputs) */
+        tp_op_attention_forward(g_ref, qkv, CV(outr), ar, B, T, C, NH);
         tp_op_attention_forward(g_gpu, dq, outg, ag, B, T, C, NH);
-        expect("attention_forward out", sh, tp_test_rel_err(dgetf(outg, no), outr, no), K_ATTN);
-        tp_op_attention_backward(g_ref, dout, qkv, ar, outr, dr, B, T, C, NH);
+        expect("attention_forward out", sh, tp_test_rel_err(dgetc(outg, no), outr, no), K_ATTN);
+        tp_op_attention_backward(g_ref, dout, qkv, ar, CV(outr), CV(dr), B, T, C, NH);
         tp_op_attention_backward(g_gpu, ddo, dq, ag, outg, dg, B, T, C, NH);
-        expect("attention_backward dqkv", sh, tp_test_rel_err(dgetf(dg, nqkv), dr, nqkv), K_ATTN);
+        expect("attention_backward dqkv", sh, tp_test_rel_err(dgetc(dg, nqkv), dr, nqkv), K_ATTN);
 
         /* Decode: a cache with Tmax = T + 3 whose slots after pos are NaN (never to be read),
          * at the first, second, middle and last positions, against the ref's decode. */
@@ -670,12 +727,12 @@ static void test_attention(void)
                     memcpy(vc + (b * Tmax + t) * C, row + 2 * C, (size_t)C * 4);
                 }
             float *decr = hnan(nq), *dqd = dputf(q, nq), *dk = dputf(kc, nc), *dv = dputf(vc, nc);
-            float *decg = dnan(nq);
-            tp_op_attention_decode(g_ref, q, kc, vc, decr, B, pos, Tmax, C, NH);
+            tp_cval_t *decg = dnanc(nq);
+            tp_op_attention_decode(g_ref, q, kc, vc, CV(decr), B, pos, Tmax, C, NH);
             tp_op_attention_decode(g_gpu, dqd, dk, dv, decg, B, pos, Tmax, C, NH);
             char sh2[128];
             snprintf(sh2, sizeof sh2, "%s pos=%lld", sh, (long long)pos);
-            expect("attention_decode", sh2, tp_test_rel_err(dgetf(decg, nq), decr, nq), K_ATTN);
+            expect("attention_decode", sh2, tp_test_rel_err(dgetc(decg, nq), decr, nq), K_ATTN);
         }
         case_end();
     }

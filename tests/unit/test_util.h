@@ -36,6 +36,10 @@ static int tp_test_checks = 0;
         }                                                                                          \
     } while (0)
 
+/* A float32 array as a compute copy (backend.h): what compute copies are on the host backends
+ * (ref, cpu), where these tests run. */
+#define CV(x) ((tp_cval_t *)(void *)(x))
+
 static inline int tp_test_finish(const char *name)
 {
     printf("%s: %d checks, %d failed\n", name, tp_test_checks, tp_test_failures);

@@ -31,4 +31,9 @@ static inline float __bfloat162float(__nv_bfloat16 b)
     return f;
 }
 
+static inline unsigned short __bfloat16_as_ushort(__nv_bfloat16 b)
+{
+    return b.x;
+}
+
 #endif
