@@ -111,15 +111,15 @@ void tp_backend_upload_compute(tp_backend_t *be, tp_cval_t *dst, const float *sr
         tp_backend_upload(be, dst, src, (size_t)n * sizeof(float));
         return;
     }
-    uint16_t *h = tp_malloc((size_t)n * sizeof *h, "compute copy");
-    if (!h) {
-        fprintf(stderr, "upload of a compute copy: out of host memory\n");
-        exit(1);
+    /* In chunks through the stack: no allocation to fail, and the upload owns its copy of each
+     * chunk when it returns. */
+    uint16_t h[4096];
+    for (int64_t i0 = 0; i0 < n; i0 += 4096) {
+        int64_t k = n - i0 < 4096 ? n - i0 : 4096;
+        for (int64_t i = 0; i < k; i++)
+            h[i] = tp_bf16_from_float(src[i0 + i]);
+        tp_backend_upload(be, tp_cval_at(be, dst, i0), h, (size_t)k * sizeof *h);
     }
-    for (int64_t i = 0; i < n; i++)
-        h[i] = tp_bf16_from_float(src[i]);
-    tp_backend_upload(be, dst, h, (size_t)n * sizeof *h); /* the upload owns its copy on return */
-    free(h);
 }
 
 void tp_backend_download_compute(tp_backend_t *be, float *dst, const tp_cval_t *src, int64_t n)
@@ -227,9 +227,25 @@ void tp_op_gemm_c(tp_backend_t *be, bool ta, bool tb, int64_t M, int64_t N, int6
     profile_gemm(be, h, true, ta, tb, M, N, K);
 }
 
+/* A bf16 output must not overlap its float32 input: on a GPU, bf16 element i lies inside float
+ * i / 2, which another thread may not have read yet (the CPU emulation runs threads in turn and
+ * cannot see the race), so the contract is checked here. A violation is a bug in the caller. */
+static void check_apart(tp_backend_t *be, const char *op, const float *in, const tp_cval_t *out,
+                        int64_t n)
+{
+    if (tp_backend_compute_bytes(be) == 4 || n <= 0) return; /* float32: in place is allowed */
+    uintptr_t a = (uintptr_t)in, b = (uintptr_t)out, na = (uintptr_t)n * 4, nb = (uintptr_t)n * 2;
+    if (a < b + nb && b < a + na) {
+        fprintf(stderr, "%s: the bf16 output overlaps a float32 input (backend.h's contract)\n",
+                op);
+        abort();
+    }
+}
+
 void tp_op_to_compute(tp_backend_t *be, const float *x, tp_cval_t *y, int64_t n)
 {
     if (tp_backend_compute_bytes(be) == 4 && tp_cval_cf32(y) == x) return;
+    check_apart(be, "tp_op_to_compute", x, y, n);
     int h = tp_profile_mark(be);
     if (be->iface->to_compute)
         be->iface->to_compute(be, x, y, n);
@@ -251,6 +267,7 @@ void tp_op_bias_grad_c(tp_backend_t *be, const tp_cval_t *dy, float *db, int64_t
 
 void tp_op_act_forward_c(tp_backend_t *be, tp_act_t act, const float *x, tp_cval_t *y, int64_t n)
 {
+    check_apart(be, "tp_op_act_forward_c", x, y, n);
     int h = tp_profile_mark(be);
     if (be->iface->act_forward_c)
         be->iface->act_forward_c(be, act, x, y, n);
@@ -262,6 +279,8 @@ void tp_op_act_forward_c(tp_backend_t *be, tp_act_t act, const float *x, tp_cval
 void tp_op_act_backward_c(tp_backend_t *be, tp_act_t act, const float *x, const float *dy,
                           tp_cval_t *dx, int64_t n)
 {
+    check_apart(be, "tp_op_act_backward_c", x, dx, n);
+    check_apart(be, "tp_op_act_backward_c", dy, dx, n);
     int h = tp_profile_mark(be);
     if (be->iface->act_backward_c)
         be->iface->act_backward_c(be, act, x, dy, dx, n);
@@ -273,6 +292,7 @@ void tp_op_act_backward_c(tp_backend_t *be, tp_act_t act, const float *x, const 
 void tp_op_softmax_xent_backward_c(tp_backend_t *be, const float *probs, const int32_t *labels,
                                    tp_cval_t *dlogits, int64_t B, int64_t C, float scale)
 {
+    check_apart(be, "tp_op_softmax_xent_backward_c", probs, dlogits, (B * C));
     int h = tp_profile_mark(be);
     if (be->iface->softmax_xent_backward_c)
         be->iface->softmax_xent_backward_c(be, probs, labels, dlogits, B, C, scale);

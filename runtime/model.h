@@ -50,7 +50,8 @@ struct tp_model {
     int64_t targets_per_example; /* 1 for classifiers, seq_len for language models */
     double flops_per_example;    /* forward, per example (image or sequence) */
     int64_t activation_bytes;    /* what prepare allocated: activations, scratch, gradients of
-                                    activations, for max_batch examples */
+                                    activations, for max_batch examples (and under bf16 the
+                                    GPT's compute copy of the weights) */
 
     /* parameters, in registration order = flat-buffer order */
     int n_params, cap_params;

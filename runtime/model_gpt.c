@@ -301,14 +301,19 @@ static void linear(tp_model_t *m, const tp_cval_t *x, const tp_param_t *w, const
     if (b) tp_op_bias_add(m->be, y, b->data, N, out, false);
 }
 
-/* Gradients of linear: dW += dy^T x, db += colsum(dy), dx = dy W. */
-static void linear_backward(tp_model_t *m, const tp_cval_t *dy, const tp_cval_t *x,
-                            const tp_param_t *w, const tp_param_t *b, float *dx, int64_t N)
+/* Gradients of linear: dW += dy^T x, db += colsum(dy), dx = dy W. dy32: dy in float32 where the
+ * caller has it (the residual stream's gradient), which the bias sums instead of the copy. */
+static void linear_backward(tp_model_t *m, const tp_cval_t *dy, const float *dy32,
+                            const tp_cval_t *x, const tp_param_t *w, const tp_param_t *b, float *dx,
+                            int64_t N)
 {
     tp_backend_t *be = m->be;
     int64_t out = w->shape[0], in = w->shape[1];
     tp_op_gemm_c(be, true, false, out, in, N, 1.0f, dy, out, x, in, 1.0f, w->grad, in);
-    if (b) tp_op_bias_grad_c(be, dy, b->grad, N, out, false);
+    if (b && dy32)
+        tp_op_bias_grad(be, dy32, b->grad, N, out, false);
+    else if (b)
+        tp_op_bias_grad_c(be, dy, b->grad, N, out, false);
     tp_op_gemm_c(be, false, false, N, in, out, 1.0f, dy, out, wc(m, w), in, 0.0f, dx, in);
 }
 
@@ -367,10 +372,11 @@ static void gpt_backward(tp_model_t *m, const tp_pass_ctx_t *ctx, int64_t B, flo
         const float *x = l > 0 ? g->layer[l - 1].res3 : g->encoded;
         /* res3 = res2 + mlp(ln2(res2)): dres flows to res2 unchanged, plus the MLP path. */
         tp_op_to_compute(be, g->dres, g->dres_c, N * C);
-        linear_backward(m, g->dres_c, a->fch_gelu, bp(g, l, FCPW), bp(g, l, FCPB), g->dfch, N);
+        linear_backward(m, g->dres_c, g->dres, a->fch_gelu, bp(g, l, FCPW), bp(g, l, FCPB), g->dfch,
+                        N);
         tp_model_grads_ready(m, bp(g, l, FCPW)->offset);
         tp_op_act_backward_c(be, TP_ACT_GELU, a->fch, g->dfch, g->dfch_c, N * 4 * C);
-        linear_backward(m, g->dfch_c, a->ln2, bp(g, l, FCW), bp(g, l, FCB), g->dln, N);
+        linear_backward(m, g->dfch_c, NULL, a->ln2, bp(g, l, FCW), bp(g, l, FCB), g->dln, N);
         tp_model_grads_ready(m, bp(g, l, FCW)->offset);
         tp_op_layernorm_backward(be, g->dln, a->res2, bp(g, l, LN2W)->data, a->ln2_mean,
                                  a->ln2_rstd, g->dres, bp(g, l, LN2W)->grad, bp(g, l, LN2B)->grad,
@@ -378,10 +384,11 @@ static void gpt_backward(tp_model_t *m, const tp_pass_ctx_t *ctx, int64_t B, flo
         tp_model_grads_ready(m, bp(g, l, LN2W)->offset);
         /* res2 = x + proj(attention(ln1(x))) */
         tp_op_to_compute(be, g->dres, g->dres_c, N * C);
-        linear_backward(m, g->dres_c, a->atty, bp(g, l, PROJW), bp(g, l, PROJB), g->dln, N);
+        linear_backward(m, g->dres_c, g->dres, a->atty, bp(g, l, PROJW), bp(g, l, PROJB), g->dln,
+                        N);
         tp_model_grads_ready(m, bp(g, l, PROJW)->offset);
         tp_op_attention_backward(be, g->dln, a->qkv, a->att, a->atty, g->dqkv, B, T, C, NH);
-        linear_backward(m, g->dqkv, a->ln1, bp(g, l, QKVW), bp(g, l, QKVB), g->dln, N);
+        linear_backward(m, g->dqkv, NULL, a->ln1, bp(g, l, QKVW), bp(g, l, QKVB), g->dln, N);
         tp_model_grads_ready(m, bp(g, l, QKVW)->offset);
         tp_op_layernorm_backward(be, g->dln, x, bp(g, l, LN1W)->data, a->ln1_mean, a->ln1_rstd,
                                  g->dres, bp(g, l, LN1W)->grad, bp(g, l, LN1B)->grad, N, C);

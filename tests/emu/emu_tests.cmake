@@ -6,6 +6,7 @@
 #   emu.test_cuda_ops        every CUDA kernel vs the ref backend, fp32 and bf16 (gemm is ref's)
 #   emu.test_gpt_reference   the GPT on those kernels vs PyTorch: logits, gradients, 5 AdamW steps
 #   emu.test_model           MLP (with dropout) and CNN on those kernels vs ref: 3 AdamW steps
+#   emu.test_gpt_generate    KV-cache decoding vs full forward, greedy and seeded sampling
 if(NOT TULPAR_SANITIZE)
     enable_language(CXX)
     if(NOT TULPAR_PYTHON)
@@ -35,7 +36,7 @@ if(NOT TULPAR_SANITIZE)
     # Kernels' "#pragma unroll" is nvcc's; the host compiler has its own spelling.
     target_compile_options(tulpar_cuda_emu PRIVATE ${TULPAR_WARN} -Wno-unknown-pragmas)
     target_link_libraries(tulpar_cuda_emu PUBLIC tulpar_rt)
-    foreach(t gpu/test_cuda_ops unit/test_gpt_reference unit/test_model)
+    foreach(t gpu/test_cuda_ops unit/test_gpt_reference unit/test_model unit/test_gpt_generate)
         get_filename_component(name ${t} NAME)
         add_executable(${name}_emu ${CMAKE_CURRENT_LIST_DIR}/../${t}.c)
         # C++ objects inside: link with the C++ driver.

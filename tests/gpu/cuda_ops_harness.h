@@ -17,7 +17,7 @@ static const char *const g_prec_name[2] = {"fp32", "bf16"};
 
 /* ---- tolerances (the table above) ---------------------------------------------------------- */
 
-typedef enum { K_EXACT, K_SUMSQ, K_ELEM, K_GEMM, K_ATTN } tol_kind_t;
+typedef enum { K_EXACT, K_SUMSQ, K_ELEM, K_GEMM, K_ATTN, K_GEMM_C, K_F32 } tol_kind_t;
 
 static double tol(tol_kind_t k)
 {
@@ -32,6 +32,10 @@ static double tol(tol_kind_t k)
         return g_prec ? 1e-2 : 2e-3;
     case K_ATTN:
         return g_prec ? 1e-2 : 5e-3;
+    case K_GEMM_C:
+        return g_prec ? 1e-3 : 2e-3;
+    case K_F32:
+        return 1e-5;
     }
     return 0.0;
 }

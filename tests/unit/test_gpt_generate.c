@@ -1,10 +1,16 @@
 /* Generation: greedy decoding with the KV cache equals decoding without it (a full forward over
  * the prefix for every token), token for token; the cached logits equal the full forward's at
- * every position; seeded sampling is reproducible and top-k only picks among the k best. */
+ * every position; seeded sampling is reproducible and top-k only picks among the k best. On ref
+ * and cpu; built with TP_CUDA_EMULATED (tests/emu), on the CUDA kernels run on the CPU in fp32
+ * and bf16 (where the two paths round differently: see check_backend). */
 #include <math.h>
 
 #include "generate.h"
 #include "test_util.h"
+
+#ifdef TP_CUDA_EMULATED
+tp_status_t tp_emu_backend_create(tp_backend_t **out);
+#endif
 
 static tp_model_t *small_gpt(tp_backend_t *be, int64_t T)
 {
@@ -27,10 +33,19 @@ static tp_model_t *small_gpt(tp_backend_t *be, int64_t T)
     return m;
 }
 
-static void check_backend(const char *name)
+static void check_backend(const char *backend, tp_precision_t prec)
 {
     tp_backend_t *be = NULL;
-    CHECK(tp_backend_create(name, 2, &be) == TP_OK);
+#ifdef TP_CUDA_EMULATED
+    CHECK(tp_emu_backend_create(&be) == TP_OK);
+#else
+    CHECK(tp_backend_create(backend, 2, &be) == TP_OK);
+#endif
+    if (!be) return;
+    CHECK(tp_backend_set_precision(be, prec) == TP_OK);
+    const bool bf16 = prec == TP_PREC_BF16;
+    char name[64];
+    snprintf(name, sizeof name, "%s %s", backend, bf16 ? "bf16" : "fp32");
     const int64_t T = 24;
     tp_model_t *m = small_gpt(be, T);
     if (!m) return;
@@ -56,8 +71,13 @@ static void check_backend(const char *name)
         double e = tp_test_rel_err(l, full + t * 256, 256);
         if (e > worst) worst = e;
     }
-    /* fp32 with a different order of operations (one row vs the whole sequence). */
-    CHECKF(worst < 1e-5, "[%s] KV-cache logits vs full forward: %.3g < 1e-5", name, worst);
+    /* fp32 with a different order of operations (one row vs the whole sequence). In bf16 the
+     * full forward's attention rounds q, k and v to bf16 (tensor cores) while decode keeps them
+     * fp32, on top of the products' bf16 operands on both paths: bf16's 1e-2 per product, a few
+     * products deep. */
+    double tol = bf16 ? 3e-2 : 1e-5;
+    CHECKF(worst < tol, "[%s] KV-cache logits vs full forward: %.3g < %g", name, worst, tol);
+    printf("[%s] KV-cache logits vs full forward: %.3g\n", name, worst);
     tp_gpt_decoder_free(dec);
 
     /* Greedy: cached and uncached generation agree token for token within the context. */
@@ -66,7 +86,11 @@ static void check_backend(const char *name)
     tp_sampling_t greedy = {.temperature = 0.0f};
     CHECK(tp_generate(m, prompt, 3, 21, &greedy, a, NULL, NULL) == TP_OK);
     CHECK(tp_generate_nocache(m, prompt, 3, 21, &greedy, b) == TP_OK);
-    CHECKF(memcmp(a, b, sizeof a) == 0, "[%s] greedy generation with and without KV cache", name);
+    /* Token for token only where both paths compute the same logits up to fp32 rounding: in
+     * bf16 a near-tie between two tokens may go either way (checked above on the logits). */
+    if (!bf16)
+        CHECKF(memcmp(a, b, sizeof a) == 0, "[%s] greedy generation with and without KV cache",
+               name);
     int distinct = 0;
     for (int i = 1; i < 21; i++)
         distinct += a[i] != a[0];
@@ -77,7 +101,10 @@ static void check_backend(const char *name)
     tp_sampling_t s2 = {.temperature = 1.0f, .top_k = 5, .seed = 12};
     int32_t c[21], d[21], e[21];
     CHECK(tp_generate(m, prompt, 3, 21, &s1, c, NULL, NULL) == TP_OK);
-    CHECK(tp_generate_nocache(m, prompt, 3, 21, &s1, d) == TP_OK);
+    if (bf16) /* the same path twice (across paths, see greedy above) */
+        CHECK(tp_generate(m, prompt, 3, 21, &s1, d, NULL, NULL) == TP_OK);
+    else
+        CHECK(tp_generate_nocache(m, prompt, 3, 21, &s1, d) == TP_OK);
     CHECK(tp_generate(m, prompt, 3, 21, &s2, e, NULL, NULL) == TP_OK);
     CHECKF(memcmp(c, d, sizeof c) == 0, "[%s] seeded sampling reproducible", name);
     CHECKF(memcmp(c, e, sizeof c) != 0, "[%s] another seed gives another sample", name);
@@ -107,7 +134,12 @@ static void check_top_k(void)
 int main(void)
 {
     check_top_k();
-    check_backend("ref");
-    check_backend("cpu");
+#ifdef TP_CUDA_EMULATED
+    check_backend("cuda-emu", TP_PREC_FP32);
+    check_backend("cuda-emu", TP_PREC_BF16);
+#else
+    check_backend("ref", TP_PREC_FP32);
+    check_backend("cpu", TP_PREC_FP32);
+#endif
     return tp_test_finish("test_gpt_generate");
 }

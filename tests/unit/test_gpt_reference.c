@@ -80,9 +80,10 @@ static double rel_err_skip(const float *a, const float *ref, size_t n, size_t sk
 /* Bounds per precision. fp32: float32 with other summation orders (see each check). bf16: every
  * product reads bf16 operands (8 mantissa bits, 2^-9 = 2e-3 per rounding), so each product's
  * result carries ~4e-3 of its operands' scale, and a gradient passes through several products and
- * LayerNorms on its way down: 1e-2 of max for the logits and the loss, 3e-2 for gradients, and
- * after AdamW steps (whose update is ~lr per step whatever the gradient's size, so rounding can
- * turn a small gradient's sign) a parameter may differ by up to 2 lr per step. */
+ * LayerNorms on its way down: 1e-2 of max for the logits and the loss, 3e-2 for gradients. After
+ * AdamW steps, whose update is ~lr per step whatever the gradient's size, rounding can turn a
+ * small gradient's sign: a parameter may then differ by up to 2 lr per step, but on average
+ * (measured: at most 0.9% of lr per step, the key bias's noise left out) by under 5%. */
 typedef struct {
     double logits, loss, grad, norm, param, param_qk;
 } tols_t;
@@ -216,13 +217,24 @@ static void check_backend(const char *backend, tp_precision_t prec)
         size_t lo = is_qkv_b ? (size_t)C : 0, hi = is_qkv_b ? (size_t)(2 * C) : 0;
         double e = rel_err_skip(host + p->offset, v, (size_t)p->numel, lo, hi);
         double tol = tl->param;
-        if (tol < 0) { /* bf16: absolute, 2 lr per step (g_tol) */
-            double d = 0;
-            for (int64_t k = 0; k < p->numel; k++)
-                d = fmax(d, fabs(host[p->offset + k] - v[k]));
-            CHECKF(d <= 2 * cfg.lr * steps, "[%s] %s after %lld AdamW steps: max change %.3g <= %g",
-                   backend, p->name, (long long)steps, d, 2 * cfg.lr * steps);
-            worst_abs = fmax(worst_abs, d);
+        if (tol < 0) { /* bf16: in units of what the steps can move a parameter (g_tol) */
+            double d = 0, sum = 0, moved = cfg.lr * (double)steps;
+            int64_t cnt = 0;
+            for (int64_t k = 0; k < p->numel; k++) {
+                double e1 = fabs(host[p->offset + k] - v[k]);
+                d = fmax(d, e1);
+                if (k >= (int64_t)lo && k < (int64_t)hi) continue; /* the key bias: noise */
+                sum += e1;
+                cnt++;
+            }
+            double mean = cnt ? sum / (double)cnt : 0.0;
+            CHECKF(d <= 2 * moved,
+                   "[%s] %s after %lld AdamW steps: max difference %.3g <= 2 lr steps", backend,
+                   p->name, (long long)steps, d);
+            CHECKF(mean <= 0.05 * moved,
+                   "[%s] %s after %lld AdamW steps: mean difference %.3g <= 0.05 lr steps", backend,
+                   p->name, (long long)steps, mean);
+            worst_abs = fmax(worst_abs, mean / moved);
             free(v);
             continue;
         }
@@ -242,9 +254,12 @@ static void check_backend(const char *backend, tp_precision_t prec)
         if (e > worst) worst = e;
         free(v);
     }
-    printf("[%s] AdamW: worst parameter err %.2g (relative), %.2g (absolute; lr %g) after %lld "
-           "steps\n",
-           backend, worst, worst_abs, cfg.lr, (long long)steps);
+    if (tl->param < 0)
+        printf("[%s] AdamW: worst mean parameter difference %.2g x lr x steps after %lld steps\n",
+               backend, worst_abs, (long long)steps);
+    else
+        printf("[%s] AdamW: worst parameter err %.2g after %lld steps\n", backend, worst,
+               (long long)steps);
     tp_optim_free(o);
     free(host);
     free(grads);
