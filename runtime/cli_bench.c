@@ -12,9 +12,11 @@
 #include "json_writer.h"
 #include "rng.h"
 
-/* Defined in cli_bench_ckpt.c and cli_suite.c; argv[0] is the benchmark's name. */
+/* Defined in cli_bench_ckpt.c, cli_suite.c and cli_bench_gemm_gpt.c; argv[0] is the
+ * benchmark's name. */
 int tp_bench_ckpt_main(int argc, char **argv);
 int tp_bench_suite_main(int argc, char **argv);
+int tp_bench_gemm_gpt_main(int argc, char **argv);
 
 typedef struct gemm_row {
     int64_t n;
@@ -65,6 +67,8 @@ static int run_bench(tp_runtime_t *rt, int argc, char **argv)
     if (argc < 1 || strcmp(argv[0], "gemm") != 0)
         return tp_cli_usage_error("bench", "missing or unknown benchmark (gemm, allreduce, "
                                            "reducescatter, allgather, broadcast, ckpt, suite)");
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--gpt") == 0) return tp_bench_gemm_gpt_main(argc, argv);
     const char *json = NULL, *backend = "cpu";
     int threads = 0, iters = 5;
     int64_t sizes[16] = {256, 512, 1024, 2048};
@@ -149,6 +153,17 @@ const tp_cli_cmd_t tp_cmd_bench = {
         "\n"
         "Square sgemm through the compute backend: best time of --iters runs per size and\n"
         "GFLOP/s; the peak is the baseline for training GFLOP/s.\n"
+        "\n"
+        "usage: tulpar bench gemm --gpt [--tokens 16384] [--d-model 768] [--vocab 50257]\n"
+        "           [--layers 12] [--backend cpu] [--precision fp32|bf16] [--threads N]\n"
+        "           [--iters 5] [--json FILE]\n"
+        "\n"
+        "The matrix products of one GPT training step at their shapes (forward, dX and dW\n"
+        "of qkv, attention projection, MLP fc and proj; the tied LM head's three, and its\n"
+        "two dlogits products again with rows padded to 8 and 64 elements), each on float32\n"
+        "operands (the baseline) and on compute copies (bf16 operands under --precision\n"
+        "bf16) in the same run: mean ms of --iters back-to-back calls, TFLOP/s, speedup,\n"
+        "and one step's products (--layers blocks and the head) both ways.\n"
         "\n"
         "usage: [mpirun -np N] tulpar bench allreduce|reducescatter|allgather|broadcast\n"
         "           [-b 8] [-e 64M] [-f 2] [-n 20] [-w 5] [-c 1] [-r 0] [-o sum]\n"

@@ -22,7 +22,8 @@
 #       test_comm_nccl (one process, no mpirun), tests/gpu/test_cuda_train.py (50 steps cpu vs
 #       cuda, checkpoints across backends, generate), GPT-2 124M training throughput with tulpar
 #       (batch 16, context 1024, bf16, 25 steps on random tokens, median step after 5), its op
-#       profile (runtime.profile, 8 steps), the same training with
+#       profile (runtime.profile, 8 steps) and its products alone (tulpar bench gemm --gpt:
+#       fp32 operands against bf16 compute copies, padded dlogits rows), the same training with
 #       tests/gpu/torch_gpt_baseline.py, and last a short table (tests/gpu/device_tools.py
 #       summary). Logs go to $OUT (the device tool's folder) or a temporary directory; at most 8
 #       files: state.txt ops.log nccl.log train.log tulpar.log profile.log torch.log summary.txt. DEVCHECK_ONLY="tulpar profile" runs only the steps named (env ops nccl
@@ -291,7 +292,10 @@ run_tput() {
 }
 
 # The same training with runtime.profile: where the step's time goes, op by op (CUDA events).
-# Separate from run_tput so that the events do not touch the measured throughput.
+# Separate from run_tput so that the events do not touch the measured throughput. Then the
+# step's products alone at the 124M shapes, on fp32 operands and on bf16 compute copies, and the
+# LM head's dlogits products with padded rows (tulpar bench gemm --gpt; same log: the device tool
+# brings back at most 8 files).
 run_profile() {
     local work=$1
     [ -f "$work/tok124m/train.bin" ] ||
@@ -300,6 +304,7 @@ run_profile() {
     "$PKG/bin/tulpar" train configs/gpt2_124m.cfg --run-dir "$work/prof" "${TPUT_ARGS[@]}" \
         --set runtime.profile=true || return 1
     rm -rf "$work/prof/checkpoints"
+    "$PKG/bin/tulpar" bench gemm --gpt --backend cuda --precision bf16 --iters 10
 }
 
 run_check() {
@@ -339,8 +344,9 @@ run_check() {
     grep -E "^model|^step (1|5|25)/|summary:|memory:|error" "$RES/tulpar.log" | head -12
     tail -1 "$RES/tulpar.log"
 
-    step profile 60 "$RES/profile.log" "$SELF" _profile "$work"
+    step profile 75 "$RES/profile.log" "$SELF" _profile "$work"
     sed -n '/op profile (rank/,/op profile ->/p' "$RES/profile.log" | sed 's/^[^]]*] //' | head -45
+    grep -A22 '^# GPT training products' "$RES/profile.log"
 
     step torch 170 "$RES/torch.log" "$PY" tests/gpu/torch_gpt_baseline.py \
         --batch 16 --seq 1024 --warmup 5 --steps 20 --compile auto
