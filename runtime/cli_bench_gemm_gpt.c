@@ -32,18 +32,17 @@ static int gpt_products(int64_t N, int64_t C, int64_t V, product_t *p)
 {
     int n = 0;
     static const struct {
-        const char *name;
+        const char *fwd, *dx, *dw;
         int out, in; /* in multiples of C */
-    } lin[] = {{"qkv", 3, 1}, {"attn proj", 1, 1}, {"mlp fc", 4, 1}, {"mlp proj", 1, 4}};
+    } lin[] = {{"qkv forward", "qkv dX", "qkv dW", 3, 1},
+               {"attn proj forward", "attn proj dX", "attn proj dW", 1, 1},
+               {"mlp fc forward", "mlp fc dX", "mlp fc dW", 4, 1},
+               {"mlp proj forward", "mlp proj dX", "mlp proj dW", 1, 4}};
     for (int l = 0; l < 4; l++) {
         int64_t out = lin[l].out * C, in = lin[l].in * C;
-        static const char *const fwd[] = {"qkv forward", "attn proj forward", "mlp fc forward",
-                                          "mlp proj forward"};
-        static const char *const dx[] = {"qkv dX", "attn proj dX", "mlp fc dX", "mlp proj dX"};
-        static const char *const dw[] = {"qkv dW", "attn proj dW", "mlp fc dW", "mlp proj dW"};
-        p[n++] = (product_t){fwd[l], false, true, N, out, in, in, in, 0.0f, {0, 0}};
-        p[n++] = (product_t){dx[l], false, false, N, in, out, out, in, 0.0f, {0, 0}};
-        p[n++] = (product_t){dw[l], true, false, out, in, N, out, in, 1.0f, {0, 0}};
+        p[n++] = (product_t){lin[l].fwd, false, true, N, out, in, in, in, 0.0f, {0, 0}};
+        p[n++] = (product_t){lin[l].dx, false, false, N, in, out, out, in, 0.0f, {0, 0}};
+        p[n++] = (product_t){lin[l].dw, true, false, out, in, N, out, in, 1.0f, {0, 0}};
     }
     int64_t v8 = (V + 7) / 8 * 8, v64 = (V + 63) / 64 * 64;
     p[n++] = (product_t){"lm head forward", false, true, N, V, C, C, C, 0.0f, {0, 0}};

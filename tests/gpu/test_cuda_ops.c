@@ -59,12 +59,8 @@
  * Attention: the cuda att buffer holds per-row log-sum-exp statistics (its size comes from
  * tp_op_attention_att_numel), not the probabilities the ref keeps, so only out and dqkv are
  * compared; the cuda backward uses the cuda forward's att. */
-#include "backend.h"
-#include "test_util.h"
-#ifdef TP_CUDA_EMULATED
-/* tests/emu: the same kernels run on the CPU by the CUDA emulation (its own CTest). */
-tp_status_t tp_emu_backend_create(tp_backend_t **out);
-#else
+#include "test_backends.h" /* tests/unit: in emu builds, the emulated CUDA backend */
+#ifndef TP_CUDA_EMULATED
 #include "cuda_probe.h"
 #endif
 

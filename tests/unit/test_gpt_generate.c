@@ -6,11 +6,7 @@
 #include <math.h>
 
 #include "generate.h"
-#include "test_util.h"
-
-#ifdef TP_CUDA_EMULATED
-tp_status_t tp_emu_backend_create(tp_backend_t **out);
-#endif
+#include "test_backends.h"
 
 static tp_model_t *small_gpt(tp_backend_t *be, int64_t T)
 {
@@ -35,14 +31,8 @@ static tp_model_t *small_gpt(tp_backend_t *be, int64_t T)
 
 static void check_backend(const char *backend, tp_precision_t prec)
 {
-    tp_backend_t *be = NULL;
-#ifdef TP_CUDA_EMULATED
-    CHECK(tp_emu_backend_create(&be) == TP_OK);
-#else
-    CHECK(tp_backend_create(backend, 2, &be) == TP_OK);
-#endif
+    tp_backend_t *be = tp_test_backend(backend, prec);
     if (!be) return;
-    CHECK(tp_backend_set_precision(be, prec) == TP_OK);
     const bool bf16 = prec == TP_PREC_BF16;
     char name[64];
     snprintf(name, sizeof name, "%s %s", backend, bf16 ? "bf16" : "fp32");
@@ -134,12 +124,6 @@ static void check_top_k(void)
 int main(void)
 {
     check_top_k();
-#ifdef TP_CUDA_EMULATED
-    check_backend("cuda-emu", TP_PREC_FP32);
-    check_backend("cuda-emu", TP_PREC_BF16);
-#else
-    check_backend("ref", TP_PREC_FP32);
-    check_backend("cpu", TP_PREC_FP32);
-#endif
+    tp_test_each_backend(check_backend);
     return tp_test_finish("test_gpt_generate");
 }

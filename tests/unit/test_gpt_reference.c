@@ -9,26 +9,13 @@
 
 #include "model_gpt.h"
 #include "optim.h"
-#include "test_util.h"
+#include "test_backends.h"
 
 #ifndef TP_SOURCE_DIR
 #define TP_SOURCE_DIR "."
 #endif
 
 static hid_t g_file = -1;
-
-#ifdef TP_CUDA_EMULATED
-/* tests/emu: the CUDA kernels on the CPU, checked against PyTorch as the other backends are. */
-tp_status_t tp_emu_backend_create(tp_backend_t **out);
-#endif
-
-static tp_status_t create_backend(const char *name, tp_backend_t **be)
-{
-#ifdef TP_CUDA_EMULATED
-    if (strcmp(name, "cuda-emu") == 0) return tp_emu_backend_create(be);
-#endif
-    return tp_backend_create(name, 2, be);
-}
 
 static int64_t attr_int(const char *name)
 {
@@ -92,10 +79,8 @@ static const tols_t g_tol[2] = {{1e-5, 1e-5, 1e-4, 1e-5, 1e-4, 1e-3},
 
 static void check_backend(const char *backend, tp_precision_t prec)
 {
-    tp_backend_t *be = NULL;
-    CHECK(create_backend(backend, &be) == TP_OK);
+    tp_backend_t *be = tp_test_backend(backend, prec);
     if (!be) return;
-    CHECK(tp_backend_set_precision(be, prec) == TP_OK);
     const tols_t *tl = &g_tol[prec == TP_PREC_BF16];
     char name[64];
     snprintf(name, sizeof name, "%s %s", backend, prec == TP_PREC_BF16 ? "bf16" : "fp32");
@@ -281,13 +266,7 @@ int main(void)
     g_file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     CHECKF(g_file >= 0, "open %s", path);
     if (g_file < 0) return tp_test_finish("test_gpt_reference");
-#ifdef TP_CUDA_EMULATED
-    check_backend("cuda-emu", TP_PREC_FP32);
-    check_backend("cuda-emu", TP_PREC_BF16);
-#else
-    check_backend("ref", TP_PREC_FP32);
-    check_backend("cpu", TP_PREC_FP32);
-#endif
+    tp_test_each_backend(check_backend);
     H5Fclose(g_file);
     return tp_test_finish("test_gpt_reference");
 }

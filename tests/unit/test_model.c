@@ -4,7 +4,7 @@
  * TP_CUDA_EMULATED (tests/emu), the same on the CUDA kernels run on the CPU instead of "cpu". */
 #include "model.h"
 #include "optim.h"
-#include "test_util.h"
+#include "test_backends.h"
 
 #define B     3
 #define STEPS 3
@@ -102,10 +102,6 @@ static void base_config(tp_config_t *cfg)
     snprintf(cfg->activation, sizeof cfg->activation, "gelu");
     cfg->dropout = 0;
 }
-
-#ifdef TP_CUDA_EMULATED
-tp_status_t tp_emu_backend_create(tp_backend_t **out);
-#endif
 
 int main(void)
 {

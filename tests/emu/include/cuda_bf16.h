@@ -1,9 +1,12 @@
 /* bfloat16 for the CPU emulation (tests/emu/README.md): the conversions the kernels use, with
- * CUDA's rounding (to nearest, ties to even; NaN stays NaN). */
+ * CUDA's rounding (to nearest, ties to even; NaN stays NaN), which runtime/bf16.h implements for
+ * the host side of compute copies: one implementation for both. */
 #ifndef TP_EMU_CUDA_BF16_H
 #define TP_EMU_CUDA_BF16_H
 
 #include <cuda_runtime.h>
+
+#include "bf16.h"
 
 struct __nv_bfloat16 {
     uint16_t x;
@@ -11,24 +14,14 @@ struct __nv_bfloat16 {
 
 static inline __nv_bfloat16 __float2bfloat16(float f)
 {
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
     __nv_bfloat16 r;
-    if ((u & 0x7fffffffu) > 0x7f800000u) {
-        r.x = (uint16_t)((u >> 16) | 0x40u); /* quiet NaN */
-        return r;
-    }
-    u += 0x7fffu + ((u >> 16) & 1u);
-    r.x = (uint16_t)(u >> 16);
+    r.x = tp_bf16_from_float(f);
     return r;
 }
 
 static inline float __bfloat162float(__nv_bfloat16 b)
 {
-    uint32_t u = (uint32_t)b.x << 16;
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
+    return tp_bf16_to_float(b.x);
 }
 
 static inline unsigned short __bfloat16_as_ushort(__nv_bfloat16 b)
