@@ -18,6 +18,7 @@ extern "C" {
 #include "backend_cuda.h"
 #include "cuda_common.h"
 #include "cuda_ops.h"
+#include "linear_cublaslt.h"
 
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
@@ -31,6 +32,10 @@ extern "C" {
 #define TP_CUDA_STAGE_MAX       ((size_t)8 << 20)
 #define TP_CUDA_STAGE_MIN       ((size_t)1 << 20)
 #define TP_CUDA_STAGE_MAX_SLOTS 64
+// cuBLASLt's workspace (NVIDIA suggests 32 MiB on Hopper for its fastest kernels).
+#define TP_CUDA_LT_WORKSPACE ((size_t)32 << 20)
+// The scratch slot the fused bias gradient goes through on its way into db.
+#define TP_CUDA_LT_BGRAD_SLOT 2
 
 typedef struct stage_slot {
     void *host; // pinned (cudaHostAlloc)
@@ -42,6 +47,7 @@ typedef struct cuda_state {
     int device;
     cudaStream_t stream;
     cublasHandle_t cublas;
+    tp_lt_t *lt; // cuBLASLt: the linear ops' fused products
     tp_precision_t precision;
     void *scratch[TP_CUDA_SCRATCH_SLOTS];
     size_t scratch_cap[TP_CUDA_SCRATCH_SLOTS];
@@ -161,6 +167,7 @@ static tp_status_t cuda_setup(tp_backend_t *be, cuda_state_t *s)
     // gemm names its compute type per call (TF32 or bf16 tensor cores, gemm_ex); the handle's
     // default math mode matches runtime.precision = "fp32" for anything else.
     INIT_CUBLAS(cublasSetMathMode(s->cublas, CUBLAS_TF32_TENSOR_OP_MATH));
+    TP_TRY(tp_lt_create(s->stream, TP_CUDA_LT_WORKSPACE, &s->lt));
 
     int rt = 0, drv = 0, cbv = 0;
     INIT_CUDA(cudaRuntimeGetVersion(&rt));
@@ -187,6 +194,13 @@ static void state_free(cuda_state_t *s)
             tp_log_warn("backend 'cuda': at shutdown, cudaStreamSynchronize: %s",
                         cudaGetErrorString(e));
     }
+    int lt_problems = 0, lt_unsupported = 0;
+    tp_lt_counts(s->lt, &lt_problems, &lt_unsupported);
+    if (lt_unsupported > 0)
+        tp_log_info("backend 'cuda': %d of %d fused linear products had no cuBLASLt algorithm "
+                    "and ran as separate ops",
+                    lt_unsupported, lt_problems);
+    tp_lt_free(s->lt);
     for (int i = 0; i < TP_CUDA_SCRATCH_SLOTS; i++)
         if (s->scratch[i]) (void)cudaFree(s->scratch[i]);
     for (int i = 0; i < s->n_stage; i++) {
@@ -494,6 +508,83 @@ static void cuda_gemm_c(tp_backend_t *be, bool ta, bool tb, int64_t M, int64_t N
                   ldc);
 }
 
+// ---- linear ops: products with fused epilogues (cuBLASLt) --------------------------------------
+
+// The compute-copy operands' cuBLAS type and the arithmetic cuda_gemm_c would use for them.
+static void compute_types(const cuda_state_t *s, cudaDataType_t *ab, cublasComputeType_t *compute)
+{
+    bool bf16 = s->precision == TP_PREC_BF16;
+    *ab = bf16 ? CUDA_R_16BF : CUDA_R_32F;
+    *compute = bf16 ? CUBLAS_COMPUTE_32F : CUBLAS_COMPUTE_32F_FAST_TF32;
+}
+
+// y[N, out] = x W^T + b (+ r), row-major: column-major y^T[out, N] = op(W) x^T with W stored as
+// [in, out] column-major (transposed) and x as [in, N]; the bias runs along y^T's rows (one per
+// output feature), which is cuBLASLt's bias epilogue; r is the C matrix (beta 1).
+static bool cuda_linear_forward_c(tp_backend_t *be, const tp_cval_t *x, const tp_cval_t *w,
+                                  const float *b, const float *r, float *y, int64_t N, int64_t in,
+                                  int64_t out)
+{
+    if (!b && !r) return false; // a plain product: gemm_c
+    cuda_state_t *s = state_of(be);
+    tp_lt_matmul_t p;
+    memset(&p, 0, sizeof p);
+    p.ta = true;
+    p.tb = false;
+    p.m = out;
+    p.n = N;
+    p.k = in;
+    p.A = w;
+    p.lda = in;
+    p.B = x;
+    p.ldb = in;
+    compute_types(s, &p.ab, &p.compute);
+    p.alpha = 1.0f;
+    p.beta = r ? 1.0f : 0.0f;
+    p.C = r ? r : y;
+    p.ldc = out;
+    p.D = y;
+    p.ldd = out;
+    p.epilogue = b ? TP_LT_BIAS : TP_LT_NONE;
+    p.bias = (float *)b;
+    return tp_lt_matmul(s->lt, &p);
+}
+
+// dW[out, in] += dy^T x and db += colsum(dy): column-major dW^T[in, out] = x^T[in, N] op(dy^T)
+// with dy stored as [out, N]; the bias gradient sums op(B) = dy over the product's K (the
+// tokens), cuBLASLt's BGRADB epilogue. It overwrites its vector, so it goes through scratch and
+// is added into db.
+static bool cuda_linear_grad_c(tp_backend_t *be, const tp_cval_t *dy, const tp_cval_t *x, float *dw,
+                               float *db, int64_t N, int64_t in, int64_t out)
+{
+    if (!db) return false; // a plain product: gemm_c
+    cuda_state_t *s = state_of(be);
+    float *bgrad = (float *)tp_cuda_scratch(be, TP_CUDA_LT_BGRAD_SLOT, (size_t)out * sizeof(float));
+    tp_lt_matmul_t p;
+    memset(&p, 0, sizeof p);
+    p.ta = false;
+    p.tb = true;
+    p.m = in;
+    p.n = out;
+    p.k = N;
+    p.A = x;
+    p.lda = in;
+    p.B = dy;
+    p.ldb = out;
+    compute_types(s, &p.ab, &p.compute);
+    p.alpha = 1.0f;
+    p.beta = 1.0f;
+    p.C = dw;
+    p.ldc = in;
+    p.D = dw;
+    p.ldd = in;
+    p.epilogue = TP_LT_BGRADB;
+    p.bias = bgrad;
+    if (!tp_lt_matmul(s->lt, &p)) return false;
+    tp_cuda_axpy(be, db, bgrad, 1.0f, out);
+    return true;
+}
+
 // ---- the interface ----------------------------------------------------------------------------
 
 extern "C" const tp_backend_iface_t tp_backend_cuda_iface = {
@@ -514,7 +605,9 @@ extern "C" const tp_backend_iface_t tp_backend_cuda_iface = {
     .bias_grad_c = tp_cuda_bias_grad_c,
     .act_forward_c = tp_cuda_act_forward_c,
     .act_backward_c = tp_cuda_act_backward_c,
-    .softmax_xent_backward_c = tp_cuda_softmax_xent_backward_c,
+    .xent_backward_c = tp_cuda_xent_backward_c,
+    .linear_forward_c = cuda_linear_forward_c,
+    .linear_grad_c = cuda_linear_grad_c,
     .bias_add = tp_cuda_bias_add,
     .bias_grad = tp_cuda_bias_grad,
     .act_forward = tp_cuda_act_forward,
@@ -528,6 +621,8 @@ extern "C" const tp_backend_iface_t tp_backend_cuda_iface = {
     .maxpool_backward = tp_cuda_maxpool_backward,
     .softmax_xent_forward = tp_cuda_softmax_xent_forward,
     .softmax_xent_backward = tp_cuda_softmax_xent_backward,
+    .xent_forward = tp_cuda_xent_forward,
+    .xent_backward = tp_cuda_xent_backward,
     .sumsq_to = tp_cuda_sumsq_to,
     .sum_to = tp_cuda_sum_to,
     .clip_by_norm = tp_cuda_clip_by_norm,

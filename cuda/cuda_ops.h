@@ -36,8 +36,14 @@ void tp_cuda_softmax_xent_forward(tp_backend_t *be, const float *logits, const i
                                   float *probs, float *loss, int64_t B, int64_t C);
 void tp_cuda_softmax_xent_backward(tp_backend_t *be, const float *probs, const int32_t *labels,
                                    float *dlogits, int64_t B, int64_t C, float scale);
-void tp_cuda_softmax_xent_backward_c(tp_backend_t *be, const float *probs, const int32_t *labels,
-                                     tp_cval_t *dlogits, int64_t B, int64_t C, float scale);
+void tp_cuda_xent_forward(tp_backend_t *be, const float *logits, const int32_t *labels, float *lse,
+                          float *loss, int64_t B, int64_t C);
+void tp_cuda_xent_backward(tp_backend_t *be, const float *logits, const float *lse,
+                           const int32_t *labels, float *dlogits, int64_t ldd, int64_t B, int64_t C,
+                           float scale);
+void tp_cuda_xent_backward_c(tp_backend_t *be, const float *logits, const float *lse,
+                             const int32_t *labels, tp_cval_t *dlogits, int64_t ldd, int64_t B,
+                             int64_t C, float scale);
 void tp_cuda_sumsq_to(tp_backend_t *be, const float *x, int64_t n, double *out, bool accumulate);
 void tp_cuda_sum_to(tp_backend_t *be, const float *x, int64_t n, double *out, bool accumulate);
 void tp_cuda_clip_by_norm(tp_backend_t *be, float *x, int64_t n, const double *sumsq,

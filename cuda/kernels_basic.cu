@@ -417,6 +417,47 @@ static __device__ void block_max_sum(float &m, float &s, float *shm, float *shs)
     warp_max_sum(m, s);
 }
 
+// A row's (max, sum of exp(z - max)), the whole block's; every thread gets it. h, nv: the row's
+// scalar head and float4 count (head_len).
+static __device__ void row_max_sum(const float *z, int64_t C, int64_t h, int64_t nv, float &m,
+                                   float &s, float *shm, float *shs)
+{
+    const int tid = threadIdx.x, T = blockDim.x;
+    const int64_t t0 = h + 4 * nv;
+    const float *zv = z + h;
+    m = -FLT_MAX;
+    s = 0.0f;
+    if (tid < h) ms_add(m, s, z[tid]);
+    if (tid < C - t0) ms_add(m, s, z[t0 + tid]);
+    int64_t v = tid;
+    for (; v + (XENT_BATCH - 1) * T < nv; v += XENT_BATCH * T) {
+        float4 x[XENT_BATCH];
+#pragma unroll
+        for (int u = 0; u < XENT_BATCH; u++)
+            x[u] = vec_load4(zv + 4 * (v + u * T));
+        float mb = m; // one rescale per batch
+#pragma unroll
+        for (int u = 0; u < XENT_BATCH; u++)
+            mb = fmaxf(mb, fmaxf(fmaxf(x[u].x, x[u].y), fmaxf(x[u].z, x[u].w)));
+        if (mb > m) {
+            s *= expf(m - mb);
+            m = mb;
+        }
+#pragma unroll
+        for (int u = 0; u < XENT_BATCH; u++)
+            s += (expf(x[u].x - m) + expf(x[u].y - m)) + (expf(x[u].z - m) + expf(x[u].w - m));
+    }
+    for (; v < nv; v += T)
+        ms_add4(m, s, vec_load4(zv + 4 * v));
+    block_max_sum(m, s, shm, shs);
+}
+
+// The logit of a row's label; an out-of-range label has none: NaN, not a stray read.
+static __device__ __forceinline__ float label_logit(const float *z, int32_t y, int64_t C)
+{
+    return y >= 0 && y < C ? z[y] : __int_as_float(0x7fc00000);
+}
+
 static __global__ void softmax_xent_forward_kernel(const float *logits, const int32_t *labels,
                                                    float *probs, float *loss, int64_t B, int64_t C)
 {
@@ -427,34 +468,11 @@ static __global__ void softmax_xent_forward_kernel(const float *logits, const in
         float *pr = probs + b * C;
         const int64_t h = head_len(z, C), nv = (C - h) / 4, t0 = h + 4 * nv;
         const float *zv = z + h;
-        const int32_t y = labels[b];
-        // Read before the barriers below, so before any thread writes the probabilities (which
-        // may be in place). An out-of-range label has no probability: NaN, not a stray read.
-        const float zy = y >= 0 && y < C ? z[y] : __int_as_float(0x7fc00000);
-        float m = -FLT_MAX, s = 0.0f;
-        if (tid < h) ms_add(m, s, z[tid]);
-        if (tid < C - t0) ms_add(m, s, z[t0 + tid]);
-        int64_t v = tid;
-        for (; v + (XENT_BATCH - 1) * T < nv; v += XENT_BATCH * T) {
-            float4 x[XENT_BATCH];
-#pragma unroll
-            for (int u = 0; u < XENT_BATCH; u++)
-                x[u] = vec_load4(zv + 4 * (v + u * T));
-            float mb = m; // one rescale per batch
-#pragma unroll
-            for (int u = 0; u < XENT_BATCH; u++)
-                mb = fmaxf(mb, fmaxf(fmaxf(x[u].x, x[u].y), fmaxf(x[u].z, x[u].w)));
-            if (mb > m) {
-                s *= expf(m - mb);
-                m = mb;
-            }
-#pragma unroll
-            for (int u = 0; u < XENT_BATCH; u++)
-                s += (expf(x[u].x - m) + expf(x[u].y - m)) + (expf(x[u].z - m) + expf(x[u].w - m));
-        }
-        for (; v < nv; v += T)
-            ms_add4(m, s, vec_load4(zv + 4 * v));
-        block_max_sum(m, s, shm, shs);
+        // Read before the barriers in row_max_sum, so before any thread writes the
+        // probabilities (which may be in place).
+        const float zy = label_logit(z, labels[b], C);
+        float m, s;
+        row_max_sum(z, C, h, nv, m, s, shm, shs);
 
         const float inv = 1.0f / s;
         if (((uintptr_t)z ^ (uintptr_t)pr) % 16 == 0) {
@@ -524,6 +542,115 @@ static __global__ void softmax_xent_backward_kernel(const float *probs, const in
     }
 }
 
+// Cross-entropy without probabilities (backend.h's tp_op_xent_*): the forward is the first pass
+// of softmax_xent_forward_kernel, keeping lse = m + log(s); the backward recomputes each
+// probability as exp(z - lse) while it streams the row, so a step reads the logits twice and
+// writes only the gradient, instead of also writing and re-reading [B, C] probabilities.
+static __global__ void xent_forward_kernel(const float *logits, const int32_t *labels, float *lse,
+                                           float *loss, int64_t B, int64_t C)
+{
+    __shared__ float shm[32], shs[32];
+    for (int64_t b = blockIdx.x; b < B; b += gridDim.x) {
+        const float *z = logits + b * C;
+        const int64_t h = head_len(z, C), nv = (C - h) / 4;
+        float m, s;
+        row_max_sum(z, C, h, nv, m, s, shm, shs);
+        if (threadIdx.x == 0) {
+            float l = logf(s) + m;
+            lse[b] = l;
+            loss[b] = l - label_logit(z, labels[b], C);
+        }
+    }
+}
+
+static __device__ __forceinline__ float4 xent_exp4(float4 x, float lse)
+{
+    return make_float4(expf(x.x - lse), expf(x.y - lse), expf(x.z - lse), expf(x.w - lse));
+}
+
+// G: dlogits' element type; rows ldd apart. In place (G float, dlogits == logits, ldd == C) each
+// element is read by the thread that then writes it.
+template <typename G>
+static __global__ void xent_backward_kernel(const float *logits, const float *lse,
+                                            const int32_t *labels, G *dlogits, int64_t ldd,
+                                            int64_t B, int64_t C, float scale)
+{
+    const int tid = threadIdx.x, T = blockDim.x;
+    for (int64_t b = blockIdx.x; b < B; b += gridDim.x) {
+        const float *z = logits + b * C;
+        G *d = dlogits + b * ldd;
+        const float l = lse[b];
+        const int64_t y = labels[b]; // out of range: no column matches, as in ref
+        if (vec_phase(z) == vec_phase(d)) {
+            const int64_t h = head_len(z, C), nv = (C - h) / 4, t0 = h + 4 * nv;
+            if (tid < h) cval_put(d + tid, scale * (expf(z[tid] - l) - (tid == y ? 1.0f : 0.0f)));
+            if (tid < C - t0)
+                cval_put(d + t0 + tid,
+                         scale * (expf(z[t0 + tid] - l) - (t0 + tid == y ? 1.0f : 0.0f)));
+            int64_t v = tid;
+            for (; v + (XENT_BATCH - 1) * T < nv; v += XENT_BATCH * T) {
+                float4 x[XENT_BATCH];
+#pragma unroll
+                for (int u = 0; u < XENT_BATCH; u++)
+                    x[u] = vec_load4(z + h + 4 * (v + u * T));
+#pragma unroll
+                for (int u = 0; u < XENT_BATCH; u++) {
+                    int64_t c = h + 4 * (v + u * T);
+                    vec_store4(d + c, xent_grad4(xent_exp4(x[u], l), c, y, scale));
+                }
+            }
+            for (; v < nv; v += T) {
+                int64_t c = h + 4 * v;
+                vec_store4(d + c, xent_grad4(xent_exp4(vec_load4(z + c), l), c, y, scale));
+            }
+        } else {
+            for (int64_t c = tid; c < C; c += T)
+                cval_put(d + c, scale * (expf(z[c] - l) - (c == y ? 1.0f : 0.0f)));
+        }
+    }
+}
+
+void tp_cuda_xent_forward(tp_backend_t *be, const float *logits, const int32_t *labels, float *lse,
+                          float *loss, int64_t B, int64_t C)
+{
+    if (B <= 0 || C <= 0) return;
+    unsigned g = (unsigned)(B < MAX_BLOCKS ? B : MAX_BLOCKS);
+    xent_forward_kernel<<<g, xent_threads(C), 0, tp_cuda_stream(be)>>>(logits, labels, lse, loss, B,
+                                                                       C);
+    TP_CUDA_LAUNCHED();
+}
+
+template <typename G>
+static void xent_backward(tp_backend_t *be, const float *logits, const float *lse,
+                          const int32_t *labels, G *dlogits, int64_t ldd, int64_t B, int64_t C,
+                          float scale)
+{
+    if (B <= 0 || C <= 0) return;
+    unsigned g = (unsigned)(B < MAX_BLOCKS ? B : MAX_BLOCKS);
+    xent_backward_kernel<G><<<g, xent_threads(C), 0, tp_cuda_stream(be)>>>(
+        logits, lse, labels, dlogits, ldd, B, C, scale);
+    TP_CUDA_LAUNCHED();
+}
+
+void tp_cuda_xent_backward(tp_backend_t *be, const float *logits, const float *lse,
+                           const int32_t *labels, float *dlogits, int64_t ldd, int64_t B, int64_t C,
+                           float scale)
+{
+    xent_backward(be, logits, lse, labels, dlogits, ldd, B, C, scale);
+}
+
+// Under "bf16" dlogits must not overlap the logits (backend.c checks): a row's 2-byte elements
+// would overwrite logits other threads have yet to read.
+void tp_cuda_xent_backward_c(tp_backend_t *be, const float *logits, const float *lse,
+                             const int32_t *labels, tp_cval_t *dlogits, int64_t ldd, int64_t B,
+                             int64_t C, float scale)
+{
+    if (tp_cuda_precision(be) == TP_PREC_BF16)
+        xent_backward(be, logits, lse, labels, cval_bf16(dlogits), ldd, B, C, scale);
+    else
+        xent_backward(be, logits, lse, labels, tp_cval_f32(dlogits), ldd, B, C, scale);
+}
+
 void tp_cuda_softmax_xent_forward(tp_backend_t *be, const float *logits, const int32_t *labels,
                                   float *probs, float *loss, int64_t B, int64_t C)
 {
@@ -549,17 +676,6 @@ void tp_cuda_softmax_xent_backward(tp_backend_t *be, const float *probs, const i
                                    float *dlogits, int64_t B, int64_t C, float scale)
 {
     softmax_xent_backward(be, probs, labels, dlogits, B, C, scale);
-}
-
-// Under "bf16" dlogits must not overlap probs: a row's 2-byte elements would overwrite the
-// probabilities other threads have yet to read.
-void tp_cuda_softmax_xent_backward_c(tp_backend_t *be, const float *probs, const int32_t *labels,
-                                     tp_cval_t *dlogits, int64_t B, int64_t C, float scale)
-{
-    if (tp_cuda_precision(be) == TP_PREC_BF16)
-        softmax_xent_backward(be, probs, labels, cval_bf16(dlogits), B, C, scale);
-    else
-        softmax_xent_backward(be, probs, labels, tp_cval_f32(dlogits), B, C, scale);
 }
 
 // ---- sum of squares: fixed chunks summed in double, then the chunks in a fixed tree ----------

@@ -227,6 +227,58 @@ void tp_op_gemm_c(tp_backend_t *be, bool ta, bool tb, int64_t M, int64_t N, int6
     profile_gemm(be, h, true, ta, tb, M, N, K);
 }
 
+/* Whether [a, a + na) and [b, b + nb) (bytes) share a byte. */
+static bool overlap(const void *a, size_t na, const void *b, size_t nb)
+{
+    uintptr_t x = (uintptr_t)a, y = (uintptr_t)b;
+    return a && b && na && nb && x < y + nb && y < x + na;
+}
+
+/* A fused linear op's profile entry: its product's shape and what came with it. */
+static void profile_linear(tp_backend_t *be, int h, const char *what, bool ta, bool tb, int64_t M,
+                           int64_t N, int64_t K)
+{
+    if (h < 0) return;
+    char key[64];
+    snprintf(key, sizeof key, "gemm%s %c%c %lldx%lldx%lld%s", what, ta ? 'T' : 'N', tb ? 'T' : 'N',
+             (long long)M, (long long)N, (long long)K,
+             tp_backend_compute_bytes(be) == 2 ? " bf16" : "");
+    tp_profile_op(be, h, key, 2.0 * (double)M * (double)N * (double)K);
+}
+
+void tp_op_linear_forward_c(tp_backend_t *be, const tp_cval_t *x, const tp_cval_t *w,
+                            const float *b, const float *r, float *y, int64_t N, int64_t in,
+                            int64_t out)
+{
+    size_t cb = tp_backend_compute_bytes(be), ny = (size_t)(N * out) * sizeof(float);
+    if (overlap(y, ny, x, (size_t)(N * in) * cb) || overlap(y, ny, w, (size_t)(out * in) * cb) ||
+        overlap(y, ny, b, (size_t)out * sizeof(float)) || overlap(y, ny, r, ny)) {
+        fprintf(stderr, "tp_op_linear_forward_c: y overlaps an input (backend.h's contract)\n");
+        abort();
+    }
+    int h = tp_profile_mark(be);
+    if (be->iface->linear_forward_c && be->iface->linear_forward_c(be, x, w, b, r, y, N, in, out)) {
+        profile_linear(be, h, b ? (r ? "+bias+res" : "+bias") : (r ? "+res" : ""), false, true, N,
+                       out, in);
+        return;
+    }
+    tp_op_gemm_c(be, false, true, N, out, in, 1.0f, x, in, w, in, 0.0f, y, out);
+    if (b) tp_op_bias_add(be, y, b, N, out, false);
+    if (r) tp_op_add(be, r, y, y, N * out);
+}
+
+void tp_op_linear_grad_c(tp_backend_t *be, const tp_cval_t *dy, const tp_cval_t *x, float *dw,
+                         float *db, int64_t N, int64_t in, int64_t out)
+{
+    int h = tp_profile_mark(be);
+    if (be->iface->linear_grad_c && be->iface->linear_grad_c(be, dy, x, dw, db, N, in, out)) {
+        profile_linear(be, h, db ? "+bgrad" : "", true, false, out, in, N);
+        return;
+    }
+    tp_op_gemm_c(be, true, false, out, in, N, 1.0f, dy, out, x, in, 1.0f, dw, in);
+    if (db) tp_op_bias_grad_c(be, dy, db, N, out, false);
+}
+
 /* A bf16 output must not overlap its float32 input: on a GPU, bf16 element i lies inside float
  * i / 2, which another thread may not have read yet (the CPU emulation runs threads in turn and
  * cannot see the race), so the contract is checked here. A violation is a bug in the caller. */
@@ -289,16 +341,34 @@ void tp_op_act_backward_c(tp_backend_t *be, tp_act_t act, const float *x, const 
     tp_profile_op(be, h, "act_backward", 0);
 }
 
-void tp_op_softmax_xent_backward_c(tp_backend_t *be, const float *probs, const int32_t *labels,
-                                   tp_cval_t *dlogits, int64_t B, int64_t C, float scale)
+void tp_op_xent_backward_c(tp_backend_t *be, const float *logits, const float *lse,
+                           const int32_t *labels, tp_cval_t *dlogits, int64_t ldd, int64_t B,
+                           int64_t C, float scale)
 {
-    check_apart(be, "tp_op_softmax_xent_backward_c", probs, dlogits, (B * C));
+    size_t cb = tp_backend_compute_bytes(be);
+    bool in_place =
+        cb == sizeof(float) && (const void *)dlogits == (const void *)logits && ldd == C;
+    if (ldd < C || (!in_place && B > 0 &&
+                    overlap(logits, (size_t)(B * C) * sizeof(float), dlogits,
+                            (size_t)((B - 1) * ldd + C) * cb))) {
+        fprintf(stderr, "tp_op_xent_backward_c: dlogits overlaps the logits or ldd < C "
+                        "(backend.h's contract)\n");
+        abort();
+    }
     int h = tp_profile_mark(be);
-    if (be->iface->softmax_xent_backward_c)
-        be->iface->softmax_xent_backward_c(be, probs, labels, dlogits, B, C, scale);
+    if (be->iface->xent_backward_c)
+        be->iface->xent_backward_c(be, logits, lse, labels, dlogits, ldd, B, C, scale);
     else
-        be->iface->softmax_xent_backward(be, probs, labels, tp_cval_f32(dlogits), B, C, scale);
-    tp_profile_op(be, h, "softmax_xent_backward", 0);
+        be->iface->xent_backward(be, logits, lse, labels, tp_cval_f32(dlogits), ldd, B, C, scale);
+    tp_profile_op(be, h, "xent_backward", 0);
+}
+
+void tp_op_xent_forward(tp_backend_t *be, const float *logits, const int32_t *labels, float *lse,
+                        float *loss, int64_t B, int64_t C)
+{
+    int h = tp_profile_mark(be);
+    be->iface->xent_forward(be, logits, labels, lse, loss, B, C);
+    tp_profile_op(be, h, "xent_forward", 0);
 }
 
 void tp_op_bias_add(tp_backend_t *be, float *y, const float *b, int64_t rows, int64_t cols,

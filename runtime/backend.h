@@ -96,6 +96,18 @@ void tp_op_gemm(tp_backend_t *be, bool trans_a, bool trans_b, int64_t M, int64_t
 void tp_op_gemm_c(tp_backend_t *be, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                   float alpha, const tp_cval_t *A, int64_t lda, const tp_cval_t *B, int64_t ldb,
                   float beta, float *C, int64_t ldc);
+/* Linear layers on compute copies (PyTorch's Linear: W [out, in], x [N, in], y [N, out]): the
+ * products with the elementwise work around them, which a backend may fuse into the product
+ * (cuda: one cuBLASLt call with a bias epilogue, the residual as its C matrix; elsewhere, or for
+ * a shape cuBLASLt has no algorithm for, the ops this is made of, in the order written).
+ *   forward: y = x W^T + b (+ r): tp_op_gemm_c, bias_add, then y = r + y when r is not NULL (a
+ *            residual stream). b may be NULL. y must not overlap x, W, b or r.
+ *   grad:    dW += dy^T x, then db += colsum(dy) (tp_op_bias_grad_c) when db is not NULL. */
+void tp_op_linear_forward_c(tp_backend_t *be, const tp_cval_t *x, const tp_cval_t *w,
+                            const float *b, const float *r, float *y, int64_t N, int64_t in,
+                            int64_t out);
+void tp_op_linear_grad_c(tp_backend_t *be, const tp_cval_t *dy, const tp_cval_t *x, float *dw,
+                         float *db, int64_t N, int64_t in, int64_t out);
 /* y = compute copy of x (rounded to nearest even under bf16). y may be x under "fp32": then
  * nothing happens. */
 void tp_op_to_compute(tp_backend_t *be, const float *x, tp_cval_t *y, int64_t n);
@@ -145,10 +157,19 @@ void tp_op_softmax_xent_forward(tp_backend_t *be, const float *logits, const int
 /* dlogits = scale * (probs - onehot(labels)); dlogits may be probs (in place). */
 void tp_op_softmax_xent_backward(tp_backend_t *be, const float *probs, const int32_t *labels,
                                  float *dlogits, int64_t B, int64_t C, float scale);
-/* The same into a compute copy (the gradient feeds the LM head's products); dlogits must not
- * overlap probs. */
-void tp_op_softmax_xent_backward_c(tp_backend_t *be, const float *probs, const int32_t *labels,
-                                   tp_cval_t *dlogits, int64_t B, int64_t C, float scale);
+/* Softmax cross-entropy without the [B, C] probabilities (a GPT's largest array): the forward
+ * keeps each row's log-sum-exp, lse[b] = log sum_c exp(logits[b, c]), and the loss
+ * loss[b] = lse[b] - logits[b, labels[b]]; the backward recomputes the probabilities from the
+ * logits while it writes dlogits[b, c] = scale * (exp(logits[b, c] - lse[b]) - onehot(labels)),
+ * a compute copy (it feeds the LM head's products) with rows ldd >= C elements apart (elements
+ * past C are not written). dlogits may be the logits themselves (ldd = C) when compute copies are
+ * float32, and must not overlap them under "bf16". Logits may be -inf, as in
+ * tp_op_softmax_xent_forward. */
+void tp_op_xent_forward(tp_backend_t *be, const float *logits, const int32_t *labels, float *lse,
+                        float *loss, int64_t B, int64_t C);
+void tp_op_xent_backward_c(tp_backend_t *be, const float *logits, const float *lse,
+                           const int32_t *labels, tp_cval_t *dlogits, int64_t ldd, int64_t B,
+                           int64_t C, float scale);
 /* Sum of squares, accumulated in double in fixed-size chunks combined in order, so the result
  * is the same for any thread count. *out is ONE double in backend memory; accumulate adds to it,
  * else it is overwritten (n == 0 then stores 0). Queued like every op: the host does not wait,

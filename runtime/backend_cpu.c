@@ -323,6 +323,37 @@ static void cpu_softmax_xent_backward(tp_backend_t *be, const float *probs, cons
             dlogits[b * C + c] = scale * (probs[b * C + c] - (c == labels[b] ? 1.0f : 0.0f));
 }
 
+static void cpu_xent_forward(tp_backend_t *be, const float *logits, const int32_t *labels,
+                             float *lse, float *loss, int64_t B, int64_t C)
+{
+#pragma omp parallel for schedule(static)
+    for (int64_t b = 0; b < B; b++) {
+        const float *z = logits + b * C;
+        float mx = z[0];
+        for (int64_t c = 1; c < C; c++)
+            mx = z[c] > mx ? z[c] : mx;
+        double sum = 0;
+        for (int64_t c = 0; c < C; c++)
+            sum += expf(z[c] - mx);
+        lse[b] = (float)(log(sum) + mx);
+        loss[b] = (float)(log(sum) + mx - z[labels[b]]);
+    }
+}
+
+/* In place (dlogits == logits) each element is read before it is written. */
+static void cpu_xent_backward(tp_backend_t *be, const float *logits, const float *lse,
+                              const int32_t *labels, float *dlogits, int64_t ldd, int64_t B,
+                              int64_t C, float scale)
+{
+#pragma omp parallel for schedule(static)
+    for (int64_t b = 0; b < B; b++) {
+        const float *z = logits + b * C;
+        float *d = dlogits + b * ldd, l = lse[b];
+        for (int64_t c = 0; c < C; c++)
+            d[c] = scale * (expf(z[c] - l) - (c == labels[b] ? 1.0f : 0.0f));
+    }
+}
+
 static void cpu_sumsq_to(tp_backend_t *be, const float *x, int64_t n, double *out, bool accumulate)
 {
     cpu_state_t *s = be->impl;
@@ -441,6 +472,8 @@ const tp_backend_iface_t tp_backend_cpu_iface = {
     .maxpool_backward = cpu_maxpool_backward,
     .softmax_xent_forward = cpu_softmax_xent_forward,
     .softmax_xent_backward = cpu_softmax_xent_backward,
+    .xent_forward = cpu_xent_forward,
+    .xent_backward = cpu_xent_backward,
     .sumsq_to = cpu_sumsq_to,
     .sum_to = cpu_sum_to,
     .clip_by_norm = cpu_clip_by_norm,

@@ -41,8 +41,16 @@ typedef struct tp_backend_iface {
     void (*act_forward_c)(tp_backend_t *be, tp_act_t act, const float *x, tp_cval_t *y, int64_t n);
     void (*act_backward_c)(tp_backend_t *be, tp_act_t act, const float *x, const float *dy,
                            tp_cval_t *dx, int64_t n);
-    void (*softmax_xent_backward_c)(tp_backend_t *be, const float *probs, const int32_t *labels,
-                                    tp_cval_t *dlogits, int64_t B, int64_t C, float scale);
+    void (*xent_backward_c)(tp_backend_t *be, const float *logits, const float *lse,
+                            const int32_t *labels, tp_cval_t *dlogits, int64_t ldd, int64_t B,
+                            int64_t C, float scale);
+    /* Optional fused linear ops (backend.h): true when done; false (nothing queued) leaves the
+     * op to backend.c, which runs the ops it is made of. NULL: always those. */
+    bool (*linear_forward_c)(tp_backend_t *be, const tp_cval_t *x, const tp_cval_t *w,
+                             const float *b, const float *r, float *y, int64_t N, int64_t in,
+                             int64_t out);
+    bool (*linear_grad_c)(tp_backend_t *be, const tp_cval_t *dy, const tp_cval_t *x, float *dw,
+                          float *db, int64_t N, int64_t in, int64_t out);
     void (*bias_add)(tp_backend_t *be, float *y, const float *b, int64_t rows, int64_t cols,
                      bool per_row);
     void (*bias_grad)(tp_backend_t *be, const float *dy, float *db, int64_t rows, int64_t cols,
@@ -68,6 +76,11 @@ typedef struct tp_backend_iface {
                                  float *probs, float *loss, int64_t B, int64_t C);
     void (*softmax_xent_backward)(tp_backend_t *be, const float *probs, const int32_t *labels,
                                   float *dlogits, int64_t B, int64_t C, float scale);
+    void (*xent_forward)(tp_backend_t *be, const float *logits, const int32_t *labels, float *lse,
+                         float *loss, int64_t B, int64_t C);
+    void (*xent_backward)(tp_backend_t *be, const float *logits, const float *lse,
+                          const int32_t *labels, float *dlogits, int64_t ldd, int64_t B, int64_t C,
+                          float scale);
     void (*sumsq_to)(tp_backend_t *be, const float *x, int64_t n, double *out, bool accumulate);
     void (*sum_to)(tp_backend_t *be, const float *x, int64_t n, double *out, bool accumulate);
     void (*clip_by_norm)(tp_backend_t *be, float *x, int64_t n, const double *sumsq,

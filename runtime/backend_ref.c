@@ -175,6 +175,33 @@ static void ref_softmax_xent_backward(tp_backend_t *be, const float *probs, cons
             dlogits[b * C + c] = scale * (probs[b * C + c] - (c == labels[b] ? 1.0f : 0.0f));
 }
 
+static void ref_xent_forward(tp_backend_t *be, const float *logits, const int32_t *labels,
+                             float *lse, float *loss, int64_t B, int64_t C)
+{
+    for (int64_t b = 0; b < B; b++) {
+        const float *z = logits + b * C;
+        double mx = z[0];
+        for (int64_t c = 1; c < C; c++)
+            mx = z[c] > mx ? z[c] : mx;
+        double sum = 0;
+        for (int64_t c = 0; c < C; c++)
+            sum += exp(z[c] - mx);
+        lse[b] = (float)(log(sum) + mx);
+        loss[b] = (float)(log(sum) + mx - z[labels[b]]);
+    }
+}
+
+static void ref_xent_backward(tp_backend_t *be, const float *logits, const float *lse,
+                              const int32_t *labels, float *dlogits, int64_t ldd, int64_t B,
+                              int64_t C, float scale)
+{
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t c = 0; c < C; c++) {
+            float p = (float)exp((double)logits[b * C + c] - lse[b]);
+            dlogits[b * ldd + c] = scale * (p - (c == labels[b] ? 1.0f : 0.0f));
+        }
+}
+
 static void ref_sumsq_to(tp_backend_t *be, const float *x, int64_t n, double *out, bool accumulate)
 {
     double total = 0;
@@ -270,6 +297,8 @@ const tp_backend_iface_t tp_backend_ref_iface = {
     .maxpool_backward = ref_maxpool_backward,
     .softmax_xent_forward = ref_softmax_xent_forward,
     .softmax_xent_backward = ref_softmax_xent_backward,
+    .xent_forward = ref_xent_forward,
+    .xent_backward = ref_xent_backward,
     .sumsq_to = ref_sumsq_to,
     .sum_to = ref_sum_to,
     .clip_by_norm = ref_clip_by_norm,

@@ -4,8 +4,12 @@
  * baseline) and on compute copies (tp_op_gemm_c: bf16 operands under runtime.precision "bf16").
  * The LM head's two products that read the logits' gradient are also timed with its rows padded
  * to multiples of 8 and 64 elements, since a bf16 row of an odd vocabulary (50257) is only
- * 2-byte aligned and tensor-core kernels want 16-byte rows. A device check on a GPU answers with
- * it, in seconds, what the model's op profile can only show for the layout the model uses. */
+ * 2-byte aligned and tensor-core kernels want 16-byte rows. A second table times the block's
+ * linear layers as the model runs them (tp_op_linear_forward_c: product, bias and residual;
+ * tp_op_linear_grad_c: weight gradient and bias gradient) against the same work as separate ops
+ * (gemm_c, bias_add, add, bias_grad_c), so the fused epilogues' gain is measured, not assumed
+ * (on backends without fused ops both rows run the same ops). A device check on a GPU answers
+ * with it, in seconds, what the model's op profile can only show for the layout the model uses. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,13 +104,81 @@ static double time_product(tp_backend_t *be, const product_t *p, bool c, const o
     return 1e3 * (tp_now() - t0) / iters;
 }
 
+/* One linear layer of a block, for the fused-against-separate table. */
+typedef struct linear_row {
+    const char *name;
+    bool grad;     /* tp_op_linear_grad_c with the bias gradient, else the forward */
+    bool residual; /* forward: the projections add the residual stream */
+    int64_t N, in, out;
+    double ms[2]; /* [0]: separate ops, [1]: tp_op_linear_*_c */
+} linear_row_t;
+
+#define N_LINEAR 8
+
+static int gpt_linears(int64_t N, int64_t C, linear_row_t *r)
+{
+    static const struct {
+        const char *fwd, *grad;
+        int out, in;
+        bool residual;
+    } lin[] = {{"qkv forward+bias", "qkv dW+db", 3, 1, false},
+               {"attn proj fwd+bias+res", "attn proj dW+db", 1, 1, true},
+               {"mlp fc forward+bias", "mlp fc dW+db", 4, 1, false},
+               {"mlp proj fwd+bias+res", "mlp proj dW+db", 1, 4, true}};
+    int n = 0;
+    for (int l = 0; l < 4; l++) {
+        int64_t out = lin[l].out * C, in = lin[l].in * C;
+        r[n++] = (linear_row_t){lin[l].fwd, false, lin[l].residual, N, in, out, {0, 0}};
+        r[n++] = (linear_row_t){lin[l].grad, true, false, N, in, out, {0, 0}};
+    }
+    return n;
+}
+
+typedef struct linear_operands {
+    const tp_cval_t *x, *w, *dy; /* compute copies */
+    float *bias, *res, *y;       /* bias / db, residual, output / dW */
+} linear_operands_t;
+
+static void call_linear(tp_backend_t *be, const linear_row_t *r, bool fused,
+                        const linear_operands_t *o)
+{
+    if (r->grad && fused) {
+        tp_op_linear_grad_c(be, o->dy, o->x, o->y, o->bias, r->N, r->in, r->out);
+    } else if (r->grad) {
+        tp_op_gemm_c(be, true, false, r->out, r->in, r->N, 1.0f, o->dy, r->out, o->x, r->in, 1.0f,
+                     o->y, r->in);
+        tp_op_bias_grad_c(be, o->dy, o->bias, r->N, r->out, false);
+    } else if (fused) {
+        tp_op_linear_forward_c(be, o->x, o->w, o->bias, r->residual ? o->res : NULL, o->y, r->N,
+                               r->in, r->out);
+    } else {
+        tp_op_gemm_c(be, false, true, r->N, r->out, r->in, 1.0f, o->x, r->in, o->w, r->in, 0.0f,
+                     o->y, r->out);
+        tp_op_bias_add(be, o->y, o->bias, r->N, r->out, false);
+        if (r->residual) tp_op_add(be, o->res, o->y, o->y, r->N * r->out);
+    }
+}
+
+static double time_linear(tp_backend_t *be, const linear_row_t *r, bool fused,
+                          const linear_operands_t *o, int iters)
+{
+    call_linear(be, r, fused, o);
+    tp_backend_synchronize(be);
+    double t0 = tp_now();
+    for (int it = 0; it < iters; it++)
+        call_linear(be, r, fused, o);
+    tp_backend_synchronize(be);
+    return 1e3 * (tp_now() - t0) / iters;
+}
+
 static double tflops(const product_t *p, double ms)
 {
     return ms > 0 ? 2.0 * (double)p->M * (double)p->N * (double)p->K / (ms * 1e-3) / 1e12 : 0.0;
 }
 
 static tp_status_t write_json(const char *path, tp_backend_t *be, int64_t N, int64_t C, int64_t V,
-                              int64_t L, const product_t *p, int n, const double *step)
+                              int64_t L, const product_t *p, int n, const double *step,
+                              const linear_row_t *lr, int nl, const double *lstep)
 {
     tp_json_file_t jf;
     TP_TRY(tp_json_file_open(&jf, path, true));
@@ -140,6 +212,21 @@ static tp_status_t write_json(const char *path, tp_backend_t *be, int64_t N, int
         tp_json_object_end(j);
     }
     tp_json_array_end(j);
+    tp_json_num(j, "step_linear_ms_separate", lstep[0]);
+    tp_json_num(j, "step_linear_ms_fused", lstep[1]);
+    tp_json_array_begin(j, "linear");
+    for (int i = 0; i < nl; i++) {
+        tp_json_object_begin(j, NULL);
+        tp_json_str(j, "name", lr[i].name);
+        tp_json_int(j, "tokens", lr[i].N);
+        tp_json_int(j, "in", lr[i].in);
+        tp_json_int(j, "out", lr[i].out);
+        tp_json_num(j, "ms_separate", lr[i].ms[0]);
+        tp_json_num(j, "ms_fused", lr[i].ms[1]);
+        tp_json_num(j, "speedup", lr[i].ms[1] > 0 ? lr[i].ms[0] / lr[i].ms[1] : 0.0);
+        tp_json_object_end(j);
+    }
+    tp_json_array_end(j);
     tp_json_object_end(j);
     return tp_json_file_commit(&jf, path);
 }
@@ -164,7 +251,9 @@ static tp_status_t run(tp_backend_t *be, int64_t N, int64_t C, int64_t V, int64_
     float *Cm = tp_backend_alloc(be, (size_t)nc * sizeof(float), "C");
     tp_cval_t *Ac = tp_backend_alloc_compute(be, na, "A (compute copy)");
     tp_cval_t *Bc = tp_backend_alloc_compute(be, nb, "B (compute copy)");
-    tp_status_t st = block && A && B && Cm && Ac && Bc ? TP_OK : TP_ERR_NOMEM;
+    float *bias = tp_backend_alloc(be, (size_t)(4 * C) * sizeof(float), "bias");
+    float *res = tp_backend_alloc(be, (size_t)(N * C) * sizeof(float), "residual");
+    tp_status_t st = block && A && B && Cm && Ac && Bc && bias && res ? TP_OK : TP_ERR_NOMEM;
     if (st == TP_OK) {
         tp_rng_t r;
         tp_rng_seed(&r, 7, 0);
@@ -199,7 +288,31 @@ static tp_status_t run(tp_backend_t *be, int64_t N, int64_t C, int64_t V, int64_
         printf("# one step's products (%lld layers, unpadded head): %.3f ms on float32 operands, "
                "%.3f ms on compute copies (%.2fx)\n",
                (long long)L, step[0], step[1], step[1] > 0 ? step[0] / step[1] : 0.0);
-        if (json) st = write_json(json, be, N, C, V, L, p, n, step);
+
+        linear_row_t lr[N_LINEAR];
+        int nl = gpt_linears(N, C, lr);
+        linear_operands_t lo = {Ac, Bc, Ac, bias, res, Cm};
+        tp_op_fill(be, bias, 0.25f, 4 * C);
+        tp_op_fill(be, res, 0.5f, N * C);
+        printf("# linear layers as the model runs them: separate ops (gemm_c, bias_add, add, "
+               "bias_grad_c) against tp_op_linear_*_c (one fused product where the backend has "
+               "one)\n");
+        printf("# %-24s %6s %6s %6s | %11s %9s | %7s\n", "layer", "tokens", "in", "out",
+               "separate ms", "fused ms", "speedup");
+        double lstep[2] = {0, 0};
+        for (int i = 0; i < nl; i++) {
+            for (int f = 0; f < 2; f++) {
+                lr[i].ms[f] = time_linear(be, &lr[i], f, &lo, iters);
+                lstep[f] += lr[i].ms[f] * (double)L;
+            }
+            printf("  %-24s %6lld %6lld %6lld | %11.3f %9.3f | %7.2f\n", lr[i].name,
+                   (long long)lr[i].N, (long long)lr[i].in, (long long)lr[i].out, lr[i].ms[0],
+                   lr[i].ms[1], lr[i].ms[1] > 0 ? lr[i].ms[0] / lr[i].ms[1] : 0.0);
+        }
+        printf("# one step's linear layers (%lld layers; dX products not included): %.3f ms as "
+               "separate ops, %.3f ms fused (%.2fx)\n",
+               (long long)L, lstep[0], lstep[1], lstep[1] > 0 ? lstep[0] / lstep[1] : 0.0);
+        if (json) st = write_json(json, be, N, C, V, L, p, n, step, lr, nl, lstep);
     }
     free(block);
     tp_backend_release(be, A);
@@ -207,6 +320,8 @@ static tp_status_t run(tp_backend_t *be, int64_t N, int64_t C, int64_t V, int64_
     tp_backend_release(be, Cm);
     tp_backend_release(be, Ac);
     tp_backend_release(be, Bc);
+    tp_backend_release(be, bias);
+    tp_backend_release(be, res);
     return st;
 }
 

@@ -11,8 +11,11 @@
  *
  * Memory: per layer only what backward needs is kept (LayerNorm inputs' statistics, the
  * normalised inputs, qkv, attention probabilities, attention output, the MLP's pre-activation
- * and GELU output, the two residual streams); the projections' outputs go through one scratch
- * buffer. Backward reuses a handful of [B, T, *] gradient buffers across layers. */
+ * and GELU output, the two residual streams); the residual projections write the next residual
+ * stream directly (tp_op_linear_forward_c adds the stream they read: on cuda inside the product).
+ * Backward reuses a handful of [B, T, *] gradient buffers across layers. The loss keeps no
+ * [B, T, V] probabilities, only each row's log-sum-exp (tp_op_xent_forward): backward recomputes
+ * the probabilities from the logits as it writes their gradient. */
 #include "model_gpt.h"
 
 #include <math.h>
@@ -49,9 +52,10 @@ struct tp_gpt {
     gpt_layer_acts_t *layer;
     tp_cval_t *lnf;
     float *lnf_mean, *lnf_rstd;
-    float *logits, *probs; /* [BT V], [BT V]; losses go to m->target_loss */
+    float *logits, *lse; /* [BT V], [BT]: each row's log-sum-exp; losses go to m->target_loss */
+    tp_cval_t *dlogits;  /* [BT V]: the logits themselves when compute copies are float32 */
     float *host_logits;
-    /* gradient scratch (also the forward's projection scratch) */
+    /* gradient scratch */
     float *dres, *dln, *dfch;
     tp_cval_t *dqkv;
     /* Compute copies: the weights' (numel), and those of dres and dfch, which are dres and dfch
@@ -218,7 +222,7 @@ static tp_status_t gpt_prepare(tp_model_t *m)
     ALLOC(g->lnf_mean, BT, "ln_f mean");
     ALLOC(g->lnf_rstd, BT, "ln_f rstd");
     ALLOC(g->logits, BT * d.V, "logits");
-    ALLOC(g->probs, BT * d.V, "probabilities");
+    ALLOC(g->lse, BT, "log-sum-exp");
     ALLOC(g->dres, BT * C, "residual gradient");
     ALLOC(g->dln, BT * C, "gradient scratch");
     ALLOC_C(g->dqkv, BT * 3 * C, "qkv gradient");
@@ -228,7 +232,9 @@ static tp_status_t gpt_prepare(tp_model_t *m)
         ALLOC_C(g->wc, m->numel, "compute copy of the weights");
         ALLOC_C(g->dres_c, BT * C, "residual gradient (compute copy)");
         ALLOC_C(g->dfch_c, BT * 4 * C, "mlp gradient (compute copy)");
+        ALLOC_C(g->dlogits, BT * d.V, "logits gradient");
     } else {
+        g->dlogits = as_cval(g->logits); /* the logits are not needed once it is written */
         g->wc = as_cval(m->param_buf);
         g->dres_c = as_cval(g->dres);
         g->dfch_c = as_cval(g->dfch);
@@ -254,13 +260,14 @@ static void gpt_release(tp_model_t *m)
         }
     }
     void *bufs[] = {g->encoded, g->lnf,  g->lnf_mean, g->lnf_rstd, g->logits,
-                    g->probs,   g->dres, g->dln,      g->dqkv,     g->dfch};
+                    g->lse,     g->dres, g->dln,      g->dqkv,     g->dfch};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         tp_backend_release(be, bufs[i]);
     if (g->copies) {
         tp_backend_release(be, g->wc);
         tp_backend_release(be, g->dres_c);
         tp_backend_release(be, g->dfch_c);
+        tp_backend_release(be, g->dlogits);
     }
     tp_backend_release(be, g->tokens);
     tp_backend_release(be, g->targets);
@@ -292,28 +299,26 @@ static void refresh_weights(tp_model_t *m)
     if (m->gpt->copies) tp_op_to_compute(m->be, m->param_buf, m->gpt->wc, m->numel);
 }
 
-/* y[N, out] = x[N, in] W^T + b (PyTorch Linear). */
+/* y[N, out] = x[N, in] W^T + b (PyTorch Linear), plus the residual r when r is not NULL (the
+ * residual projections: one fused product on backends that can, backend.h). */
 static void linear(tp_model_t *m, const tp_cval_t *x, const tp_param_t *w, const tp_param_t *b,
-                   float *y, int64_t N)
+                   const float *r, float *y, int64_t N)
 {
     int64_t out = w->shape[0], in = w->shape[1];
-    tp_op_gemm_c(m->be, false, true, N, out, in, 1.0f, x, in, wc(m, w), in, 0.0f, y, out);
-    if (b) tp_op_bias_add(m->be, y, b->data, N, out, false);
+    tp_op_linear_forward_c(m->be, x, wc(m, w), b ? b->data : NULL, r, y, N, in, out);
 }
 
 /* Gradients of linear: dW += dy^T x, db += colsum(dy), dx = dy W. dy32: dy in float32 where the
- * caller has it (the residual stream's gradient), which the bias sums instead of the copy. */
+ * caller has it (the residual stream's gradient), which the bias sums instead of the copy;
+ * otherwise the bias gradient may be fused into dW's product. */
 static void linear_backward(tp_model_t *m, const tp_cval_t *dy, const float *dy32,
                             const tp_cval_t *x, const tp_param_t *w, const tp_param_t *b, float *dx,
                             int64_t N)
 {
     tp_backend_t *be = m->be;
     int64_t out = w->shape[0], in = w->shape[1];
-    tp_op_gemm_c(be, true, false, out, in, N, 1.0f, dy, out, x, in, 1.0f, w->grad, in);
-    if (b && dy32)
-        tp_op_bias_grad(be, dy32, b->grad, N, out, false);
-    else if (b)
-        tp_op_bias_grad_c(be, dy, b->grad, N, out, false);
+    tp_op_linear_grad_c(be, dy, x, w->grad, b && !dy32 ? b->grad : NULL, N, in, out);
+    if (b && dy32) tp_op_bias_grad(be, dy32, b->grad, N, out, false);
     tp_op_gemm_c(be, false, false, N, in, out, 1.0f, dy, out, wc(m, w), in, 0.0f, dx, in);
 }
 
@@ -326,21 +331,18 @@ static int64_t gpt_forward(tp_model_t *m, const tp_pass_ctx_t *ctx, int64_t B, i
     refresh_weights(m);
     tp_op_embedding_forward(be, g->tokens, g->wte.data, g->wpe.data, g->encoded, B, T, C);
     const float *x = g->encoded;
-    float *scratch = g->dres; /* projections' outputs; not needed by backward */
     for (int64_t l = 0; l < g->d.n_layer; l++) {
         gpt_layer_acts_t *a = &g->layer[l];
         tp_op_layernorm_forward(be, x, bp(g, l, LN1W)->data, bp(g, l, LN1B)->data, a->ln1,
                                 a->ln1_mean, a->ln1_rstd, N, C);
-        linear(m, a->ln1, bp(g, l, QKVW), bp(g, l, QKVB), a->qkv, N);
+        linear(m, a->ln1, bp(g, l, QKVW), bp(g, l, QKVB), NULL, a->qkv, N);
         tp_op_attention_forward(be, a->qkv, a->atty, a->att, B, T, C, NH);
-        linear(m, a->atty, bp(g, l, PROJW), bp(g, l, PROJB), scratch, N);
-        tp_op_add(be, x, scratch, a->res2, N * C);
+        linear(m, a->atty, bp(g, l, PROJW), bp(g, l, PROJB), x, a->res2, N);
         tp_op_layernorm_forward(be, a->res2, bp(g, l, LN2W)->data, bp(g, l, LN2B)->data, a->ln2,
                                 a->ln2_mean, a->ln2_rstd, N, C);
-        linear(m, a->ln2, bp(g, l, FCW), bp(g, l, FCB), a->fch, N);
+        linear(m, a->ln2, bp(g, l, FCW), bp(g, l, FCB), NULL, a->fch, N);
         tp_op_act_forward_c(be, TP_ACT_GELU, a->fch, a->fch_gelu, N * 4 * C);
-        linear(m, a->fch_gelu, bp(g, l, FCPW), bp(g, l, FCPB), scratch, N);
-        tp_op_add(be, a->res2, scratch, a->res3, N * C);
+        linear(m, a->fch_gelu, bp(g, l, FCPW), bp(g, l, FCPB), a->res2, a->res3, N);
         x = a->res3;
     }
     tp_op_layernorm_forward(be, x, g->lnfw.data, g->lnfb.data, g->lnf, g->lnf_mean, g->lnf_rstd, N,
@@ -349,7 +351,7 @@ static int64_t gpt_forward(tp_model_t *m, const tp_pass_ctx_t *ctx, int64_t B, i
     tp_op_gemm_c(be, false, true, N, V, C, 1.0f, g->lnf, C, wc(m, &g->wte), C, 0.0f, g->logits, V);
     if (correct) *correct = 0;
     if (!g->have_targets) return 0;
-    tp_op_softmax_xent_forward(be, g->logits, g->targets, g->probs, m->target_loss, N, V);
+    tp_op_xent_forward(be, g->logits, g->targets, g->lse, m->target_loss, N, V);
     return N;
 }
 
@@ -358,8 +360,8 @@ static void gpt_backward(tp_model_t *m, const tp_pass_ctx_t *ctx, int64_t B, flo
     struct tp_gpt *g = m->gpt;
     tp_backend_t *be = m->be;
     int64_t T = g->cur_T, C = g->d.C, NH = g->d.n_head, V = g->d.V, N = B * T, L = g->d.n_layer;
-    tp_cval_t *dlogits = as_cval(g->logits); /* the logits are not needed any more */
-    tp_op_softmax_xent_backward_c(be, g->probs, g->targets, dlogits, N, V, scale);
+    tp_cval_t *dlogits = g->dlogits;
+    tp_op_xent_backward_c(be, g->logits, g->lse, g->targets, dlogits, V, N, V, scale);
     tp_op_gemm_c(be, true, false, V, C, N, 1.0f, dlogits, V, g->lnf, C, 1.0f, g->wte.grad, C);
     tp_op_gemm_c(be, false, false, N, C, V, 1.0f, dlogits, V, wc(m, &g->wte), C, 0.0f, g->dln, C);
     tp_op_fill(be, g->dres, 0.0f, N * C);
@@ -493,7 +495,7 @@ const float *tp_gpt_decoder_step(tp_gpt_decoder_t *dec, const int32_t *tokens, i
         float *kc = dec->kcache + l * B * T * C, *vc = dec->vcache + l * B * T * C;
         tp_op_layernorm_forward(be, dec->x, bp(g, l, LN1W)->data, bp(g, l, LN1B)->data, dec->ln,
                                 mean, rstd, B, C);
-        linear(m, dec->ln, bp(g, l, QKVW), bp(g, l, QKVB), dec->qkv, B);
+        linear(m, dec->ln, bp(g, l, QKVW), bp(g, l, QKVB), NULL, dec->qkv, B);
         for (int64_t b = 0; b < B; b++) {
             const float *row = dec->qkv + b * 3 * C;
             tp_op_copy(be, dec->q + b * C, row, C);
@@ -501,14 +503,14 @@ const float *tp_gpt_decoder_step(tp_gpt_decoder_t *dec, const int32_t *tokens, i
             tp_op_copy(be, vc + (b * T + pos) * C, row + 2 * C, C);
         }
         tp_op_attention_decode(be, dec->q, kc, vc, dec->atty, B, pos, T, C, NH);
-        linear(m, dec->atty, bp(g, l, PROJW), bp(g, l, PROJB), dec->tmp, B);
-        tp_op_add(be, dec->x, dec->tmp, dec->x, B * C);
+        linear(m, dec->atty, bp(g, l, PROJW), bp(g, l, PROJB), dec->x, dec->tmp, B);
+        tp_op_copy(be, dec->x, dec->tmp, B * C);
         tp_op_layernorm_forward(be, dec->x, bp(g, l, LN2W)->data, bp(g, l, LN2B)->data, dec->ln,
                                 mean, rstd, B, C);
-        linear(m, dec->ln, bp(g, l, FCW), bp(g, l, FCB), dec->fch, B);
+        linear(m, dec->ln, bp(g, l, FCW), bp(g, l, FCB), NULL, dec->fch, B);
         tp_op_act_forward_c(be, TP_ACT_GELU, dec->fch, dec->fch_c, B * 4 * C);
-        linear(m, dec->fch_c, bp(g, l, FCPW), bp(g, l, FCPB), dec->tmp, B);
-        tp_op_add(be, dec->x, dec->tmp, dec->x, B * C);
+        linear(m, dec->fch_c, bp(g, l, FCPW), bp(g, l, FCPB), dec->x, dec->tmp, B);
+        tp_op_copy(be, dec->x, dec->tmp, B * C);
     }
     tp_op_layernorm_forward(be, dec->x, g->lnfw.data, g->lnfb.data, dec->ln, mean, rstd, B, C);
     tp_op_gemm_c(be, false, true, B, V, C, 1.0f, dec->ln, C, wc(m, &g->wte), C, 0.0f, dec->logits,

@@ -118,6 +118,32 @@ void emu_gemm_c(tp_backend_t *be, bool ta, bool tb, int64_t M, int64_t N, int64_
     free(b);
 }
 
+// The fused linear ops as backend_cuda.cu runs them through cuBLASLt (linear_cublaslt.cu), so
+// that backend.c's fused branch and the models' use of it run here: the residual is the
+// product's C matrix (y = r + x W^T, then + b, cuBLASLt's order), and the bias gradient lands in
+// a scratch vector that is then added into db (BGRADB overwrites its vector).
+bool emu_linear_forward_c(tp_backend_t *be, const tp_cval_t *x, const tp_cval_t *w, const float *b,
+                          const float *r, float *y, int64_t N, int64_t in, int64_t out)
+{
+    if (!b && !r) return false;
+    if (r) memcpy(y, r, (size_t)(N * out) * sizeof(float));
+    emu_gemm_c(be, false, true, N, out, in, 1.0f, x, in, w, in, r ? 1.0f : 0.0f, y, out);
+    if (b) tp_emu_bias_add(be, y, b, N, out, false);
+    return true;
+}
+
+bool emu_linear_grad_c(tp_backend_t *be, const tp_cval_t *dy, const tp_cval_t *x, float *dw,
+                       float *db, int64_t N, int64_t in, int64_t out)
+{
+    if (!db) return false;
+    emu_gemm_c(be, true, false, out, in, N, 1.0f, dy, out, x, in, 1.0f, dw, in);
+    float *bgrad = (float *)tp_emu_scratch(be, 2, (size_t)out * sizeof(float));
+    tp_emu_fill(be, bgrad, 0.0f, out);
+    tp_emu_bias_grad_c(be, dy, bgrad, N, out, false);
+    tp_emu_axpy(be, db, bgrad, 1.0f, out);
+    return true;
+}
+
 const tp_backend_iface_t emu_iface = {
     .name = "cuda-emu",
     .host_memory = true,
@@ -136,7 +162,9 @@ const tp_backend_iface_t emu_iface = {
     .bias_grad_c = tp_emu_bias_grad_c,
     .act_forward_c = tp_emu_act_forward_c,
     .act_backward_c = tp_emu_act_backward_c,
-    .softmax_xent_backward_c = tp_emu_softmax_xent_backward_c,
+    .xent_backward_c = tp_emu_xent_backward_c,
+    .linear_forward_c = emu_linear_forward_c,
+    .linear_grad_c = emu_linear_grad_c,
     .bias_add = tp_emu_bias_add,
     .bias_grad = tp_emu_bias_grad,
     .act_forward = tp_emu_act_forward,
@@ -150,6 +178,8 @@ const tp_backend_iface_t emu_iface = {
     .maxpool_backward = tp_emu_maxpool_backward,
     .softmax_xent_forward = tp_emu_softmax_xent_forward,
     .softmax_xent_backward = tp_emu_softmax_xent_backward,
+    .xent_forward = tp_emu_xent_forward,
+    .xent_backward = tp_emu_xent_backward,
     .sumsq_to = tp_emu_sumsq_to,
     .sum_to = tp_emu_sum_to,
     .clip_by_norm = tp_emu_clip_by_norm,

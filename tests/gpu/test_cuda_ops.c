@@ -29,8 +29,8 @@
  * |   backward, layernorm fwd/bwd)              |        |        | libm ulps (~1e-6)          |
  * | gemm                                        | 2e-3   | 1e-2   | see below                  |
  * | gemm_c (operands already bf16 under "bf16") | 2e-3   | 1e-3   | products of bf16 values are|
- * |                                             |        |        | exact in fp32: only the    |
- * |                                             |        |        | fp32 accumulation remains  |
+ * |   linear_forward_c, linear_grad_c (dW, db:  |        |        | exact in fp32: only the    |
+ * |   the bias sum is fused into the product)   |        |        | fp32 accumulation remains  |
  * | bias_grad_c (dy already bf16)               | 1e-5   | 1e-5   | sums in double, as fp32    |
  * | attention forward/backward/decode           | 5e-3   | 1e-2   | see below                  |
  *
@@ -51,7 +51,7 @@
  *
  * Compute copies (backend.h: bf16 under "bf16"): ops that read them (gemm_c, bias_grad_c) get
  * inputs the ref sees rounded the same way, so the error is the op's; elementwise ops that
- * write them (act_*_c, softmax_xent_backward_c, layernorm y) are compared with the ref's result
+ * write them (act_*_c, xent_backward_c, layernorm y) are compared with the ref's result
  * rounded likewise (each element's own rounding is not the kernel's error), to_compute must equal
  * the host's rounding bit for bit, and attention's outputs (out, dqkv, decode) are compared
  * unrounded: their bf16 rounding (2^-9) is part of what the tensor-core path's 1e-2 covers.
@@ -155,6 +155,54 @@ static void test_gemm(void)
     gemm_case(true, false, true, 32, 50257, 768, 1.0f, 0.0f, 0);
     gemm_case(true, true, false, 50257, 768, 32, 1.0f, 1.0f, 0);
     gemm_case(true, false, false, 32, 768, 50257, 1.0f, 0.0f, 0);
+}
+
+/* ---- linear ops: products with fused bias, residual and bias gradient ---------------------- */
+
+/* tp_op_linear_forward_c and tp_op_linear_grad_c (cuBLASLt epilogues on cuda) against the ref's
+ * unfused ops on the same rounded inputs; with_b, with_r: bias and residual present; off: the
+ * weight one element off alignment (a slice of the weights' copy). The bias gradient runs inside
+ * the product, so it is held to the product's tolerance. */
+static void linear_case(int64_t N, int64_t in, int64_t out, bool with_b, bool with_r, bool off)
+{
+    char sh[128];
+    snprintf(sh, sizeof sh, "N=%lld in=%lld out=%lld bias=%d res=%d off=%d", (long long)N,
+             (long long)in, (long long)out, with_b, with_r, off);
+    size_t nx = (size_t)(N * in), nw = (size_t)(out * in), ny = (size_t)(N * out);
+    float *x = hround(hrnd(nx, 1.0f), nx), *w = hround(hrnd(nw, 1.0f), nw);
+    float *b = with_b ? hrnd((size_t)out, 1.0f) : NULL, *r = with_r ? hrnd(ny, 4.0f) : NULL;
+    tp_cval_t *dx = dputc(x, nx), *dw = off ? dputc_off(w, nw) : dputc(w, nw);
+    float *yr = hnan(ny), *dy = dnan(ny);
+    tp_op_linear_forward_c(g_ref, CV(x), CV(w), b, r, yr, N, in, out);
+    tp_op_linear_forward_c(g_gpu, dx, dw, with_b ? dputf(b, (size_t)out) : NULL,
+                           with_r ? dputf(r, ny) : NULL, dy, N, in, out);
+    expect("linear_forward_c", sh, tp_test_rel_err(dgetf(dy, ny), yr, ny), K_GEMM_C);
+
+    /* Gradients accumulate: dW and db start non-zero. */
+    float *g = hround(hrnd(ny, 1.0f), ny), *gw0 = hrnd(nw, 2.0f), *gb0 = hrnd((size_t)out, 3.0f);
+    float *gwr = hdup(gw0, nw), *gbr = with_b ? hdup(gb0, (size_t)out) : NULL;
+    float *dgw = dputf(gw0, nw), *dgb = with_b ? dputf(gb0, (size_t)out) : NULL;
+    tp_op_linear_grad_c(g_ref, CV(g), CV(x), gwr, gbr, N, in, out);
+    tp_op_linear_grad_c(g_gpu, dputc(g, ny), dx, dgw, dgb, N, in, out);
+    expect("linear_grad_c dW", sh, tp_test_rel_err(dgetf(dgw, nw), gwr, nw), K_GEMM_C);
+    if (with_b)
+        expect("linear_grad_c db", sh, tp_test_rel_err(dgetf(dgb, (size_t)out), gbr, (size_t)out),
+               K_GEMM_C);
+    case_end();
+}
+
+static void test_linear(void)
+{
+    static const int64_t shapes[][3] = {{1, 1, 1}, {7, 33, 130}, {130, 7, 33}, {33, 130, 7}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (int v = 0; v < 8; v++)
+            linear_case(shapes[s][0], shapes[s][1], shapes[s][2], v & 1, v & 2, v & 4);
+    /* GPT-2 124M's four linear layers at 257 rows: qkv and fc (bias; their gradients' bias sums
+     * fused), the attention and MLP projections (bias and the residual stream). */
+    linear_case(257, 768, 2304, true, false, false);
+    linear_case(257, 768, 768, true, true, false);
+    linear_case(257, 768, 3072, true, false, false);
+    linear_case(257, 3072, 768, true, true, false);
 }
 
 /* ---- bias, activations, dropout ------------------------------------------------------------ */
@@ -426,13 +474,40 @@ static void test_softmax_xent(void)
         }
         expect("softmax_xent_backward", sh, tp_test_rel_err(dgetf(dg, n), dr, n), K_ELEM);
 
-        /* Into a compute copy (the LM head's), from fresh probabilities (the in-place case above
-         * overwrote dp). */
-        float *dp2 = dputf(pr, n);
-        tp_cval_t *dgc = skew ? dputc_off(hnan(n), n) : dnanc(n);
-        tp_op_softmax_xent_backward_c(g_gpu, dp2, dlab, dgc, B, C, scale);
-        expect("softmax_xent_backward_c", sh, tp_test_rel_err(dgetc(dgc, n), hround(dr, n), n),
-               K_ELEM);
+        /* Without probabilities (the GPT's loss): each row's log-sum-exp, then the gradient
+         * recomputed from the logits into a compute copy whose rows are ldd apart (elements past
+         * C must stay unwritten), or in place over the logits where compute copies are float32.
+         * The ref rounds its result as the compute copy does. */
+        float *lse_r = hnan((size_t)B), *loss_r = hnan((size_t)B);
+        tp_op_xent_forward(g_ref, z, lab, lse_r, loss_r, B, C);
+        float *dz2 = dputf(z, n), *lse_g = dnan((size_t)B), *loss_g = dnan((size_t)B);
+        tp_op_xent_forward(g_gpu, dz2, dlab, lse_g, loss_g, B, C);
+        expect("xent_forward lse", sh,
+               tp_test_err_floor(dgetf(lse_g, (size_t)B), lse_r, (size_t)B, 1.0), K_ELEM);
+        expect("xent_forward loss", sh,
+               tp_test_err_floor(dgetf(loss_g, (size_t)B), loss_r, (size_t)B, 1.0), K_ELEM);
+        bool in_place = pad > 0 && !gpu_bf16();
+        int64_t ldd = !in_place && s % 2 ? C + 7 : C;
+        size_t nd = (size_t)(B * ldd);
+        float *xr = hnan(nd);
+        tp_op_xent_backward_c(g_ref, z, lse_r, lab, CV(xr), ldd, B, C, scale);
+        tp_cval_t *dgx = in_place ? (tp_cval_t *)(void *)dz2
+                         : skew   ? dputc_off(hnan(nd), nd)
+                                  : dnanc(nd);
+        tp_op_xent_backward_c(g_gpu, dz2, lse_g, dlab, dgx, ldd, B, C, scale);
+        float *xg = dgetc(dgx, nd), *xg_rows = hkeep(xmalloc(n * 4)),
+              *xr_rows = hkeep(xmalloc(n * 4));
+        bool pad_ok = true;
+        for (int64_t b = 0; b < B; b++) {
+            memcpy(xg_rows + b * C, xg + b * ldd, (size_t)C * 4);
+            memcpy(xr_rows + b * C, xr + b * ldd, (size_t)C * 4);
+            for (int64_t c = C; c < ldd; c++)
+                pad_ok &= isnan(xg[b * ldd + c]);
+        }
+        char sh2[128];
+        snprintf(sh2, sizeof sh2, "%s ldd=%lld%s", sh, (long long)ldd, in_place ? " in place" : "");
+        expect("xent_backward_c", sh2, tp_test_rel_err(xg_rows, hround(xr_rows, n), n), K_ELEM);
+        CHECKF(pad_ok, "[%s] xent_backward_c(%s): wrote past C", g_prec_name[g_prec], sh2);
         case_end();
     }
 }
@@ -752,6 +827,7 @@ static const struct {
     void (*run)(void);
 } g_groups[] = {
     {"gemm", test_gemm},
+    {"linear", test_linear},
     {"bias", test_bias},
     {"act", test_act},
     {"gelu_range", test_gelu_range},

@@ -438,8 +438,44 @@ static void test_softmax_xent(void)
         tp_op_softmax_xent_backward(g_cpu, dc2, lab, dc2, B, C, scale);
         expect("softmax_xent_backward", sh, tp_test_rel_err(dc, dr, n), 1e-6); /* same formula */
         same_bits("softmax_xent_backward", sh, dc, dc2, n * sizeof(float));
+
+        /* Without probabilities (tp_op_xent_*, the GPT's loss): the row's log-sum-exp and the
+         * loss, which on cpu is softmax_xent_forward's to the bit (the same sum); the gradient
+         * recomputed from the logits, into rows ldd apart (elements past C untouched) and in
+         * place over the logits. */
+        float *er = poisoned((size_t)B), *ec = poisoned((size_t)B);
+        float *xlr = poisoned((size_t)B), *xlc = poisoned((size_t)B);
+        tp_op_xent_forward(g_ref, z, lab, er, xlr, B, C);
+        tp_op_xent_forward(g_cpu, z, lab, ec, xlc, B, C);
+        expect("xent_forward lse", sh, tp_test_err_floor(ec, er, (size_t)B, 1.0), 1e-6);
+        expect("xent_forward loss", sh, tp_test_err_floor(xlc, xlr, (size_t)B, 1.0), 1e-6);
+        same_bits("xent_forward loss = softmax_xent_forward loss", sh, xlc, lc,
+                  (size_t)B * sizeof(float));
+        int64_t ldd = C + 5;
+        float *xr = poisoned((size_t)(B * ldd)), *xc = poisoned((size_t)(B * ldd));
+        tp_op_xent_backward_c(g_ref, z, er, lab, CV(xr), ldd, B, C, scale);
+        tp_op_xent_backward_c(g_cpu, z, ec, lab, CV(xc), ldd, B, C, scale);
+        float *xin = xmalloc(n * sizeof(float));
+        memcpy(xin, z, n * sizeof(float));
+        tp_op_xent_backward_c(g_cpu, xin, ec, lab, CV(xin), C, B, C, scale);
+        double xe = 0, xmax = 1e-30;
+        bool untouched = true, same = true;
+        for (int64_t b = 0; b < B; b++) {
+            for (int64_t c = 0; c < C; c++) {
+                xe = fmax(xe, fabs((double)xc[b * ldd + c] - xr[b * ldd + c]));
+                xmax = fmax(xmax, fabs(xr[b * ldd + c]));
+                same &= memcmp(&xc[b * ldd + c], &xin[b * C + c], sizeof(float)) == 0;
+            }
+            for (int64_t c = C; c < ldd; c++)
+                untouched &= isnan(xc[b * ldd + c]) && isnan(xr[b * ldd + c]);
+        }
+        expect("xent_backward_c", sh, xe / xmax, 1e-6);
+        CHECKF(untouched, "xent_backward_c(%s): wrote past C in rows of ldd = %lld", sh,
+               (long long)ldd);
+        CHECKF(same, "xent_backward_c(%s): in place differs from out of place", sh);
         free(z), free(lab), free(pr), free(pc), free(pc2), free(lr), free(lc), free(lc2);
-        free(dr), free(dc), free(dc2);
+        free(dr), free(dc), free(dc2), free(er), free(ec), free(xlr), free(xlc), free(xr), free(xc);
+        free(xin);
     }
 }
 

@@ -1,0 +1,242 @@
+// cuBLASLt products with fused epilogues (linear_cublaslt.h): the CUDA backend's linear ops.
+//
+// A problem's descriptors are made per call (host-side structs, microseconds); the algorithm,
+// which cublasLtMatmulAlgoGetHeuristic takes tens of microseconds to choose, is kept per problem:
+// shape, leading dimensions, types, epilogue and the operands' alignment (cuBLASLt picks kernels
+// that assume the alignment it was shown). A GPT step has a few dozen distinct problems.
+#include <cublasLt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+// The runtime's headers are C (TP_ERR's tp_err_at, logging): C linkage, as backend_cuda.cu does.
+extern "C" {
+#include "tp_error.h"
+}
+#include "linear_cublaslt.h"
+
+// Inside an op: print file:line and cuBLAS's message, then exit (cuda_common.h's convention).
+#define LT_FATAL(call)                                                                             \
+    do {                                                                                           \
+        cublasStatus_t lt_st_ = (call);                                                            \
+        if (lt_st_ != CUBLAS_STATUS_SUCCESS) {                                                     \
+            fprintf(stderr, "%s:%d: %s failed: %s\n", __FILE__, __LINE__, #call,                   \
+                    cublasGetStatusString(lt_st_));                                                \
+            exit(1);                                                                               \
+        }                                                                                          \
+    } while (0)
+
+typedef struct lt_key {
+    int32_t epilogue, ta, tb, ab, compute, c_is_d, beta_zero;
+    int32_t align_a, align_b, align_c, align_d, align_bias;
+    int64_t m, n, k, lda, ldb, ldc, ldd;
+} lt_key_t;
+
+typedef struct lt_entry {
+    lt_key_t key;
+    bool ok;
+    cublasLtMatmulAlgo_t algo;
+} lt_entry_t;
+
+struct tp_lt {
+    cublasLtHandle_t handle;
+    cudaStream_t stream;
+    void *workspace;
+    size_t workspace_bytes;
+    lt_entry_t *entries;
+    int n, cap, unsupported;
+};
+
+// The largest power of two (up to 256 bytes) that divides the address.
+static int32_t alignment(const void *p)
+{
+    uintptr_t a = (uintptr_t)p;
+    int32_t al = 1;
+    while (al < 256 && a % (uintptr_t)(2 * al) == 0)
+        al *= 2;
+    return al;
+}
+
+extern "C" tp_status_t tp_lt_create(cudaStream_t stream, size_t workspace_bytes, tp_lt_t **out)
+{
+    *out = NULL;
+    tp_lt_t *lt = (tp_lt_t *)calloc(1, sizeof *lt);
+    if (!lt) return TP_ERR(TP_ERR_NOMEM, "backend 'cuda': out of host memory for cuBLASLt state");
+    lt->stream = stream;
+    cublasStatus_t st = cublasLtCreate(&lt->handle);
+    if (st != CUBLAS_STATUS_SUCCESS) {
+        free(lt);
+        return TP_ERR(TP_ERR_CUDA, "backend 'cuda': cublasLtCreate failed: %s",
+                      cublasGetStatusString(st));
+    }
+    cudaError_t e = cudaMalloc(&lt->workspace, workspace_bytes);
+    if (e != cudaSuccess) {
+        (void)cublasLtDestroy(lt->handle);
+        free(lt);
+        return TP_ERR(TP_ERR_NOMEM,
+                      "backend 'cuda': cudaMalloc of %zu bytes of cuBLASLt workspace: %s",
+                      workspace_bytes, cudaGetErrorString(e));
+    }
+    lt->workspace_bytes = workspace_bytes;
+    *out = lt;
+    return TP_OK;
+}
+
+extern "C" void tp_lt_free(tp_lt_t *lt)
+{
+    if (!lt) return;
+    if (lt->workspace) (void)cudaFree(lt->workspace);
+    if (lt->handle) (void)cublasLtDestroy(lt->handle);
+    free(lt->entries);
+    free(lt);
+}
+
+extern "C" void tp_lt_counts(const tp_lt_t *lt, int *problems, int *unsupported)
+{
+    *problems = lt ? lt->n : 0;
+    *unsupported = lt ? lt->unsupported : 0;
+}
+
+static lt_key_t key_of(const tp_lt_matmul_t *p)
+{
+    lt_key_t k;
+    memset(&k, 0, sizeof k); // compared with memcmp: no stray padding bytes
+    k.epilogue = (int32_t)p->epilogue;
+    k.ta = p->ta;
+    k.tb = p->tb;
+    k.ab = (int32_t)p->ab;
+    k.compute = (int32_t)p->compute;
+    k.c_is_d = p->C == p->D;
+    k.beta_zero = p->beta == 0.0f;
+    k.align_a = alignment(p->A);
+    k.align_b = alignment(p->B);
+    k.align_c = alignment(p->C);
+    k.align_d = alignment(p->D);
+    k.align_bias = p->epilogue == TP_LT_NONE ? 0 : alignment(p->bias);
+    k.m = p->m;
+    k.n = p->n;
+    k.k = p->k;
+    k.lda = p->lda;
+    k.ldb = p->ldb;
+    k.ldc = p->ldc;
+    k.ldd = p->ldd;
+    return k;
+}
+
+// The descriptors of one problem (destroyed by lt_desc_free).
+typedef struct lt_desc {
+    cublasLtMatmulDesc_t op;
+    cublasLtMatrixLayout_t a, b, c, d;
+} lt_desc_t;
+
+static void lt_desc_make(const tp_lt_matmul_t *p, lt_desc_t *d)
+{
+    LT_FATAL(cublasLtMatmulDescCreate(&d->op, p->compute, CUDA_R_32F));
+    cublasOperation_t ta = p->ta ? CUBLAS_OP_T : CUBLAS_OP_N,
+                      tb = p->tb ? CUBLAS_OP_T : CUBLAS_OP_N;
+    LT_FATAL(cublasLtMatmulDescSetAttribute(d->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
+    LT_FATAL(cublasLtMatmulDescSetAttribute(d->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
+    cublasLtEpilogue_t epi = p->epilogue == TP_LT_BIAS     ? CUBLASLT_EPILOGUE_BIAS
+                             : p->epilogue == TP_LT_BGRADB ? CUBLASLT_EPILOGUE_BGRADB
+                                                           : CUBLASLT_EPILOGUE_DEFAULT;
+    LT_FATAL(
+        cublasLtMatmulDescSetAttribute(d->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
+    if (p->epilogue != TP_LT_NONE) {
+        const void *bias = p->bias;
+        cudaDataType_t bt = CUDA_R_32F;
+        LT_FATAL(cublasLtMatmulDescSetAttribute(d->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
+                                                sizeof bias));
+        LT_FATAL(cublasLtMatmulDescSetAttribute(d->op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt,
+                                                sizeof bt));
+    }
+    // Stored shapes: op(A) is m x k, so A itself is k x m when transposed.
+    LT_FATAL(cublasLtMatrixLayoutCreate(&d->a, p->ab, (uint64_t)(p->ta ? p->k : p->m),
+                                        (uint64_t)(p->ta ? p->m : p->k), p->lda));
+    LT_FATAL(cublasLtMatrixLayoutCreate(&d->b, p->ab, (uint64_t)(p->tb ? p->n : p->k),
+                                        (uint64_t)(p->tb ? p->k : p->n), p->ldb));
+    LT_FATAL(cublasLtMatrixLayoutCreate(&d->c, CUDA_R_32F, (uint64_t)p->m, (uint64_t)p->n, p->ldc));
+    LT_FATAL(cublasLtMatrixLayoutCreate(&d->d, CUDA_R_32F, (uint64_t)p->m, (uint64_t)p->n, p->ldd));
+}
+
+static void lt_desc_free(lt_desc_t *d)
+{
+    (void)cublasLtMatrixLayoutDestroy(d->d);
+    (void)cublasLtMatrixLayoutDestroy(d->c);
+    (void)cublasLtMatrixLayoutDestroy(d->b);
+    (void)cublasLtMatrixLayoutDestroy(d->a);
+    (void)cublasLtMatmulDescDestroy(d->op);
+}
+
+static const char *epilogue_name(tp_lt_epilogue_t e)
+{
+    return e == TP_LT_BIAS ? "bias" : e == TP_LT_BGRADB ? "bias gradient" : "no";
+}
+
+// The problem's cache entry, asking cuBLASLt's heuristic the first time (NULL: out of memory).
+static lt_entry_t *entry_for(tp_lt_t *lt, const tp_lt_matmul_t *p, const lt_desc_t *d)
+{
+    lt_key_t key = key_of(p);
+    for (int i = 0; i < lt->n; i++)
+        if (memcmp(&lt->entries[i].key, &key, sizeof key) == 0) return &lt->entries[i];
+    if (lt->n == lt->cap) {
+        int cap = lt->cap ? 2 * lt->cap : 64;
+        lt_entry_t *e = (lt_entry_t *)realloc(lt->entries, (size_t)cap * sizeof *e);
+        if (!e) return NULL;
+        lt->entries = e;
+        lt->cap = cap;
+    }
+    lt_entry_t *e = &lt->entries[lt->n++];
+    memset(e, 0, sizeof *e);
+    e->key = key;
+    cublasLtMatmulPreference_t pref;
+    LT_FATAL(cublasLtMatmulPreferenceCreate(&pref));
+    LT_FATAL(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                  &lt->workspace_bytes,
+                                                  sizeof lt->workspace_bytes));
+    cublasLtMatmulHeuristicResult_t res;
+    memset(&res, 0, sizeof res);
+    int found = 0;
+    cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(lt->handle, d->op, d->a, d->b, d->c, d->d,
+                                                       pref, 1, &res, &found);
+    (void)cublasLtMatmulPreferenceDestroy(pref);
+    e->ok = st == CUBLAS_STATUS_SUCCESS && found > 0 && res.state == CUBLAS_STATUS_SUCCESS;
+    if (e->ok) {
+        e->algo = res.algo;
+    } else {
+        lt->unsupported++;
+        tp_log_info("backend 'cuda': cuBLASLt has no algorithm for %lldx%lldx%lld (%c%c) with a "
+                    "%s epilogue (%s): running the product and its epilogue separately",
+                    (long long)p->m, (long long)p->n, (long long)p->k, p->ta ? 'T' : 'N',
+                    p->tb ? 'T' : 'N', epilogue_name(p->epilogue),
+                    st != CUBLAS_STATUS_SUCCESS ? cublasGetStatusString(st) : "none found");
+    }
+    return e;
+}
+
+extern "C" bool tp_lt_matmul(tp_lt_t *lt, const tp_lt_matmul_t *p)
+{
+    if (!lt || p->m <= 0 || p->n <= 0 || p->k <= 0) return false;
+    lt_desc_t d;
+    lt_desc_make(p, &d);
+    lt_entry_t *e = entry_for(lt, p, &d);
+    bool done = false;
+    if (e && e->ok) {
+        cublasStatus_t st =
+            cublasLtMatmul(lt->handle, d.op, &p->alpha, p->A, d.a, p->B, d.b, &p->beta, p->C, d.c,
+                           p->D, d.d, &e->algo, lt->workspace, lt->workspace_bytes, lt->stream);
+        if (st == CUBLAS_STATUS_NOT_SUPPORTED || st == CUBLAS_STATUS_INVALID_VALUE) {
+            // The heuristic offered what the call then refused: remember it and fall back.
+            e->ok = false;
+            lt->unsupported++;
+            tp_log_info("backend 'cuda': cublasLtMatmul refused %lldx%lldx%lld with a %s "
+                        "epilogue (%s): running the product and its epilogue separately",
+                        (long long)p->m, (long long)p->n, (long long)p->k,
+                        epilogue_name(p->epilogue), cublasGetStatusString(st));
+        } else {
+            LT_FATAL(st);
+            done = true;
+        }
+    }
+    lt_desc_free(&d);
+    return done;
+}

@@ -1,0 +1,65 @@
+/* cuBLASLt products with fused epilogues, for the CUDA backend's linear ops (backend.h's
+ * tp_op_linear_forward_c and tp_op_linear_grad_c): the bias added, a residual read as the C
+ * matrix and the bias gradient summed inside the product, so that none of them costs a pass of
+ * its own over a [tokens, features] array. cuBLASLt chooses an algorithm per problem
+ * (cublasLtMatmulAlgoGetHeuristic), which is slow to ask, so the answer is kept per problem; a
+ * problem it has no algorithm for is remembered as such and the caller runs the unfused ops. */
+#ifndef TP_LINEAR_CUBLASLT_H
+#define TP_LINEAR_CUBLASLT_H
+
+#include <cublas_api.h>
+#include <cuda_runtime.h>
+#include <library_types.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "tp_error.h"
+
+typedef struct tp_lt tp_lt_t;
+
+typedef enum {
+    TP_LT_NONE,   /* D = alpha op(A) op(B) + beta C */
+    TP_LT_BIAS,   /* ... + bias[row of D], bias float32 of m elements (read) */
+    TP_LT_BGRADB, /* and bias[j] = sum over k of op(B)[k, j], n elements (written, not added) */
+} tp_lt_epilogue_t;
+
+/* Column-major, cuBLAS's convention: D[m, n] = alpha op(A)[m, k] op(B)[k, n] + beta C[m, n] and
+ * the epilogue. A and B are of type ab (CUDA_R_16BF or CUDA_R_32F), C and D float32; C may be D. */
+typedef struct tp_lt_matmul {
+    bool ta, tb;
+    int64_t m, n, k;
+    const void *A;
+    int64_t lda;
+    const void *B;
+    int64_t ldb;
+    cudaDataType_t ab;
+    cublasComputeType_t compute;
+    float alpha, beta;
+    const float *C;
+    int64_t ldc;
+    float *D;
+    int64_t ldd;
+    tp_lt_epilogue_t epilogue;
+    float *bias;
+} tp_lt_matmul_t;
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* A cuBLASLt handle, and a workspace of workspace_bytes (device memory, owned here), for products
+ * queued on stream. */
+tp_status_t tp_lt_create(cudaStream_t stream, size_t workspace_bytes, tp_lt_t **out);
+void tp_lt_free(tp_lt_t *lt);
+/* Queue the product on the stream; false when cuBLASLt has no algorithm for it (nothing was
+ * queued: the caller runs the unfused ops). Other cuBLAS failures print file:line and exit, as
+ * every failing call inside an op does (cuda_common.h). */
+bool tp_lt_matmul(tp_lt_t *lt, const tp_lt_matmul_t *p);
+/* Problems asked about so far, and how many of them had no algorithm (fallbacks). */
+void tp_lt_counts(const tp_lt_t *lt, int *problems, int *unsupported);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
