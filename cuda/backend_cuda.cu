@@ -510,12 +510,34 @@ static void cuda_gemm_c(tp_backend_t *be, bool ta, bool tb, int64_t M, int64_t N
 
 // ---- linear ops: products with fused epilogues (cuBLASLt) --------------------------------------
 
-// The compute-copy operands' cuBLAS type and the arithmetic cuda_gemm_c would use for them.
-static void compute_types(const cuda_state_t *s, cudaDataType_t *ab, cublasComputeType_t *compute)
+// What every fused product shares: compute-copy operands (their cuBLAS type, and the arithmetic
+// cuda_gemm_c would use for them), the shape, alpha 1, and D (C = D, beta 0 until the caller
+// says otherwise) float32 or, with d_compute, a compute copy.
+static tp_lt_matmul_t lt_problem(const cuda_state_t *s, bool ta, bool tb, int64_t m, int64_t n,
+                                 int64_t k, const void *A, int64_t lda, const void *B, int64_t ldb,
+                                 bool d_compute, void *D, int64_t ldd)
 {
     bool bf16 = s->precision == TP_PREC_BF16;
-    *ab = bf16 ? CUDA_R_16BF : CUDA_R_32F;
-    *compute = bf16 ? CUBLAS_COMPUTE_32F : CUBLAS_COMPUTE_32F_FAST_TF32;
+    tp_lt_matmul_t p;
+    memset(&p, 0, sizeof p);
+    p.ta = ta;
+    p.tb = tb;
+    p.m = m;
+    p.n = n;
+    p.k = k;
+    p.A = A;
+    p.lda = lda;
+    p.B = B;
+    p.ldb = ldb;
+    p.ab = bf16 ? CUDA_R_16BF : CUDA_R_32F;
+    p.compute = bf16 ? CUBLAS_COMPUTE_32F : CUBLAS_COMPUTE_32F_FAST_TF32;
+    p.alpha = 1.0f;
+    p.cd = d_compute ? p.ab : CUDA_R_32F;
+    p.C = D;
+    p.ldc = ldd;
+    p.D = D;
+    p.ldd = ldd;
+    return p;
 }
 
 // y[N, out] = x W^T + b (+ r), row-major: column-major y^T[out, N] = op(W) x^T with W stored as
@@ -527,26 +549,13 @@ static bool cuda_linear_forward_c(tp_backend_t *be, const tp_cval_t *x, const tp
 {
     if (!b && !r) return false; // a plain product: gemm_c
     cuda_state_t *s = state_of(be);
-    tp_lt_matmul_t p;
-    memset(&p, 0, sizeof p);
-    p.ta = true;
-    p.tb = false;
-    p.m = out;
-    p.n = N;
-    p.k = in;
-    p.A = w;
-    p.lda = in;
-    p.B = x;
-    p.ldb = in;
-    compute_types(s, &p.ab, &p.compute);
-    p.alpha = 1.0f;
-    p.beta = r ? 1.0f : 0.0f;
-    p.C = r ? r : y;
-    p.ldc = out;
-    p.D = y;
-    p.ldd = out;
+    tp_lt_matmul_t p = lt_problem(s, true, false, out, N, in, w, in, x, in, false, y, out);
+    if (r) {
+        p.beta = 1.0f;
+        p.C = r;
+    }
     p.epilogue = b ? TP_LT_BIAS : TP_LT_NONE;
-    p.bias = (float *)b;
+    p.bias = (void *)b;
     return tp_lt_matmul(s->lt, &p);
 }
 
@@ -560,28 +569,61 @@ static bool cuda_linear_grad_c(tp_backend_t *be, const tp_cval_t *dy, const tp_c
     if (!db) return false; // a plain product: gemm_c
     cuda_state_t *s = state_of(be);
     float *bgrad = (float *)tp_cuda_scratch(be, TP_CUDA_LT_BGRAD_SLOT, (size_t)out * sizeof(float));
-    tp_lt_matmul_t p;
-    memset(&p, 0, sizeof p);
-    p.ta = false;
-    p.tb = true;
-    p.m = in;
-    p.n = out;
-    p.k = N;
-    p.A = x;
-    p.lda = in;
-    p.B = dy;
-    p.ldb = out;
-    compute_types(s, &p.ab, &p.compute);
-    p.alpha = 1.0f;
-    p.beta = 1.0f;
-    p.C = dw;
-    p.ldc = in;
-    p.D = dw;
-    p.ldd = in;
+    tp_lt_matmul_t p = lt_problem(s, false, true, in, out, N, x, in, dy, out, false, dw, in);
+    p.beta = 1.0f; // dW accumulates
     p.epilogue = TP_LT_BGRADB;
     p.bias = bgrad;
     if (!tp_lt_matmul(s->lt, &p)) return false;
     tp_cuda_axpy(be, db, bgrad, 1.0f, out);
+    return true;
+}
+
+// pre = x W^T + b and y = gelu(pre), both compute copies: as cuda_linear_forward_c with the
+// GELU_AUX_BIAS epilogue, D = y and the auxiliary output = pre (of D's type: bf16 under "bf16",
+// which is why the op stores pre as a compute copy). The bias vector is of D's type too (what
+// cuBLASLt documents), so under "bf16" a bf16 copy of b is made first (out elements). cuBLASLt
+// wants the auxiliary output's leading dimension a multiple of 8.
+static bool cuda_linear_act_forward_c(tp_backend_t *be, tp_act_t act, const tp_cval_t *x,
+                                      const tp_cval_t *w, const float *b, tp_cval_t *pre,
+                                      tp_cval_t *y, float *scratch, int64_t N, int64_t in,
+                                      int64_t out)
+{
+    (void)scratch;
+    if (act != TP_ACT_GELU || !b || out % 8 != 0) return false;
+    cuda_state_t *s = state_of(be);
+    tp_lt_matmul_t p = lt_problem(s, true, false, out, N, in, w, in, x, in, true, y, out);
+    p.epilogue = TP_LT_GELU_AUX_BIAS;
+    p.bias = (void *)b;
+    if (s->precision == TP_PREC_BF16) {
+        tp_cval_t *bc = (tp_cval_t *)tp_cuda_scratch(be, TP_CUDA_LT_BGRAD_SLOT, (size_t)out * 2);
+        tp_cuda_to_compute(be, b, bc, out);
+        p.bias = bc;
+    }
+    p.aux = pre;
+    p.ldaux = out;
+    return tp_lt_matmul(s->lt, &p);
+}
+
+// dpre = (dy W) * gelu'(pre), db += colsum(dpre): row-major dx[N, in] = dy W is column-major
+// dx^T[in, N] = W^T[in, out] dy^T[out, N], both stored untransposed; the DGELU_BGRAD epilogue
+// applies gelu' from the auxiliary input (pre, same layout as D) and sums each row of D^T (one
+// per input feature) into a vector of D's type (bf16 under "bf16"), which goes through scratch
+// into db (widened: bias_grad_c of one row).
+static bool cuda_linear_dx_act_c(tp_backend_t *be, tp_act_t act, const tp_cval_t *dy,
+                                 const tp_cval_t *w, const tp_cval_t *pre, tp_cval_t *dpre,
+                                 float *db, float *scratch, int64_t N, int64_t in, int64_t out)
+{
+    (void)scratch;
+    if (act != TP_ACT_GELU || !db || in % 8 != 0) return false;
+    cuda_state_t *s = state_of(be);
+    void *bgrad = tp_cuda_scratch(be, TP_CUDA_LT_BGRAD_SLOT, (size_t)in * sizeof(float));
+    tp_lt_matmul_t p = lt_problem(s, false, false, in, N, out, w, in, dy, out, true, dpre, in);
+    p.epilogue = TP_LT_DGELU_BGRAD;
+    p.bias = bgrad;
+    p.aux = (void *)pre;
+    p.ldaux = in;
+    if (!tp_lt_matmul(s->lt, &p)) return false;
+    tp_cuda_bias_grad_c(be, (const tp_cval_t *)bgrad, db, 1, in, false);
     return true;
 }
 
@@ -608,6 +650,8 @@ extern "C" const tp_backend_iface_t tp_backend_cuda_iface = {
     .xent_backward_c = tp_cuda_xent_backward_c,
     .linear_forward_c = cuda_linear_forward_c,
     .linear_grad_c = cuda_linear_grad_c,
+    .linear_act_forward_c = cuda_linear_act_forward_c,
+    .linear_dx_act_c = cuda_linear_dx_act_c,
     .bias_add = tp_cuda_bias_add,
     .bias_grad = tp_cuda_bias_grad,
     .act_forward = tp_cuda_act_forward,

@@ -25,7 +25,7 @@ void tp_cuda_act_forward(tp_backend_t *be, tp_act_t act, const float *x, float *
 void tp_cuda_act_backward(tp_backend_t *be, tp_act_t act, const float *x, const float *dy,
                           float *dx, int64_t n);
 void tp_cuda_act_forward_c(tp_backend_t *be, tp_act_t act, const float *x, tp_cval_t *y, int64_t n);
-void tp_cuda_act_backward_c(tp_backend_t *be, tp_act_t act, const float *x, const float *dy,
+void tp_cuda_act_backward_c(tp_backend_t *be, tp_act_t act, const tp_cval_t *x, const float *dy,
                             tp_cval_t *dx, int64_t n);
 void tp_cuda_dropout_forward(tp_backend_t *be, const float *x, float *y, uint8_t *mask,
                              int64_t rows, int64_t cols, float p, uint64_t seed, uint64_t stream,

@@ -210,13 +210,13 @@ static __global__ void act_forward_kernel(int act, const float *x, T *y, int64_t
     }
 }
 
-template <typename T>
-static __global__ void act_backward_kernel(int act, const float *x, const float *dy, T *dx,
-                                           int64_t n)
+// X: the input's element type (a pre-activation stored as a compute copy may be bf16).
+template <typename X, typename T>
+static __global__ void act_backward_kernel(int act, const X *x, const float *dy, T *dx, int64_t n)
 {
     GRID_STRIDE(i, n)
     {
-        cval_put(dx + i, dy[i] * act_df(act, x[i]));
+        cval_put(dx + i, dy[i] * act_df(act, cval_get(x + i)));
     }
 }
 
@@ -229,12 +229,12 @@ static void act_forward(tp_backend_t *be, tp_act_t act, const float *x, T *y, in
     TP_CUDA_LAUNCHED();
 }
 
-template <typename T>
-static void act_backward(tp_backend_t *be, tp_act_t act, const float *x, const float *dy, T *dx,
+template <typename X, typename T>
+static void act_backward(tp_backend_t *be, tp_act_t act, const X *x, const float *dy, T *dx,
                          int64_t n)
 {
     if (n <= 0) return;
-    act_backward_kernel<T>
+    act_backward_kernel<X, T>
         <<<blocks_for(n, EW_THREADS), EW_THREADS, 0, tp_cuda_stream(be)>>>((int)act, x, dy, dx, n);
     TP_CUDA_LAUNCHED();
 }
@@ -261,13 +261,13 @@ void tp_cuda_act_forward_c(tp_backend_t *be, tp_act_t act, const float *x, tp_cv
         act_forward(be, act, x, tp_cval_f32(y), n);
 }
 
-void tp_cuda_act_backward_c(tp_backend_t *be, tp_act_t act, const float *x, const float *dy,
+void tp_cuda_act_backward_c(tp_backend_t *be, tp_act_t act, const tp_cval_t *x, const float *dy,
                             tp_cval_t *dx, int64_t n)
 {
     if (tp_cuda_precision(be) == TP_PREC_BF16)
-        act_backward(be, act, x, dy, cval_bf16(dx), n);
+        act_backward(be, act, cval_bf16(x), dy, cval_bf16(dx), n);
     else
-        act_backward(be, act, x, dy, tp_cval_f32(dx), n);
+        act_backward(be, act, tp_cval_cf32(x), dy, tp_cval_f32(dx), n);
 }
 
 // ---- dropout: the same mask and values as the host backends, bit for bit ---------------------

@@ -27,15 +27,19 @@ extern "C" {
     } while (0)
 
 typedef struct lt_key {
-    int32_t epilogue, ta, tb, ab, compute, c_is_d, beta_zero;
-    int32_t align_a, align_b, align_c, align_d, align_bias;
-    int64_t m, n, k, lda, ldb, ldc, ldd;
+    int32_t epilogue, ta, tb, ab, cd, compute, c_is_d, beta_zero;
+    int32_t align_a, align_b, align_c, align_d, align_bias, align_aux;
+    int64_t m, n, k, lda, ldb, ldc, ldd, ldaux;
 } lt_key_t;
+
+// Algorithms kept per problem: the heuristic's best first, the others in case cublasLtMatmul
+// refuses it.
+#define LT_ALGOS 4
 
 typedef struct lt_entry {
     lt_key_t key;
-    bool ok;
-    cublasLtMatmulAlgo_t algo;
+    int n_algo; // 0: cuBLASLt declined the problem
+    cublasLtMatmulAlgo_t algo[LT_ALGOS];
 } lt_entry_t;
 
 struct tp_lt {
@@ -105,6 +109,7 @@ static lt_key_t key_of(const tp_lt_matmul_t *p)
     k.ta = p->ta;
     k.tb = p->tb;
     k.ab = (int32_t)p->ab;
+    k.cd = (int32_t)p->cd;
     k.compute = (int32_t)p->compute;
     k.c_is_d = p->C == p->D;
     k.beta_zero = p->beta == 0.0f;
@@ -113,6 +118,7 @@ static lt_key_t key_of(const tp_lt_matmul_t *p)
     k.align_c = alignment(p->C);
     k.align_d = alignment(p->D);
     k.align_bias = p->epilogue == TP_LT_NONE ? 0 : alignment(p->bias);
+    k.align_aux = p->aux ? alignment(p->aux) : 0;
     k.m = p->m;
     k.n = p->n;
     k.k = p->k;
@@ -120,6 +126,7 @@ static lt_key_t key_of(const tp_lt_matmul_t *p)
     k.ldb = p->ldb;
     k.ldc = p->ldc;
     k.ldd = p->ldd;
+    k.ldaux = p->aux ? p->ldaux : 0;
     return k;
 }
 
@@ -136,26 +143,33 @@ static void lt_desc_make(const tp_lt_matmul_t *p, lt_desc_t *d)
                       tb = p->tb ? CUBLAS_OP_T : CUBLAS_OP_N;
     LT_FATAL(cublasLtMatmulDescSetAttribute(d->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
     LT_FATAL(cublasLtMatmulDescSetAttribute(d->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
-    cublasLtEpilogue_t epi = p->epilogue == TP_LT_BIAS     ? CUBLASLT_EPILOGUE_BIAS
-                             : p->epilogue == TP_LT_BGRADB ? CUBLASLT_EPILOGUE_BGRADB
-                                                           : CUBLASLT_EPILOGUE_DEFAULT;
+    static const cublasLtEpilogue_t epis[] = {
+        CUBLASLT_EPILOGUE_DEFAULT,       CUBLASLT_EPILOGUE_BIAS,        CUBLASLT_EPILOGUE_BGRADB,
+        CUBLASLT_EPILOGUE_GELU_AUX_BIAS, CUBLASLT_EPILOGUE_DGELU_BGRAD,
+    };
+    cublasLtEpilogue_t epi = epis[p->epilogue];
     LT_FATAL(
         cublasLtMatmulDescSetAttribute(d->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
-    if (p->epilogue != TP_LT_NONE) {
+    if (p->epilogue != TP_LT_NONE) { // the bias vector's type is left at its default, D's type
         const void *bias = p->bias;
-        cudaDataType_t bt = CUDA_R_32F;
         LT_FATAL(cublasLtMatmulDescSetAttribute(d->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
                                                 sizeof bias));
-        LT_FATAL(cublasLtMatmulDescSetAttribute(d->op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt,
-                                                sizeof bt));
+    }
+    if (p->aux) {
+        void *aux = p->aux;
+        int64_t ld = p->ldaux;
+        LT_FATAL(cublasLtMatmulDescSetAttribute(d->op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER,
+                                                &aux, sizeof aux));
+        LT_FATAL(cublasLtMatmulDescSetAttribute(d->op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &ld,
+                                                sizeof ld));
     }
     // Stored shapes: op(A) is m x k, so A itself is k x m when transposed.
     LT_FATAL(cublasLtMatrixLayoutCreate(&d->a, p->ab, (uint64_t)(p->ta ? p->k : p->m),
                                         (uint64_t)(p->ta ? p->m : p->k), p->lda));
     LT_FATAL(cublasLtMatrixLayoutCreate(&d->b, p->ab, (uint64_t)(p->tb ? p->n : p->k),
                                         (uint64_t)(p->tb ? p->k : p->n), p->ldb));
-    LT_FATAL(cublasLtMatrixLayoutCreate(&d->c, CUDA_R_32F, (uint64_t)p->m, (uint64_t)p->n, p->ldc));
-    LT_FATAL(cublasLtMatrixLayoutCreate(&d->d, CUDA_R_32F, (uint64_t)p->m, (uint64_t)p->n, p->ldd));
+    LT_FATAL(cublasLtMatrixLayoutCreate(&d->c, p->cd, (uint64_t)p->m, (uint64_t)p->n, p->ldc));
+    LT_FATAL(cublasLtMatrixLayoutCreate(&d->d, p->cd, (uint64_t)p->m, (uint64_t)p->n, p->ldd));
 }
 
 static void lt_desc_free(lt_desc_t *d)
@@ -169,15 +183,33 @@ static void lt_desc_free(lt_desc_t *d)
 
 static const char *epilogue_name(tp_lt_epilogue_t e)
 {
-    return e == TP_LT_BIAS ? "bias" : e == TP_LT_BGRADB ? "bias gradient" : "no";
+    static const char *const names[] = {"no", "bias", "bias gradient", "bias and GELU",
+                                        "GELU gradient and bias gradient"};
+    return names[e];
 }
 
-// The problem's cache entry, asking cuBLASLt's heuristic the first time (NULL: out of memory).
-static lt_entry_t *entry_for(tp_lt_t *lt, const tp_lt_matmul_t *p, const lt_desc_t *d)
+// The problem's cache entry (NULL: not asked yet).
+static lt_entry_t *entry_find(tp_lt_t *lt, const lt_key_t *key)
 {
-    lt_key_t key = key_of(p);
     for (int i = 0; i < lt->n; i++)
-        if (memcmp(&lt->entries[i].key, &key, sizeof key) == 0) return &lt->entries[i];
+        if (memcmp(&lt->entries[i].key, key, sizeof *key) == 0) return &lt->entries[i];
+    return NULL;
+}
+
+static void log_declined(const tp_lt_matmul_t *p, const char *who, const char *why)
+{
+    tp_log_info("backend 'cuda': %s %lldx%lldx%lld (%c%c) with a %s epilogue (%s): running the "
+                "product and its epilogue separately",
+                who, (long long)p->m, (long long)p->n, (long long)p->k, p->ta ? 'T' : 'N',
+                p->tb ? 'T' : 'N', epilogue_name(p->epilogue), why);
+}
+
+// Ask cuBLASLt's heuristic for up to LT_ALGOS algorithms, telling it the operands' actual
+// alignment (it assumes 256 bytes otherwise, and a kernel that needs more than a pointer has is
+// refused at run time); NULL when out of host memory.
+static lt_entry_t *entry_add(tp_lt_t *lt, const lt_key_t *key, const tp_lt_matmul_t *p,
+                             const lt_desc_t *d)
+{
     if (lt->n == lt->cap) {
         int cap = lt->cap ? 2 * lt->cap : 64;
         lt_entry_t *e = (lt_entry_t *)realloc(lt->entries, (size_t)cap * sizeof *e);
@@ -187,28 +219,31 @@ static lt_entry_t *entry_for(tp_lt_t *lt, const tp_lt_matmul_t *p, const lt_desc
     }
     lt_entry_t *e = &lt->entries[lt->n++];
     memset(e, 0, sizeof *e);
-    e->key = key;
+    e->key = *key;
     cublasLtMatmulPreference_t pref;
     LT_FATAL(cublasLtMatmulPreferenceCreate(&pref));
     LT_FATAL(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
                                                   &lt->workspace_bytes,
                                                   sizeof lt->workspace_bytes));
-    cublasLtMatmulHeuristicResult_t res;
-    memset(&res, 0, sizeof res);
+    const uint32_t align[4] = {(uint32_t)key->align_a, (uint32_t)key->align_b,
+                               (uint32_t)key->align_c, (uint32_t)key->align_d};
+    const cublasLtMatmulPreferenceAttributes_t attr[4] = {
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
+    for (int i = 0; i < 4; i++)
+        LT_FATAL(cublasLtMatmulPreferenceSetAttribute(pref, attr[i], &align[i], sizeof align[i]));
+    cublasLtMatmulHeuristicResult_t res[LT_ALGOS];
+    memset(res, 0, sizeof res);
     int found = 0;
     cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(lt->handle, d->op, d->a, d->b, d->c, d->d,
-                                                       pref, 1, &res, &found);
+                                                       pref, LT_ALGOS, res, &found);
     (void)cublasLtMatmulPreferenceDestroy(pref);
-    e->ok = st == CUBLAS_STATUS_SUCCESS && found > 0 && res.state == CUBLAS_STATUS_SUCCESS;
-    if (e->ok) {
-        e->algo = res.algo;
-    } else {
+    for (int i = 0; st == CUBLAS_STATUS_SUCCESS && i < found; i++)
+        if (res[i].state == CUBLAS_STATUS_SUCCESS) e->algo[e->n_algo++] = res[i].algo;
+    if (e->n_algo == 0) {
         lt->unsupported++;
-        tp_log_info("backend 'cuda': cuBLASLt has no algorithm for %lldx%lldx%lld (%c%c) with a "
-                    "%s epilogue (%s): running the product and its epilogue separately",
-                    (long long)p->m, (long long)p->n, (long long)p->k, p->ta ? 'T' : 'N',
-                    p->tb ? 'T' : 'N', epilogue_name(p->epilogue),
-                    st != CUBLAS_STATUS_SUCCESS ? cublasGetStatusString(st) : "none found");
+        log_declined(p, "cuBLASLt has no algorithm for",
+                     st != CUBLAS_STATUS_SUCCESS ? cublasGetStatusString(st) : "none found");
     }
     return e;
 }
@@ -216,22 +251,30 @@ static lt_entry_t *entry_for(tp_lt_t *lt, const tp_lt_matmul_t *p, const lt_desc
 extern "C" bool tp_lt_matmul(tp_lt_t *lt, const tp_lt_matmul_t *p)
 {
     if (!lt || p->m <= 0 || p->n <= 0 || p->k <= 0) return false;
+    // An epilogue vector or matrix below 16-byte alignment can fault inside the kernel instead
+    // of being refused (pytorch/pytorch#194497): leave those to the separate ops.
+    if ((p->epilogue != TP_LT_NONE && alignment(p->bias) < 16) ||
+        (p->aux && alignment(p->aux) < 16))
+        return false;
+    lt_key_t key = key_of(p);
+    lt_entry_t *e = entry_find(lt, &key);
+    if (e && e->n_algo == 0) return false; // known to be declined: no descriptors needed
     lt_desc_t d;
     lt_desc_make(p, &d);
-    lt_entry_t *e = entry_for(lt, p, &d);
+    if (!e) e = entry_add(lt, &key, p, &d);
     bool done = false;
-    if (e && e->ok) {
+    while (e && !done && e->n_algo > 0) {
         cublasStatus_t st =
             cublasLtMatmul(lt->handle, d.op, &p->alpha, p->A, d.a, p->B, d.b, &p->beta, p->C, d.c,
-                           p->D, d.d, &e->algo, lt->workspace, lt->workspace_bytes, lt->stream);
+                           p->D, d.d, &e->algo[0], lt->workspace, lt->workspace_bytes, lt->stream);
         if (st == CUBLAS_STATUS_NOT_SUPPORTED || st == CUBLAS_STATUS_INVALID_VALUE) {
-            // The heuristic offered what the call then refused: remember it and fall back.
-            e->ok = false;
-            lt->unsupported++;
-            tp_log_info("backend 'cuda': cublasLtMatmul refused %lldx%lldx%lld with a %s "
-                        "epilogue (%s): running the product and its epilogue separately",
-                        (long long)p->m, (long long)p->n, (long long)p->k,
-                        epilogue_name(p->epilogue), cublasGetStatusString(st));
+            // The heuristic offered what the call then refused (nothing was queued): drop that
+            // algorithm and try the next, falling back when none is left.
+            memmove(&e->algo[0], &e->algo[1], (size_t)(e->n_algo - 1) * sizeof e->algo[0]);
+            if (--e->n_algo == 0) {
+                lt->unsupported++;
+                log_declined(p, "cublasLtMatmul refused", cublasGetStatusString(st));
+            }
         } else {
             LT_FATAL(st);
             done = true;

@@ -19,12 +19,20 @@ typedef struct tp_lt tp_lt_t;
 
 typedef enum {
     TP_LT_NONE,   /* D = alpha op(A) op(B) + beta C */
-    TP_LT_BIAS,   /* ... + bias[row of D], bias float32 of m elements (read) */
+    TP_LT_BIAS,   /* ... + bias[row of D], m elements (read) */
     TP_LT_BGRADB, /* and bias[j] = sum over k of op(B)[k, j], n elements (written, not added) */
+    /* aux = the product + bias (written, type cd, ld ldaux), D = gelu(aux) */
+    TP_LT_GELU_AUX_BIAS,
+    /* D = the product * gelu'(aux) (aux read), bias[i] = sum over columns of D's row i, m
+     * elements (written) */
+    TP_LT_DGELU_BGRAD,
 } tp_lt_epilogue_t;
 
 /* Column-major, cuBLAS's convention: D[m, n] = alpha op(A)[m, k] op(B)[k, n] + beta C[m, n] and
- * the epilogue. A and B are of type ab (CUDA_R_16BF or CUDA_R_32F), C and D float32; C may be D. */
+ * the epilogue. A and B are of type ab (CUDA_R_16BF or CUDA_R_32F); C, D, aux and the bias or
+ * bias-gradient vector of type cd (the documented default: a float32 vector with a bf16 D is not
+ * a documented combination). C may be D. Epilogue vectors and aux must be 16-byte aligned
+ * (tp_lt_matmul declines others: under-aligned ones can fault instead of being refused). */
 typedef struct tp_lt_matmul {
     bool ta, tb;
     int64_t m, n, k;
@@ -35,12 +43,15 @@ typedef struct tp_lt_matmul {
     cudaDataType_t ab;
     cublasComputeType_t compute;
     float alpha, beta;
-    const float *C;
+    cudaDataType_t cd;
+    const void *C;
     int64_t ldc;
-    float *D;
+    void *D;
     int64_t ldd;
     tp_lt_epilogue_t epilogue;
-    float *bias;
+    void *bias;
+    void *aux;
+    int64_t ldaux;
 } tp_lt_matmul_t;
 
 #ifdef __cplusplus

@@ -279,6 +279,56 @@ void tp_op_linear_grad_c(tp_backend_t *be, const tp_cval_t *dy, const tp_cval_t 
     if (db) tp_op_bias_grad_c(be, dy, db, N, out, false);
 }
 
+void tp_op_linear_act_forward_c(tp_backend_t *be, tp_act_t act, const tp_cval_t *x,
+                                const tp_cval_t *w, const float *b, tp_cval_t *pre, tp_cval_t *y,
+                                float *scratch, int64_t N, int64_t in, int64_t out)
+{
+    size_t cb = tp_backend_compute_bytes(be), n = (size_t)(N * out) * cb;
+    if (overlap(pre, n, y, n) || overlap(pre, n, x, (size_t)(N * in) * cb) ||
+        overlap(y, n, x, (size_t)(N * in) * cb) || (cb == 2 && !scratch)) {
+        fprintf(stderr, "tp_op_linear_act_forward_c: pre, y and x overlap, or no scratch "
+                        "(backend.h's contract)\n");
+        abort();
+    }
+    int h = tp_profile_mark(be);
+    if (be->iface->linear_act_forward_c &&
+        be->iface->linear_act_forward_c(be, act, x, w, b, pre, y, scratch, N, in, out)) {
+        profile_linear(be, h, act == TP_ACT_GELU ? "+bias+gelu" : "+bias+relu", false, true, N, out,
+                       in);
+        return;
+    }
+    if (cb == sizeof(float)) { /* pre is float32: the product goes there */
+        tp_op_linear_forward_c(be, x, w, b, NULL, tp_cval_f32(pre), N, in, out);
+        tp_op_act_forward_c(be, act, tp_cval_cf32(pre), y, N * out);
+        return;
+    }
+    tp_op_linear_forward_c(be, x, w, b, NULL, scratch, N, in, out);
+    tp_op_to_compute(be, scratch, pre, N * out);
+    tp_op_act_forward_c(be, act, scratch, y, N * out);
+}
+
+void tp_op_linear_dx_act_c(tp_backend_t *be, tp_act_t act, const tp_cval_t *dy, const tp_cval_t *w,
+                           const tp_cval_t *pre, tp_cval_t *dpre, float *db, float *scratch,
+                           int64_t N, int64_t in, int64_t out)
+{
+    size_t cb = tp_backend_compute_bytes(be), n = (size_t)(N * in) * cb;
+    if (overlap(pre, n, dpre, n) || (cb == 2 && overlap(scratch, n * 2, dpre, n))) {
+        fprintf(stderr, "tp_op_linear_dx_act_c: dpre overlaps pre or the scratch (backend.h's "
+                        "contract)\n");
+        abort();
+    }
+    int h = tp_profile_mark(be);
+    if (be->iface->linear_dx_act_c &&
+        be->iface->linear_dx_act_c(be, act, dy, w, pre, dpre, db, scratch, N, in, out)) {
+        profile_linear(be, h, act == TP_ACT_GELU ? "+dgelu+bgrad" : "+drelu+bgrad", false, false, N,
+                       in, out);
+        return;
+    }
+    tp_op_gemm_c(be, false, false, N, in, out, 1.0f, dy, out, w, in, 0.0f, scratch, in);
+    tp_op_act_backward_c(be, act, pre, scratch, dpre, N * in);
+    if (db) tp_op_bias_grad_c(be, dpre, db, N, in, false);
+}
+
 /* A bf16 output must not overlap its float32 input: on a GPU, bf16 element i lies inside float
  * i / 2, which another thread may not have read yet (the CPU emulation runs threads in turn and
  * cannot see the race), so the contract is checked here. A violation is a bug in the caller. */
@@ -328,16 +378,21 @@ void tp_op_act_forward_c(tp_backend_t *be, tp_act_t act, const float *x, tp_cval
     tp_profile_op(be, h, "act_forward", 0);
 }
 
-void tp_op_act_backward_c(tp_backend_t *be, tp_act_t act, const float *x, const float *dy,
+void tp_op_act_backward_c(tp_backend_t *be, tp_act_t act, const tp_cval_t *x, const float *dy,
                           tp_cval_t *dx, int64_t n)
 {
-    check_apart(be, "tp_op_act_backward_c", x, dx, n);
+    size_t cb = tp_backend_compute_bytes(be);
+    if (cb == 2 && n > 0 && overlap(x, (size_t)n * cb, dx, (size_t)n * cb)) {
+        fprintf(stderr,
+                "tp_op_act_backward_c: the bf16 output overlaps x (backend.h's contract)\n");
+        abort();
+    }
     check_apart(be, "tp_op_act_backward_c", dy, dx, n);
     int h = tp_profile_mark(be);
     if (be->iface->act_backward_c)
         be->iface->act_backward_c(be, act, x, dy, dx, n);
     else
-        be->iface->act_backward(be, act, x, dy, tp_cval_f32(dx), n);
+        be->iface->act_backward(be, act, tp_cval_cf32(x), dy, tp_cval_f32(dx), n);
     tp_profile_op(be, h, "act_backward", 0);
 }
 

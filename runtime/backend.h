@@ -108,6 +108,23 @@ void tp_op_linear_forward_c(tp_backend_t *be, const tp_cval_t *x, const tp_cval_
                             int64_t out);
 void tp_op_linear_grad_c(tp_backend_t *be, const tp_cval_t *dy, const tp_cval_t *x, float *dw,
                          float *db, int64_t N, int64_t in, int64_t out);
+/* A linear layer followed by an activation (the MLP's first layer), fused where the backend can
+ * (cuda: cuBLASLt's GELU_AUX_BIAS epilogue): pre = x W^T + b and y = act(pre), both compute
+ * copies [N, out] (pre is what backward differentiates the activation at; under "bf16" it is
+ * stored in bf16, as the fused epilogue writes it). Unfused: tp_op_gemm_c, bias_add, then
+ * to_compute and act_forward_c, through scratch (N * out floats, the caller's; unused when
+ * compute copies are float32). */
+void tp_op_linear_act_forward_c(tp_backend_t *be, tp_act_t act, const tp_cval_t *x,
+                                const tp_cval_t *w, const float *b, tp_cval_t *pre, tp_cval_t *y,
+                                float *scratch, int64_t N, int64_t in, int64_t out);
+/* Backward through a linear layer (W [out, in], dy [N, out]) into the activation before it:
+ * dpre = (dy W) * act'(pre) with pre [N, in] that activation's input, then db += colsum(dpre)
+ * (the bias of the layer that made pre; db may be NULL). cuda: cuBLASLt's DGELU_BGRAD epilogue.
+ * Unfused: tp_op_gemm_c into scratch (N * in floats), act_backward_c, bias_grad_c; when compute
+ * copies are float32, scratch may be dpre. */
+void tp_op_linear_dx_act_c(tp_backend_t *be, tp_act_t act, const tp_cval_t *dy, const tp_cval_t *w,
+                           const tp_cval_t *pre, tp_cval_t *dpre, float *db, float *scratch,
+                           int64_t N, int64_t in, int64_t out);
 /* y = compute copy of x (rounded to nearest even under bf16). y may be x under "fp32": then
  * nothing happens. */
 void tp_op_to_compute(tp_backend_t *be, const float *x, tp_cval_t *y, int64_t n);
@@ -124,10 +141,11 @@ void tp_op_act_forward(tp_backend_t *be, tp_act_t act, const float *x, float *y,
 /* dx = dy * act'(x) */
 void tp_op_act_backward(tp_backend_t *be, tp_act_t act, const float *x, const float *dy, float *dx,
                         int64_t n);
-/* The same into compute copies (the math is fp32; only the stored result is rounded). Under
- * "fp32", y may be x and dx may be dy (in place); under "bf16" they must not overlap them. */
+/* The same into compute copies (the math is fp32; only the stored result is rounded); backward
+ * reads x as a compute copy too (a pre-activation that tp_op_linear_act_forward_c stored).
+ * Under "fp32", y may be x and dx may be dy (in place); under "bf16" they must not overlap. */
 void tp_op_act_forward_c(tp_backend_t *be, tp_act_t act, const float *x, tp_cval_t *y, int64_t n);
-void tp_op_act_backward_c(tp_backend_t *be, tp_act_t act, const float *x, const float *dy,
+void tp_op_act_backward_c(tp_backend_t *be, tp_act_t act, const tp_cval_t *x, const float *dy,
                           tp_cval_t *dx, int64_t n);
 /* Inverted dropout on a [rows, cols] array. Element (r, c) is kept when
  * tp_rng_to_unit(tp_rng_hash(seed, stream, (row0 + r) * cols + c)) >= p: the mask depends on the

@@ -39,7 +39,7 @@ typedef struct tp_backend_iface {
     void (*bias_grad_c)(tp_backend_t *be, const tp_cval_t *dy, float *db, int64_t rows,
                         int64_t cols, bool per_row);
     void (*act_forward_c)(tp_backend_t *be, tp_act_t act, const float *x, tp_cval_t *y, int64_t n);
-    void (*act_backward_c)(tp_backend_t *be, tp_act_t act, const float *x, const float *dy,
+    void (*act_backward_c)(tp_backend_t *be, tp_act_t act, const tp_cval_t *x, const float *dy,
                            tp_cval_t *dx, int64_t n);
     void (*xent_backward_c)(tp_backend_t *be, const float *logits, const float *lse,
                             const int32_t *labels, tp_cval_t *dlogits, int64_t ldd, int64_t B,
@@ -51,6 +51,12 @@ typedef struct tp_backend_iface {
                              int64_t out);
     bool (*linear_grad_c)(tp_backend_t *be, const tp_cval_t *dy, const tp_cval_t *x, float *dw,
                           float *db, int64_t N, int64_t in, int64_t out);
+    bool (*linear_act_forward_c)(tp_backend_t *be, tp_act_t act, const tp_cval_t *x,
+                                 const tp_cval_t *w, const float *b, tp_cval_t *pre, tp_cval_t *y,
+                                 float *scratch, int64_t N, int64_t in, int64_t out);
+    bool (*linear_dx_act_c)(tp_backend_t *be, tp_act_t act, const tp_cval_t *dy, const tp_cval_t *w,
+                            const tp_cval_t *pre, tp_cval_t *dpre, float *db, float *scratch,
+                            int64_t N, int64_t in, int64_t out);
     void (*bias_add)(tp_backend_t *be, float *y, const float *b, int64_t rows, int64_t cols,
                      bool per_row);
     void (*bias_grad)(tp_backend_t *be, const float *dy, float *db, int64_t rows, int64_t cols,

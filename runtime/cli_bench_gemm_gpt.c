@@ -5,9 +5,10 @@
  * The LM head's two products that read the logits' gradient are also timed with its rows padded
  * to multiples of 8 and 64 elements, since a bf16 row of an odd vocabulary (50257) is only
  * 2-byte aligned and tensor-core kernels want 16-byte rows. A second table times the block's
- * linear layers as the model runs them (tp_op_linear_forward_c: product, bias and residual;
- * tp_op_linear_grad_c: weight gradient and bias gradient) against the same work as separate ops
- * (gemm_c, bias_add, add, bias_grad_c), so the fused epilogues' gain is measured, not assumed
+ * fused linear ops as the model runs them (tp_op_linear_forward_c: product, bias and residual;
+ * tp_op_linear_act_forward_c: with GELU; tp_op_linear_dx_act_c: input gradient through GELU with
+ * the bias gradient; tp_op_linear_grad_c: weight and bias gradients) against the same work as
+ * separate ops, so the fused epilogues' gain is measured, not assumed
  * (on backends without fused ops both rows run the same ops). A device check on a GPU answers
  * with it, in seconds, what the model's op profile can only show for the layout the model uses. */
 #include <stdio.h>
@@ -104,59 +105,98 @@ static double time_product(tp_backend_t *be, const product_t *p, bool c, const o
     return 1e3 * (tp_now() - t0) / iters;
 }
 
-/* One linear layer of a block, for the fused-against-separate table. */
+/* One fused linear op of a block as the model calls it, for the fused-against-separate table. */
+typedef enum {
+    LIN_FWD,      /* tp_op_linear_forward_c: product + bias (+ residual) */
+    LIN_FWD_GELU, /* tp_op_linear_act_forward_c: product + bias, stored, and GELU */
+    LIN_GRAD_DB,  /* tp_op_linear_grad_c: dW and the bias gradient */
+    LIN_DX_GELU,  /* tp_op_linear_dx_act_c: dX, GELU's derivative and the bias gradient */
+} linear_kind_t;
+
 typedef struct linear_row {
     const char *name;
-    bool grad;     /* tp_op_linear_grad_c with the bias gradient, else the forward */
-    bool residual; /* forward: the projections add the residual stream */
+    linear_kind_t kind;
+    bool residual; /* LIN_FWD: the projections add the residual stream */
     int64_t N, in, out;
-    double ms[2]; /* [0]: separate ops, [1]: tp_op_linear_*_c */
+    double ms[2]; /* [0]: separate ops, [1]: the fused op */
 } linear_row_t;
 
-#define N_LINEAR 8
+#define N_LINEAR 6
 
+/* The block's fused ops, in the model's order (model_gpt.c). */
 static int gpt_linears(int64_t N, int64_t C, linear_row_t *r)
 {
-    static const struct {
-        const char *fwd, *grad;
-        int out, in;
-        bool residual;
-    } lin[] = {{"qkv forward+bias", "qkv dW+db", 3, 1, false},
-               {"attn proj fwd+bias+res", "attn proj dW+db", 1, 1, true},
-               {"mlp fc forward+bias", "mlp fc dW+db", 4, 1, false},
-               {"mlp proj fwd+bias+res", "mlp proj dW+db", 1, 4, true}};
     int n = 0;
-    for (int l = 0; l < 4; l++) {
-        int64_t out = lin[l].out * C, in = lin[l].in * C;
-        r[n++] = (linear_row_t){lin[l].fwd, false, lin[l].residual, N, in, out, {0, 0}};
-        r[n++] = (linear_row_t){lin[l].grad, true, false, N, in, out, {0, 0}};
-    }
+    r[n++] = (linear_row_t){"qkv fwd+bias", LIN_FWD, false, N, C, 3 * C, {0, 0}};
+    r[n++] = (linear_row_t){"attn proj fwd+bias+res", LIN_FWD, true, N, C, C, {0, 0}};
+    r[n++] = (linear_row_t){"mlp fc fwd+bias+gelu", LIN_FWD_GELU, false, N, C, 4 * C, {0, 0}};
+    r[n++] = (linear_row_t){"mlp proj fwd+bias+res", LIN_FWD, true, N, 4 * C, C, {0, 0}};
+    r[n++] = (linear_row_t){"mlp proj dX+dgelu+db", LIN_DX_GELU, false, N, 4 * C, C, {0, 0}};
+    r[n++] = (linear_row_t){"qkv dW+db", LIN_GRAD_DB, false, N, C, 3 * C, {0, 0}};
     return n;
 }
 
 typedef struct linear_operands {
     const tp_cval_t *x, *w, *dy; /* compute copies */
-    float *bias, *res, *y;       /* bias / db, residual, output / dW */
+    tp_cval_t *pre, *act;        /* compute copies of [N, 4C]: pre-activation and GELU output */
+    float *bias, *res, *y;       /* bias / db, residual, output / dW / scratch */
 } linear_operands_t;
+
+static void call_separate(tp_backend_t *be, const linear_row_t *r, const linear_operands_t *o)
+{
+    int64_t N = r->N, in = r->in, out = r->out;
+    switch (r->kind) {
+    case LIN_FWD:
+    case LIN_FWD_GELU:
+        tp_op_gemm_c(be, false, true, N, out, in, 1.0f, o->x, in, o->w, in, 0.0f, o->y, out);
+        tp_op_bias_add(be, o->y, o->bias, N, out, false);
+        if (r->residual) tp_op_add(be, o->res, o->y, o->y, N * out);
+        if (r->kind == LIN_FWD_GELU) {
+            tp_op_to_compute(be, o->y, o->pre, N * out);
+            tp_op_act_forward_c(be, TP_ACT_GELU, o->y, o->act, N * out);
+        }
+        break;
+    case LIN_GRAD_DB:
+        tp_op_gemm_c(be, true, false, out, in, N, 1.0f, o->dy, out, o->x, in, 1.0f, o->y, in);
+        tp_op_bias_grad_c(be, o->dy, o->bias, N, out, false);
+        break;
+    case LIN_DX_GELU:
+        tp_op_gemm_c(be, false, false, N, in, out, 1.0f, o->dy, out, o->w, in, 0.0f, o->y, in);
+        tp_op_act_backward_c(be, TP_ACT_GELU, o->pre, o->y, o->act, N * in);
+        tp_op_bias_grad_c(be, o->act, o->bias, N, in, false);
+        break;
+    }
+}
+
+static void call_fused(tp_backend_t *be, const linear_row_t *r, const linear_operands_t *o)
+{
+    int64_t N = r->N, in = r->in, out = r->out;
+    switch (r->kind) {
+    case LIN_FWD:
+        tp_op_linear_forward_c(be, o->x, o->w, o->bias, r->residual ? o->res : NULL, o->y, N, in,
+                               out);
+        break;
+    case LIN_FWD_GELU:
+        tp_op_linear_act_forward_c(be, TP_ACT_GELU, o->x, o->w, o->bias, o->pre, o->act, o->y, N,
+                                   in, out);
+        break;
+    case LIN_GRAD_DB:
+        tp_op_linear_grad_c(be, o->dy, o->x, o->y, o->bias, N, in, out);
+        break;
+    case LIN_DX_GELU:
+        tp_op_linear_dx_act_c(be, TP_ACT_GELU, o->dy, o->w, o->pre, o->act, o->bias, o->y, N, in,
+                              out);
+        break;
+    }
+}
 
 static void call_linear(tp_backend_t *be, const linear_row_t *r, bool fused,
                         const linear_operands_t *o)
 {
-    if (r->grad && fused) {
-        tp_op_linear_grad_c(be, o->dy, o->x, o->y, o->bias, r->N, r->in, r->out);
-    } else if (r->grad) {
-        tp_op_gemm_c(be, true, false, r->out, r->in, r->N, 1.0f, o->dy, r->out, o->x, r->in, 1.0f,
-                     o->y, r->in);
-        tp_op_bias_grad_c(be, o->dy, o->bias, r->N, r->out, false);
-    } else if (fused) {
-        tp_op_linear_forward_c(be, o->x, o->w, o->bias, r->residual ? o->res : NULL, o->y, r->N,
-                               r->in, r->out);
-    } else {
-        tp_op_gemm_c(be, false, true, r->N, r->out, r->in, 1.0f, o->x, r->in, o->w, r->in, 0.0f,
-                     o->y, r->out);
-        tp_op_bias_add(be, o->y, o->bias, r->N, r->out, false);
-        if (r->residual) tp_op_add(be, o->res, o->y, o->y, r->N * r->out);
-    }
+    if (fused)
+        call_fused(be, r, o);
+    else
+        call_separate(be, r, o);
 }
 
 static double time_linear(tp_backend_t *be, const linear_row_t *r, bool fused,
@@ -253,7 +293,10 @@ static tp_status_t run(tp_backend_t *be, int64_t N, int64_t C, int64_t V, int64_
     tp_cval_t *Bc = tp_backend_alloc_compute(be, nb, "B (compute copy)");
     float *bias = tp_backend_alloc(be, (size_t)(4 * C) * sizeof(float), "bias");
     float *res = tp_backend_alloc(be, (size_t)(N * C) * sizeof(float), "residual");
-    tp_status_t st = block && A && B && Cm && Ac && Bc && bias && res ? TP_OK : TP_ERR_NOMEM;
+    tp_cval_t *pre = tp_backend_alloc_compute(be, N * 4 * C, "pre-activation");
+    tp_cval_t *act = tp_backend_alloc_compute(be, N * 4 * C, "activation");
+    tp_status_t st =
+        block && A && B && Cm && Ac && Bc && bias && res && pre && act ? TP_OK : TP_ERR_NOMEM;
     if (st == TP_OK) {
         tp_rng_t r;
         tp_rng_seed(&r, 7, 0);
@@ -291,12 +334,13 @@ static tp_status_t run(tp_backend_t *be, int64_t N, int64_t C, int64_t V, int64_
 
         linear_row_t lr[N_LINEAR];
         int nl = gpt_linears(N, C, lr);
-        linear_operands_t lo = {Ac, Bc, Ac, bias, res, Cm};
+        linear_operands_t lo = {Ac, Bc, Ac, pre, act, bias, res, Cm};
         tp_op_fill(be, bias, 0.25f, 4 * C);
         tp_op_fill(be, res, 0.5f, N * C);
+        tp_op_to_compute(be, A, pre, N * 4 * C); /* read by GELU's derivative */
         printf("# linear layers as the model runs them: separate ops (gemm_c, bias_add, add, "
-               "bias_grad_c) against tp_op_linear_*_c (one fused product where the backend has "
-               "one)\n");
+               "to_compute, act_*_c, bias_grad_c) against tp_op_linear_*_c (one fused product "
+               "where the backend has one)\n");
         printf("# %-24s %6s %6s %6s | %11s %9s | %7s\n", "layer", "tokens", "in", "out",
                "separate ms", "fused ms", "speedup");
         double lstep[2] = {0, 0};
@@ -309,9 +353,10 @@ static tp_status_t run(tp_backend_t *be, int64_t N, int64_t C, int64_t V, int64_
                    (long long)lr[i].N, (long long)lr[i].in, (long long)lr[i].out, lr[i].ms[0],
                    lr[i].ms[1], lr[i].ms[1] > 0 ? lr[i].ms[0] / lr[i].ms[1] : 0.0);
         }
-        printf("# one step's linear layers (%lld layers; dX products not included): %.3f ms as "
-               "separate ops, %.3f ms fused (%.2fx)\n",
-               (long long)L, lstep[0], lstep[1], lstep[1] > 0 ? lstep[0] / lstep[1] : 0.0);
+        printf(
+            "# one step's fused linear ops (%lld layers; other products not included): %.3f ms as "
+            "separate ops, %.3f ms fused (%.2fx)\n",
+            (long long)L, lstep[0], lstep[1], lstep[1] > 0 ? lstep[0] / lstep[1] : 0.0);
         if (json) st = write_json(json, be, N, C, V, L, p, n, step, lr, nl, lstep);
     }
     free(block);
@@ -322,6 +367,8 @@ static tp_status_t run(tp_backend_t *be, int64_t N, int64_t C, int64_t V, int64_
     tp_backend_release(be, Bc);
     tp_backend_release(be, bias);
     tp_backend_release(be, res);
+    tp_backend_release(be, pre);
+    tp_backend_release(be, act);
     return st;
 }
 

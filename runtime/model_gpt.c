@@ -5,8 +5,9 @@
  * runtime.precision "bf16", float32 otherwise, where the copies below are the float32 arrays
  * themselves and cost nothing): the weights' copy, refreshed from the fp32 master weights at the
  * start of each forward; the LayerNorm, attention and GELU outputs, whose only readers are
- * products; and the gradients that feed products (the logits', qkv's, the MLP's, and a copy of
- * the residual stream's). The residual stream, its gradient, the LayerNorm statistics, the
+ * products; the MLP's pre-activation (which the fused GELU product stores for GELU's derivative);
+ * and the gradients that feed products (the logits', qkv's, the MLP's, and a copy of the residual
+ * stream's). The residual stream, its gradient, the LayerNorm statistics, the
  * products' outputs, logits and losses stay float32.
  *
  * Memory: per layer only what backward needs is kept (LayerNorm inputs' statistics, the
@@ -35,7 +36,7 @@ typedef struct gpt_layer_acts {
     float *res2;                /* [BT C]: x + attention */
     tp_cval_t *ln2;
     float *ln2_mean, *ln2_rstd;
-    float *fch;          /* [BT 4C] */
+    tp_cval_t *fch;      /* [BT 4C]: the MLP's pre-activation (read by GELU's backward) */
     tp_cval_t *fch_gelu; /* [BT 4C] */
     float *res3;         /* [BT C]: block output */
 } gpt_layer_acts_t;
@@ -53,7 +54,8 @@ struct tp_gpt {
     tp_cval_t *lnf;
     float *lnf_mean, *lnf_rstd;
     float *logits, *lse; /* [BT V], [BT]: each row's log-sum-exp; losses go to m->target_loss */
-    tp_cval_t *dlogits;  /* [BT V]: the logits themselves when compute copies are float32 */
+    tp_cval_t *dlogits;  /* [BT ldd]: the logits themselves when compute copies are float32 */
+    int64_t ldd; /* dlogits' row stride: V, or V rounded up to 8 elements (16 bytes) in bf16 */
     float *host_logits;
     /* gradient scratch */
     float *dres, *dln, *dfch;
@@ -214,7 +216,7 @@ static tp_status_t gpt_prepare(tp_model_t *m)
         ALLOC_C(a->ln2, BT * C, "ln_2");
         ALLOC(a->ln2_mean, BT, "ln_2 mean");
         ALLOC(a->ln2_rstd, BT, "ln_2 rstd");
-        ALLOC(a->fch, BT * 4 * C, "mlp");
+        ALLOC_C(a->fch, BT * 4 * C, "mlp");
         ALLOC_C(a->fch_gelu, BT * 4 * C, "mlp gelu");
         ALLOC(a->res3, BT * C, "residual");
     }
@@ -232,8 +234,12 @@ static tp_status_t gpt_prepare(tp_model_t *m)
         ALLOC_C(g->wc, m->numel, "compute copy of the weights");
         ALLOC_C(g->dres_c, BT * C, "residual gradient (compute copy)");
         ALLOC_C(g->dfch_c, BT * 4 * C, "mlp gradient (compute copy)");
-        ALLOC_C(g->dlogits, BT * d.V, "logits gradient");
+        /* bf16 rows of an odd vocabulary (50257) would start 2-byte aligned; tensor-core
+         * kernels load 16-byte vectors, so the rows are padded to 8 elements (never read). */
+        g->ldd = (d.V + 7) / 8 * 8;
+        ALLOC_C(g->dlogits, BT * g->ldd, "logits gradient");
     } else {
+        g->ldd = d.V;
         g->dlogits = as_cval(g->logits); /* the logits are not needed once it is written */
         g->wc = as_cval(m->param_buf);
         g->dres_c = as_cval(g->dres);
@@ -340,8 +346,9 @@ static int64_t gpt_forward(tp_model_t *m, const tp_pass_ctx_t *ctx, int64_t B, i
         linear(m, a->atty, bp(g, l, PROJW), bp(g, l, PROJB), x, a->res2, N);
         tp_op_layernorm_forward(be, a->res2, bp(g, l, LN2W)->data, bp(g, l, LN2B)->data, a->ln2,
                                 a->ln2_mean, a->ln2_rstd, N, C);
-        linear(m, a->ln2, bp(g, l, FCW), bp(g, l, FCB), NULL, a->fch, N);
-        tp_op_act_forward_c(be, TP_ACT_GELU, a->fch, a->fch_gelu, N * 4 * C);
+        /* dfch (a gradient buffer) is the unfused path's scratch */
+        tp_op_linear_act_forward_c(be, TP_ACT_GELU, a->ln2, wc(m, bp(g, l, FCW)),
+                                   bp(g, l, FCB)->data, a->fch, a->fch_gelu, g->dfch, N, C, 4 * C);
         linear(m, a->fch_gelu, bp(g, l, FCPW), bp(g, l, FCPB), a->res2, a->res3, N);
         x = a->res3;
     }
@@ -361,9 +368,10 @@ static void gpt_backward(tp_model_t *m, const tp_pass_ctx_t *ctx, int64_t B, flo
     tp_backend_t *be = m->be;
     int64_t T = g->cur_T, C = g->d.C, NH = g->d.n_head, V = g->d.V, N = B * T, L = g->d.n_layer;
     tp_cval_t *dlogits = g->dlogits;
-    tp_op_xent_backward_c(be, g->logits, g->lse, g->targets, dlogits, V, N, V, scale);
-    tp_op_gemm_c(be, true, false, V, C, N, 1.0f, dlogits, V, g->lnf, C, 1.0f, g->wte.grad, C);
-    tp_op_gemm_c(be, false, false, N, C, V, 1.0f, dlogits, V, wc(m, &g->wte), C, 0.0f, g->dln, C);
+    tp_op_xent_backward_c(be, g->logits, g->lse, g->targets, dlogits, g->ldd, N, V, scale);
+    tp_op_gemm_c(be, true, false, V, C, N, 1.0f, dlogits, g->ldd, g->lnf, C, 1.0f, g->wte.grad, C);
+    tp_op_gemm_c(be, false, false, N, C, V, 1.0f, dlogits, g->ldd, wc(m, &g->wte), C, 0.0f, g->dln,
+                 C);
     tp_op_fill(be, g->dres, 0.0f, N * C);
     const float *top = L > 0 ? g->layer[L - 1].res3 : g->encoded;
     tp_op_layernorm_backward(be, g->dln, top, g->lnfw.data, g->lnf_mean, g->lnf_rstd, g->dres,
@@ -374,11 +382,14 @@ static void gpt_backward(tp_model_t *m, const tp_pass_ctx_t *ctx, int64_t B, flo
         const float *x = l > 0 ? g->layer[l - 1].res3 : g->encoded;
         /* res3 = res2 + mlp(ln2(res2)): dres flows to res2 unchanged, plus the MLP path. */
         tp_op_to_compute(be, g->dres, g->dres_c, N * C);
-        linear_backward(m, g->dres_c, g->dres, a->fch_gelu, bp(g, l, FCPW), bp(g, l, FCPB), g->dfch,
-                        N);
+        /* The MLP's projection: its weight and bias gradients, then its input gradient through
+         * GELU into the pre-activation (with fc's bias gradient), one fused product on cuda. */
+        tp_op_linear_grad_c(be, g->dres_c, a->fch_gelu, bp(g, l, FCPW)->grad, NULL, N, 4 * C, C);
+        tp_op_bias_grad(be, g->dres, bp(g, l, FCPB)->grad, N, C, false);
+        tp_op_linear_dx_act_c(be, TP_ACT_GELU, g->dres_c, wc(m, bp(g, l, FCPW)), a->fch, g->dfch_c,
+                              bp(g, l, FCB)->grad, g->dfch, N, 4 * C, C);
         tp_model_grads_ready(m, bp(g, l, FCPW)->offset);
-        tp_op_act_backward_c(be, TP_ACT_GELU, a->fch, g->dfch, g->dfch_c, N * 4 * C);
-        linear_backward(m, g->dfch_c, NULL, a->ln2, bp(g, l, FCW), bp(g, l, FCB), g->dln, N);
+        linear_backward(m, g->dfch_c, NULL, a->ln2, bp(g, l, FCW), NULL, g->dln, N);
         tp_model_grads_ready(m, bp(g, l, FCW)->offset);
         tp_op_layernorm_backward(be, g->dln, a->res2, bp(g, l, LN2W)->data, a->ln2_mean,
                                  a->ln2_rstd, g->dres, bp(g, l, LN2W)->grad, bp(g, l, LN2B)->grad,
@@ -426,9 +437,10 @@ static void gpt_print(const tp_model_t *m)
 struct tp_gpt_decoder {
     tp_model_t *m;
     int64_t B;
-    float *kcache, *vcache;                  /* [L, B, T, C] */
-    float *x, *qkv, *q, *tmp, *fch, *logits; /* one position per sequence */
-    tp_cval_t *ln, *atty, *fch_c;            /* compute copies (products' inputs) */
+    float *kcache, *vcache;            /* [L, B, T, C] */
+    float *x, *qkv, *q, *tmp, *logits; /* one position per sequence */
+    float *fch; /* scratch: the unfused MLP product, the LayerNorm statistics */
+    tp_cval_t *ln, *atty, *pre, *fch_c; /* compute copies (products' inputs) */
     int32_t *tokens;
     float *host_logits;
 };
@@ -454,11 +466,12 @@ tp_status_t tp_gpt_decoder_create(tp_model_t *m, int64_t batch, tp_gpt_decoder_t
     dec->tmp = tp_backend_alloc(be, (size_t)(B * C) * sizeof(float), "decoder");
     dec->fch = tp_backend_alloc(be, (size_t)(B * 4 * C) * sizeof(float), "decoder");
     dec->fch_c = tp_backend_alloc_compute(be, B * 4 * C, "decoder");
+    dec->pre = tp_backend_alloc_compute(be, B * 4 * C, "decoder");
     dec->logits = tp_backend_alloc(be, (size_t)(B * d.V) * sizeof(float), "decoder logits");
     dec->tokens = tp_backend_alloc(be, (size_t)B * sizeof(int32_t), "decoder tokens");
     dec->host_logits = tp_malloc((size_t)(B * d.V) * sizeof(float), "decoder logits");
     if (!dec->kcache || !dec->vcache || !dec->x || !dec->ln || !dec->qkv || !dec->q || !dec->atty ||
-        !dec->tmp || !dec->fch || !dec->fch_c || !dec->logits || !dec->tokens ||
+        !dec->tmp || !dec->fch || !dec->fch_c || !dec->pre || !dec->logits || !dec->tokens ||
         !dec->host_logits) {
         tp_gpt_decoder_free(dec);
         return TP_ERR_NOMEM;
@@ -472,8 +485,8 @@ void tp_gpt_decoder_free(tp_gpt_decoder_t *dec)
 {
     if (!dec) return;
     tp_backend_t *be = dec->m->be;
-    void *bufs[] = {dec->kcache, dec->vcache, dec->x,   dec->ln,    dec->qkv,   dec->q,
-                    dec->atty,   dec->tmp,    dec->fch, dec->fch_c, dec->logits};
+    void *bufs[] = {dec->kcache, dec->vcache, dec->x,   dec->ln,    dec->qkv, dec->q,
+                    dec->atty,   dec->tmp,    dec->fch, dec->fch_c, dec->pre, dec->logits};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         tp_backend_release(be, bufs[i]);
     tp_backend_release(be, dec->tokens);
@@ -507,8 +520,9 @@ const float *tp_gpt_decoder_step(tp_gpt_decoder_t *dec, const int32_t *tokens, i
         tp_op_copy(be, dec->x, dec->tmp, B * C);
         tp_op_layernorm_forward(be, dec->x, bp(g, l, LN2W)->data, bp(g, l, LN2B)->data, dec->ln,
                                 mean, rstd, B, C);
-        linear(m, dec->ln, bp(g, l, FCW), bp(g, l, FCB), NULL, dec->fch, B);
-        tp_op_act_forward_c(be, TP_ACT_GELU, dec->fch, dec->fch_c, B * 4 * C);
+        tp_op_linear_act_forward_c(be, TP_ACT_GELU, dec->ln, wc(m, bp(g, l, FCW)),
+                                   bp(g, l, FCB)->data, dec->pre, dec->fch_c, dec->fch, B, C,
+                                   4 * C);
         linear(m, dec->fch_c, bp(g, l, FCPW), bp(g, l, FCPB), dec->x, dec->tmp, B);
         tp_op_copy(be, dec->x, dec->tmp, B * C);
     }

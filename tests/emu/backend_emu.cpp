@@ -7,6 +7,7 @@
 
 extern "C" {
 #include "backend_impl.h"
+#include "bf16.h"
 }
 #include "cuda_common.h"
 #include "cuda_ops.h"
@@ -144,6 +145,46 @@ bool emu_linear_grad_c(tp_backend_t *be, const tp_cval_t *dy, const tp_cval_t *x
     return true;
 }
 
+// GELU_AUX_BIAS and DGELU_BGRAD as backend_cuda.cu asks cuBLASLt for them: the bias vector of
+// the output's type (bf16 under "bf16"), the product plus bias in float32, stored rounded as pre
+// and (after GELU) as y; backward the product times gelu'(pre) stored as dpre, its row sums
+// rounded to the output's type in a scratch vector that is then added into db. Where cuda
+// declines (an activation other than GELU, no bias, a leading dimension not a multiple of 8)
+// this does too.
+bool emu_linear_act_forward_c(tp_backend_t *be, tp_act_t act, const tp_cval_t *x,
+                              const tp_cval_t *w, const float *b, tp_cval_t *pre, tp_cval_t *y,
+                              float *scratch, int64_t N, int64_t in, int64_t out)
+{
+    if (act != TP_ACT_GELU || !b || out % 8 != 0) return false;
+    bool bf16 = state(be)->precision == TP_PREC_BF16;
+    float *acc = bf16 ? scratch : tp_cval_f32(pre);
+    float *bias = (float *)tp_emu_scratch(be, 2, (size_t)out * sizeof(float));
+    for (int64_t i = 0; i < out; i++)
+        bias[i] = bf16 ? tp_bf16_round(b[i]) : b[i];
+    emu_gemm_c(be, false, true, N, out, in, 1.0f, x, in, w, in, 0.0f, acc, out);
+    tp_emu_bias_add(be, acc, bias, N, out, false);
+    if (acc == scratch) tp_emu_to_compute(be, acc, pre, N * out);
+    tp_emu_act_forward_c(be, act, acc, y, N * out);
+    return true;
+}
+
+bool emu_linear_dx_act_c(tp_backend_t *be, tp_act_t act, const tp_cval_t *dy, const tp_cval_t *w,
+                         const tp_cval_t *pre, tp_cval_t *dpre, float *db, float *scratch,
+                         int64_t N, int64_t in, int64_t out)
+{
+    if (act != TP_ACT_GELU || !db || in % 8 != 0) return false;
+    emu_gemm_c(be, false, false, N, in, out, 1.0f, dy, out, w, in, 0.0f, scratch, in);
+    tp_emu_act_backward_c(be, act, pre, scratch, dpre, N * in);
+    float *bgrad = (float *)tp_emu_scratch(be, 2, (size_t)in * sizeof(float));
+    tp_emu_fill(be, bgrad, 0.0f, in);
+    tp_emu_bias_grad_c(be, dpre, bgrad, N, in, false);
+    if (state(be)->precision == TP_PREC_BF16)
+        for (int64_t i = 0; i < in; i++)
+            bgrad[i] = tp_bf16_round(bgrad[i]);
+    tp_emu_axpy(be, db, bgrad, 1.0f, in);
+    return true;
+}
+
 const tp_backend_iface_t emu_iface = {
     .name = "cuda-emu",
     .host_memory = true,
@@ -165,6 +206,8 @@ const tp_backend_iface_t emu_iface = {
     .xent_backward_c = tp_emu_xent_backward_c,
     .linear_forward_c = emu_linear_forward_c,
     .linear_grad_c = emu_linear_grad_c,
+    .linear_act_forward_c = emu_linear_act_forward_c,
+    .linear_dx_act_c = emu_linear_dx_act_c,
     .bias_add = tp_emu_bias_add,
     .bias_grad = tp_emu_bias_grad,
     .act_forward = tp_emu_act_forward,

@@ -191,6 +191,50 @@ static void linear_case(int64_t N, int64_t in, int64_t out, bool with_b, bool wi
     case_end();
 }
 
+/* tp_op_linear_act_forward_c and tp_op_linear_dx_act_c (cuBLASLt's GELU_AUX_BIAS and
+ * DGELU_BGRAD on cuda) against the ref's unfused ops on the same rounded inputs. Their outputs
+ * are compute copies: an element whose fp32 value differs in the last bits from the ref's may
+ * round to the neighbouring bf16 value, hence gemm's tolerance (fp32: TF32 products; bf16: one
+ * rounding of the output). The ref's dgelu reads pre as the GPU stored it. */
+static void linear_act_case(tp_act_t act, int64_t N, int64_t in, int64_t out)
+{
+    char sh[128];
+    snprintf(sh, sizeof sh, "%s N=%lld in=%lld out=%lld", act == TP_ACT_GELU ? "gelu" : "relu",
+             (long long)N, (long long)in, (long long)out);
+    size_t nx = (size_t)(N * in), nw = (size_t)(out * in), ny = (size_t)(N * out);
+    float *x = hround(hrnd(nx, 1.0f), nx), *w = hround(hrnd(nw, 1.0f), nw);
+    float *b = hrnd((size_t)out, 1.0f);
+    float *pr = hnan(ny), *yr = hnan(ny), *sr = hnan(ny);
+    tp_op_linear_act_forward_c(g_ref, act, CV(x), CV(w), b, CV(pr), CV(yr), sr, N, in, out);
+    tp_cval_t *dpre = dnanc(ny), *dy = dnanc(ny);
+    tp_op_linear_act_forward_c(g_gpu, act, dputc(x, nx), dputc(w, nw), dputf(b, (size_t)out), dpre,
+                               dy, dnan(ny), N, in, out);
+    float *pg = dgetc(dpre, ny);
+    expect("linear_act_forward_c pre", sh, tp_test_rel_err(pg, hround(pr, ny), ny), K_GEMM);
+    expect("linear_act_forward_c y", sh, tp_test_rel_err(dgetc(dy, ny), hround(yr, ny), ny),
+           K_GEMM);
+
+    /* Backward through the next layer (W2 [out2, out]): dy2 [N, out2] W2 into pre [N, out],
+     * the GPU's pre; db accumulates from non-zero values. */
+    int64_t out2 = in;
+    size_t nd = (size_t)(N * out2), nw2 = (size_t)(out2 * out);
+    float *d2 = hround(hrnd(nd, 1.0f), nd), *w2 = hround(hrnd(nw2, 1.0f), nw2);
+    float *db0 = hrnd((size_t)out, 2.0f), *dbr = hdup(db0, (size_t)out);
+    float *dpr = hnan(ny), *s2 = hnan(ny);
+    tp_op_linear_dx_act_c(g_ref, act, CV(d2), CV(w2), CV(pg), CV(dpr), dbr, s2, N, out, out2);
+    tp_cval_t *dpg = dnanc(ny);
+    float *ddb = dputf(db0, (size_t)out);
+    tp_op_linear_dx_act_c(g_gpu, act, dputc(d2, nd), dputc(w2, nw2), dpre, dpg, ddb, dnan(ny), N,
+                          out, out2);
+    expect("linear_dx_act_c dpre", sh, tp_test_rel_err(dgetc(dpg, ny), hround(dpr, ny), ny),
+           K_GEMM);
+    /* the ref sums dpre unrounded (its compute copies are float32); the GPU's stored dpre is bf16
+     */
+    expect("linear_dx_act_c db", sh, tp_test_rel_err(dgetf(ddb, (size_t)out), dbr, (size_t)out),
+           K_GEMM);
+    case_end();
+}
+
 static void test_linear(void)
 {
     static const int64_t shapes[][3] = {{1, 1, 1}, {7, 33, 130}, {130, 7, 33}, {33, 130, 7}};
@@ -203,6 +247,14 @@ static void test_linear(void)
     linear_case(257, 768, 768, true, true, false);
     linear_case(257, 768, 3072, true, false, false);
     linear_case(257, 3072, 768, true, true, false);
+    /* The MLP's fc and GELU (GPT-2: 768 -> 3072), shapes cuBLASLt takes (out a multiple of 8)
+     * and ones it does not (the unfused path), and ReLU (unfused everywhere). */
+    static const int64_t act_shapes[][3] = {
+        {1, 8, 16}, {7, 33, 130}, {130, 16, 24}, {257, 768, 3072}};
+    for (size_t s = 0; s < sizeof act_shapes / sizeof act_shapes[0]; s++)
+        for (int a = 0; a < 2; a++)
+            linear_act_case(a ? TP_ACT_GELU : TP_ACT_RELU, act_shapes[s][0], act_shapes[s][1],
+                            act_shapes[s][2]);
 }
 
 /* ---- bias, activations, dropout ------------------------------------------------------------ */
@@ -277,11 +329,15 @@ static void test_act(void)
             tp_cval_t *yc = off ? dputc_off(hnan(n), n) : dnanc(n);
             tp_cval_t *dxc = off ? dputc_off(hnan(n), n) : dnanc(n);
             tp_op_act_forward_c(g_gpu, act, dxg, yc, (int64_t)n);
-            tp_op_act_backward_c(g_gpu, act, dxg, ddy, dxc, (int64_t)n);
+            /* backward reads x as a compute copy too: the ref differentiates at the rounded x */
+            float *xr = hround(hdup(x, n), n), *dxr2 = hnan(n);
+            tp_op_act_backward(g_ref, act, xr, dy, dxr2, (int64_t)n);
+            tp_op_act_backward_c(g_gpu, act, off ? dputc_off(xr, n) : dputc(xr, n), ddy, dxc,
+                                 (int64_t)n);
             snprintf(op, sizeof op, "act_forward_c %s", nm);
             expect(op, sh, tp_test_rel_err(dgetc(yc, n), hround(yr, n), n), K_ELEM);
             snprintf(op, sizeof op, "act_backward_c %s", nm);
-            expect(op, sh, tp_test_rel_err(dgetc(dxc, n), hround(dxr, n), n), K_ELEM);
+            expect(op, sh, tp_test_rel_err(dgetc(dxc, n), hround(dxr2, n), n), K_ELEM);
             case_end();
         }
 }
