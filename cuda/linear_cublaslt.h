@@ -1,7 +1,8 @@
 /* cuBLASLt products with fused epilogues, for the CUDA backend's linear ops (backend.h's
- * tp_op_linear_forward_c and tp_op_linear_grad_c): the bias added, a residual read as the C
- * matrix and the bias gradient summed inside the product, so that none of them costs a pass of
- * its own over a [tokens, features] array. cuBLASLt chooses an algorithm per problem
+ * tp_op_linear_*_c): the bias added, a residual read as the C matrix, GELU applied (its input
+ * kept as an auxiliary output) or differentiated, and bias gradients summed inside the product,
+ * so that none of them costs a pass of its own over a [tokens, features] array. cuBLASLt chooses
+ * an algorithm per problem
  * (cublasLtMatmulAlgoGetHeuristic), which is slow to ask, so the answer is kept per problem; a
  * problem it has no algorithm for is remembered as such and the caller runs the unfused ops. */
 #ifndef TP_LINEAR_CUBLASLT_H

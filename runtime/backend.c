@@ -284,8 +284,10 @@ void tp_op_linear_act_forward_c(tp_backend_t *be, tp_act_t act, const tp_cval_t 
                                 float *scratch, int64_t N, int64_t in, int64_t out)
 {
     size_t cb = tp_backend_compute_bytes(be), n = (size_t)(N * out) * cb;
+    size_t ns = (size_t)(N * out) * sizeof(float);
     if (overlap(pre, n, y, n) || overlap(pre, n, x, (size_t)(N * in) * cb) ||
-        overlap(y, n, x, (size_t)(N * in) * cb) || (cb == 2 && !scratch)) {
+        overlap(y, n, x, (size_t)(N * in) * cb) ||
+        (cb == 2 && (!scratch || overlap(scratch, ns, pre, n) || overlap(scratch, ns, y, n)))) {
         fprintf(stderr, "tp_op_linear_act_forward_c: pre, y and x overlap, or no scratch "
                         "(backend.h's contract)\n");
         abort();
