@@ -346,7 +346,7 @@ run_check() {
 
     step profile 75 "$RES/profile.log" "$SELF" _profile "$work"
     sed -n '/op profile (rank/,/op profile ->/p' "$RES/profile.log" | sed 's/^[^]]*] //' | head -45
-    grep -A22 '^# GPT training products' "$RES/profile.log"
+    grep -A32 '^# GPT training products' "$RES/profile.log"
 
     step torch 170 "$RES/torch.log" "$PY" tests/gpu/torch_gpt_baseline.py \
         --batch 16 --seq 1024 --warmup 5 --steps 20 --compile auto

@@ -172,6 +172,17 @@ def cmd_summary(a):
                 ok &= e is None or e[2] == "yes"
             out.append("  %-30s | %-21s | %-21s | %s" % (op, cells[0], cells[1],
                                                          "yes" if ok else "NO"))
+    # Fused linear products cuBLASLt declined (cuda/linear_cublaslt.cu logs each problem once):
+    # those ran as separate ops, so the fusion being measured did not happen for them.
+    declined = []
+    for name in ("ops.log", "tulpar.log", "profile.log"):
+        for line in read(os.path.join(d, name)).splitlines():
+            m = re.search(r"(cuBLASLt has no algorithm for|cublasLtMatmul refused) (.*)", line)
+            if m:
+                declined.append("%s: %s" % (name, m.group(2)[:90]))
+    out.append("cuBLASLt fused products declined (ran unfused): %d" % len(declined))
+    for line in declined[:6]:
+        out.append("  " + line)
     out.append("test_comm_nccl: %s" % verdict(rc.get("nccl", "")))
 
     train = read(os.path.join(d, "train.log"))
