@@ -111,15 +111,17 @@ void tp_op_linear_grad_c(tp_backend_t *be, const tp_cval_t *dy, const tp_cval_t 
 /* A linear layer followed by an activation (the MLP's first layer), fused where the backend can
  * (cuda: cuBLASLt's GELU_AUX_BIAS epilogue): pre = x W^T + b and y = act(pre), both compute
  * copies [N, out] (pre is what backward differentiates the activation at; under "bf16" it is
- * stored in bf16, as the fused epilogue writes it). Unfused: tp_op_gemm_c, bias_add, then
- * to_compute and act_forward_c, through scratch (N * out floats, the caller's; unused when
- * compute copies are float32). */
+ * stored in bf16, as the fused epilogue writes it; a fused bf16 product also adds b rounded to
+ * bf16, the epilogue's documented bias type). Unfused: tp_op_gemm_c, bias_add, then to_compute
+ * and act_forward_c, through scratch (N * out floats, the caller's; unused when compute copies
+ * are float32). */
 void tp_op_linear_act_forward_c(tp_backend_t *be, tp_act_t act, const tp_cval_t *x,
                                 const tp_cval_t *w, const float *b, tp_cval_t *pre, tp_cval_t *y,
                                 float *scratch, int64_t N, int64_t in, int64_t out);
 /* Backward through a linear layer (W [out, in], dy [N, out]) into the activation before it:
  * dpre = (dy W) * act'(pre) with pre [N, in] that activation's input, then db += colsum(dpre)
- * (the bias of the layer that made pre; db may be NULL). cuda: cuBLASLt's DGELU_BGRAD epilogue.
+ * (the bias of the layer that made pre; db may be NULL). cuda: cuBLASLt's DGELU_BGRAD epilogue,
+ * whose bias gradient is rounded to bf16 under "bf16" before it is added to db.
  * Unfused: tp_op_gemm_c into scratch (N * in floats), act_backward_c, bias_grad_c; when compute
  * copies are float32, scratch may be dpre. */
 void tp_op_linear_dx_act_c(tp_backend_t *be, tp_act_t act, const tp_cval_t *dy, const tp_cval_t *w,
