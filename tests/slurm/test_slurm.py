@@ -35,8 +35,10 @@ try:
     run = h.path("runs", "tiny-%s" % jid)
     h.check(newest_checkpoint(run) is not None and newest_checkpoint(run).endswith("ckpt_00000030.h5"),
             "run directory per job with the final checkpoint")
+    tiny_step_ms = 0.0
     if os.path.exists(os.path.join(run, "summary.json")):
         h.check(read_summary(run)["world_size"] == 2, "2 ranks through srun --mpi=pmix")
+        tiny_step_ms = float(read_summary(run).get("step_time_ms_median", 0.0))
 
     # Batch inference from that checkpoint on 2 tasks, and a bad mode refused.
     infer = os.path.join(h.source, "slurm", "infer.sbatch")
@@ -62,8 +64,13 @@ try:
     h.check(j.get("ExitCode") == "2:0" and "missing.cfg" in out and "not a readable file" in out,
             "a missing config is refused (exit 2, names the file)", out[-1000:])
 
-    # Preemption: a long job told to stop checkpoints, requeues, resumes and finishes.
-    cfg = h.write_config("long.cfg", tiny_mlp_config(steps=1500, batch=64, every=0))
+    # Preemption: a long job told to stop checkpoints, requeues, resumes and finishes. "Long" in
+    # time, not steps: a fixed count finished before the signal arrived on an idle machine (1500
+    # steps in 0.7 s) and passed only when the machine was slow. About 15 s at the tiny job's
+    # step time, so the signal lands mid-run however fast or slow (sanitizers) the build is.
+    step_ms = tiny_step_ms if tiny_step_ms > 0 else 1.0
+    long_steps = max(1500, min(200000, int(15000.0 / step_ms)))
+    cfg = h.write_config("long.cfg", tiny_mlp_config(steps=long_steps, batch=64, every=0))
     jid = cluster.sbatch(["-n", "2", "-o", h.path("long-%j.out"), script, cfg], h.tmp, env)
     run = h.path("runs", "long-%s" % jid)
     t0 = time.time()
@@ -90,9 +97,10 @@ try:
     h.check("SIGUSR1 received" in out and "stop requested" in out and "requeued job" in out
             and "resumed from" in out, "the job log shows stop, checkpoint, requeue and resume")
     ck = newest_checkpoint(run)
-    h.check(ck is not None and ck.endswith("ckpt_00001500.h5"), "the resumed run reached the last step")
+    h.check(ck is not None and ck.endswith("ckpt_%08d.h5" % long_steps),
+            "the resumed run reached the last step (%d)" % long_steps)
     s = read_summary(run) if os.path.exists(os.path.join(run, "summary.json")) else {}
-    h.check(s.get("first_step", 0) > 0 and s.get("steps") == 1500,
+    h.check(s.get("first_step", 0) > 0 and s.get("steps") == long_steps,
             "the second run started from the stop checkpoint (first_step %s)" % s.get("first_step"))
 
     # A real time limit: Slurm itself sends the warning signal (--signal=B:USR1@45 on a 1-minute
