@@ -17,6 +17,7 @@ extern "C" {
 }
 #include "backend_cuda.h"
 #include "cuda_common.h"
+#include "cublas_check.h"
 #include "cuda_ops.h"
 #include "linear_cublaslt.h"
 
@@ -77,17 +78,6 @@ static cuda_state_t *state_of(const tp_backend_t *be)
         if (init_st_ != CUBLAS_STATUS_SUCCESS)                                                     \
             return TP_ERR(TP_ERR_CUDA, "backend 'cuda': %s failed: %s", #call,                     \
                           cublasGetStatusString(init_st_));                                        \
-    } while (0)
-
-// Inside ops (void, like TP_CUDA_FATAL): print file:line and cuBLAS's message, then exit.
-#define CUBLAS_FATAL(call)                                                                         \
-    do {                                                                                           \
-        cublasStatus_t fatal_st_ = (call);                                                         \
-        if (fatal_st_ != CUBLAS_STATUS_SUCCESS) {                                                  \
-            fprintf(stderr, "%s:%d: %s failed: %s\n", __FILE__, __LINE__, #call,                   \
-                    cublasGetStatusString(fatal_st_));                                             \
-            exit(1);                                                                               \
-        }                                                                                          \
     } while (0)
 
 // ---- gemm with K == 0: C = beta * C (cuBLAS is not asked about an empty product) -------------
@@ -475,11 +465,11 @@ static void gemm_ex(tp_backend_t *be, bool ta, bool tb, int64_t M, int64_t N, in
         TP_CUDA_LAUNCHED();
         return;
     }
-    CUBLAS_FATAL(cublasGemmEx(s->cublas, tb ? CUBLAS_OP_T : CUBLAS_OP_N,
-                              ta ? CUBLAS_OP_T : CUBLAS_OP_N, gemm_int(N, "N"), gemm_int(M, "M"),
-                              gemm_int(K, "K"), &alpha, B, ab, gemm_int(ldb, "ldb"), A, ab,
-                              gemm_int(lda, "lda"), &beta, C, CUDA_R_32F, gemm_int(ldc, "ldc"),
-                              compute, CUBLAS_GEMM_DEFAULT));
+    TP_CUBLAS_FATAL(cublasGemmEx(s->cublas, tb ? CUBLAS_OP_T : CUBLAS_OP_N,
+                                 ta ? CUBLAS_OP_T : CUBLAS_OP_N, gemm_int(N, "N"), gemm_int(M, "M"),
+                                 gemm_int(K, "K"), &alpha, B, ab, gemm_int(ldb, "ldb"), A, ab,
+                                 gemm_int(lda, "lda"), &beta, C, CUDA_R_32F, gemm_int(ldc, "ldc"),
+                                 compute, CUBLAS_GEMM_DEFAULT));
 }
 
 // float32 operands: TF32 tensor cores, or under "bf16" operands rounded to bf16 by cuBLAS.

@@ -1,10 +1,11 @@
 // cuBLASLt products with fused epilogues (linear_cublaslt.h): the CUDA backend's linear ops.
 //
-// A problem's descriptors are made per call (host-side structs, microseconds); the algorithm,
-// which cublasLtMatmulAlgoGetHeuristic takes tens of microseconds to choose, is kept per problem:
-// shape, leading dimensions, types, epilogue and the operands' alignment (cuBLASLt picks kernels
-// that assume the alignment it was shown). A GPT step has a few dozen distinct problems; one
-// cuBLASLt declines is looked up before any descriptor is made.
+// Everything about a problem is made once and kept: its descriptors (host allocations) and the
+// algorithms cublasLtMatmulAlgoGetHeuristic takes tens of microseconds to choose. A problem is
+// its shape, leading dimensions, types, epilogue and the operands' alignment (cuBLASLt picks
+// kernels that assume the alignment it was shown). A GPT step has a few dozen distinct problems,
+// all met in its first step; after that a call only points the kept descriptor at this call's
+// epilogue vectors, so a training step allocates nothing here.
 #include <cublasLt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,18 +15,8 @@
 extern "C" {
 #include "tp_error.h"
 }
+#include "cublas_check.h"
 #include "linear_cublaslt.h"
-
-// Inside an op: print file:line and cuBLAS's message, then exit (cuda_common.h's convention).
-#define LT_FATAL(call)                                                                             \
-    do {                                                                                           \
-        cublasStatus_t lt_st_ = (call);                                                            \
-        if (lt_st_ != CUBLAS_STATUS_SUCCESS) {                                                     \
-            fprintf(stderr, "%s:%d: %s failed: %s\n", __FILE__, __LINE__, #call,                   \
-                    cublasGetStatusString(lt_st_));                                                \
-            exit(1);                                                                               \
-        }                                                                                          \
-    } while (0)
 
 typedef struct lt_key {
     int32_t epilogue, ta, tb, ab, cd, compute, c_is_d, beta_zero;
@@ -37,9 +28,18 @@ typedef struct lt_key {
 // refuses it.
 #define LT_ALGOS 4
 
+// The descriptors of one problem (made by lt_desc_make, destroyed by lt_desc_free).
+typedef struct lt_desc {
+    cublasLtMatmulDesc_t op;
+    cublasLtMatrixLayout_t a, b, c, d;
+} lt_desc_t;
+
+static void lt_desc_free(lt_desc_t *d);
+
 typedef struct lt_entry {
     lt_key_t key;
-    int n_algo; // 0: cuBLASLt declined the problem
+    int n_algo;  // 0: cuBLASLt declined the problem (its descriptors are freed)
+    lt_desc_t d; // while n_algo > 0
     cublasLtMatmulAlgo_t algo[LT_ALGOS];
 } lt_entry_t;
 
@@ -92,6 +92,8 @@ extern "C" void tp_lt_free(tp_lt_t *lt)
     if (!lt) return;
     if (lt->workspace) (void)cudaFree(lt->workspace);
     if (lt->handle) (void)cublasLtDestroy(lt->handle);
+    for (int i = 0; i < lt->n; i++)
+        if (lt->entries[i].n_algo > 0) lt_desc_free(&lt->entries[i].d);
     free(lt->entries);
     free(lt);
 }
@@ -131,46 +133,52 @@ static lt_key_t key_of(const tp_lt_matmul_t *p)
     return k;
 }
 
-// The descriptors of one problem (destroyed by lt_desc_free).
-typedef struct lt_desc {
-    cublasLtMatmulDesc_t op;
-    cublasLtMatrixLayout_t a, b, c, d;
-} lt_desc_t;
-
 static void lt_desc_make(const tp_lt_matmul_t *p, lt_desc_t *d)
 {
-    LT_FATAL(cublasLtMatmulDescCreate(&d->op, p->compute, CUDA_R_32F));
+    TP_CUBLAS_FATAL(cublasLtMatmulDescCreate(&d->op, p->compute, CUDA_R_32F));
     cublasOperation_t ta = p->ta ? CUBLAS_OP_T : CUBLAS_OP_N,
                       tb = p->tb ? CUBLAS_OP_T : CUBLAS_OP_N;
-    LT_FATAL(cublasLtMatmulDescSetAttribute(d->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
-    LT_FATAL(cublasLtMatmulDescSetAttribute(d->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
+    TP_CUBLAS_FATAL(
+        cublasLtMatmulDescSetAttribute(d->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
+    TP_CUBLAS_FATAL(
+        cublasLtMatmulDescSetAttribute(d->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
     static const cublasLtEpilogue_t epis[] = {
         CUBLASLT_EPILOGUE_DEFAULT,       CUBLASLT_EPILOGUE_BIAS,        CUBLASLT_EPILOGUE_BGRADB,
         CUBLASLT_EPILOGUE_GELU_AUX_BIAS, CUBLASLT_EPILOGUE_DGELU_BGRAD,
     };
     cublasLtEpilogue_t epi = epis[p->epilogue];
-    LT_FATAL(
+    TP_CUBLAS_FATAL(
         cublasLtMatmulDescSetAttribute(d->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
-    if (p->epilogue != TP_LT_NONE) { // the bias vector's type is left at its default, D's type
+    if (p->aux) {
+        int64_t ld = p->ldaux;
+        TP_CUBLAS_FATAL(cublasLtMatmulDescSetAttribute(d->op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD,
+                                                       &ld, sizeof ld));
+    }
+    // Stored shapes: op(A) is m x k, so A itself is k x m when transposed.
+    TP_CUBLAS_FATAL(cublasLtMatrixLayoutCreate(&d->a, p->ab, (uint64_t)(p->ta ? p->k : p->m),
+                                               (uint64_t)(p->ta ? p->m : p->k), p->lda));
+    TP_CUBLAS_FATAL(cublasLtMatrixLayoutCreate(&d->b, p->ab, (uint64_t)(p->tb ? p->n : p->k),
+                                               (uint64_t)(p->tb ? p->k : p->n), p->ldb));
+    TP_CUBLAS_FATAL(
+        cublasLtMatrixLayoutCreate(&d->c, p->cd, (uint64_t)p->m, (uint64_t)p->n, p->ldc));
+    TP_CUBLAS_FATAL(
+        cublasLtMatrixLayoutCreate(&d->d, p->cd, (uint64_t)p->m, (uint64_t)p->n, p->ldd));
+}
+
+// This call's epilogue vectors (host-side attributes: nothing is allocated). The bias vector's
+// type is left at its default, D's type.
+static void lt_desc_point(const tp_lt_matmul_t *p, lt_desc_t *d)
+{
+    if (p->epilogue != TP_LT_NONE) {
         const void *bias = p->bias;
-        LT_FATAL(cublasLtMatmulDescSetAttribute(d->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
-                                                sizeof bias));
+        TP_CUBLAS_FATAL(cublasLtMatmulDescSetAttribute(d->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
+                                                       &bias, sizeof bias));
     }
     if (p->aux) {
         void *aux = p->aux;
-        int64_t ld = p->ldaux;
-        LT_FATAL(cublasLtMatmulDescSetAttribute(d->op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER,
-                                                &aux, sizeof aux));
-        LT_FATAL(cublasLtMatmulDescSetAttribute(d->op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &ld,
-                                                sizeof ld));
+        TP_CUBLAS_FATAL(cublasLtMatmulDescSetAttribute(
+            d->op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux, sizeof aux));
     }
-    // Stored shapes: op(A) is m x k, so A itself is k x m when transposed.
-    LT_FATAL(cublasLtMatrixLayoutCreate(&d->a, p->ab, (uint64_t)(p->ta ? p->k : p->m),
-                                        (uint64_t)(p->ta ? p->m : p->k), p->lda));
-    LT_FATAL(cublasLtMatrixLayoutCreate(&d->b, p->ab, (uint64_t)(p->tb ? p->n : p->k),
-                                        (uint64_t)(p->tb ? p->k : p->n), p->ldb));
-    LT_FATAL(cublasLtMatrixLayoutCreate(&d->c, p->cd, (uint64_t)p->m, (uint64_t)p->n, p->ldc));
-    LT_FATAL(cublasLtMatrixLayoutCreate(&d->d, p->cd, (uint64_t)p->m, (uint64_t)p->n, p->ldd));
 }
 
 static void lt_desc_free(lt_desc_t *d)
@@ -207,9 +215,9 @@ static void log_declined(const tp_lt_matmul_t *p, const char *who, const char *w
 
 // Ask cuBLASLt's heuristic for up to LT_ALGOS algorithms, telling it the operands' actual
 // alignment (it assumes 256 bytes otherwise, and a kernel that needs more than a pointer has is
-// refused at run time); NULL when out of host memory.
-static lt_entry_t *entry_add(tp_lt_t *lt, const lt_key_t *key, const tp_lt_matmul_t *p,
-                             const lt_desc_t *d)
+// refused at run time); the entry keeps the problem's descriptors while it has algorithms.
+// NULL when out of host memory.
+static lt_entry_t *entry_add(tp_lt_t *lt, const lt_key_t *key, const tp_lt_matmul_t *p)
 {
     if (lt->n == lt->cap) {
         int cap = lt->cap ? 2 * lt->cap : 64;
@@ -221,18 +229,22 @@ static lt_entry_t *entry_add(tp_lt_t *lt, const lt_key_t *key, const tp_lt_matmu
     lt_entry_t *e = &lt->entries[lt->n++];
     memset(e, 0, sizeof *e);
     e->key = *key;
+    lt_desc_t *d = &e->d;
+    lt_desc_make(p, d);
+    lt_desc_point(p, d); // the heuristic reads the vectors' addresses for their alignment
     cublasLtMatmulPreference_t pref;
-    LT_FATAL(cublasLtMatmulPreferenceCreate(&pref));
-    LT_FATAL(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-                                                  &lt->workspace_bytes,
-                                                  sizeof lt->workspace_bytes));
+    TP_CUBLAS_FATAL(cublasLtMatmulPreferenceCreate(&pref));
+    TP_CUBLAS_FATAL(
+        cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                             &lt->workspace_bytes, sizeof lt->workspace_bytes));
     const uint32_t align[4] = {(uint32_t)key->align_a, (uint32_t)key->align_b,
                                (uint32_t)key->align_c, (uint32_t)key->align_d};
     const cublasLtMatmulPreferenceAttributes_t attr[4] = {
         CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
         CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
     for (int i = 0; i < 4; i++)
-        LT_FATAL(cublasLtMatmulPreferenceSetAttribute(pref, attr[i], &align[i], sizeof align[i]));
+        TP_CUBLAS_FATAL(
+            cublasLtMatmulPreferenceSetAttribute(pref, attr[i], &align[i], sizeof align[i]));
     cublasLtMatmulHeuristicResult_t res[LT_ALGOS];
     memset(res, 0, sizeof res);
     int found = 0;
@@ -242,6 +254,7 @@ static lt_entry_t *entry_add(tp_lt_t *lt, const lt_key_t *key, const tp_lt_matmu
     for (int i = 0; st == CUBLAS_STATUS_SUCCESS && i < found; i++)
         if (res[i].state == CUBLAS_STATUS_SUCCESS) e->algo[e->n_algo++] = res[i].algo;
     if (e->n_algo == 0) {
+        lt_desc_free(d);
         lt->unsupported++;
         log_declined(p, "cuBLASLt has no algorithm for",
                      st != CUBLAS_STATUS_SUCCESS ? cublasGetStatusString(st) : "none found");
@@ -259,28 +272,28 @@ extern "C" bool tp_lt_matmul(tp_lt_t *lt, const tp_lt_matmul_t *p)
         return false;
     lt_key_t key = key_of(p);
     lt_entry_t *e = entry_find(lt, &key);
-    if (e && e->n_algo == 0) return false; // known to be declined: no descriptors needed
-    lt_desc_t d;
-    lt_desc_make(p, &d);
-    if (!e) e = entry_add(lt, &key, p, &d);
+    if (!e) e = entry_add(lt, &key, p);
+    if (!e || e->n_algo == 0) return false; // out of host memory, or declined
+    lt_desc_t *d = &e->d;
+    lt_desc_point(p, d);
     bool done = false;
-    while (e && !done && e->n_algo > 0) {
-        cublasStatus_t st =
-            cublasLtMatmul(lt->handle, d.op, &p->alpha, p->A, d.a, p->B, d.b, &p->beta, p->C, d.c,
-                           p->D, d.d, &e->algo[0], lt->workspace, lt->workspace_bytes, lt->stream);
+    while (!done && e->n_algo > 0) {
+        cublasStatus_t st = cublasLtMatmul(lt->handle, d->op, &p->alpha, p->A, d->a, p->B, d->b,
+                                           &p->beta, p->C, d->c, p->D, d->d, &e->algo[0],
+                                           lt->workspace, lt->workspace_bytes, lt->stream);
         if (st == CUBLAS_STATUS_NOT_SUPPORTED || st == CUBLAS_STATUS_INVALID_VALUE) {
             // The heuristic offered what the call then refused (nothing was queued): drop that
             // algorithm and try the next, falling back when none is left.
             memmove(&e->algo[0], &e->algo[1], (size_t)(e->n_algo - 1) * sizeof e->algo[0]);
             if (--e->n_algo == 0) {
+                lt_desc_free(d);
                 lt->unsupported++;
                 log_declined(p, "cublasLtMatmul refused", cublasGetStatusString(st));
             }
         } else {
-            LT_FATAL(st);
+            TP_CUBLAS_FATAL(st);
             done = true;
         }
     }
-    lt_desc_free(&d);
     return done;
 }

@@ -150,17 +150,25 @@ static void ref_maxpool_backward(tp_backend_t *be, const float *dy, const int32_
             dx[bc * H * W + argmax[bc * Ho * Wo + o]] += dy[bc * Ho * Wo + o];
 }
 
+/* A row's max and sum of exp(z - max), in double. */
+static void ref_row_max_sum(const float *z, int64_t C, double *mx, double *sum)
+{
+    double m = z[0], s = 0;
+    for (int64_t c = 1; c < C; c++)
+        m = z[c] > m ? z[c] : m;
+    for (int64_t c = 0; c < C; c++)
+        s += exp(z[c] - m);
+    *mx = m;
+    *sum = s;
+}
+
 static void ref_softmax_xent_forward(tp_backend_t *be, const float *logits, const int32_t *labels,
                                      float *probs, float *loss, int64_t B, int64_t C)
 {
     for (int64_t b = 0; b < B; b++) {
         const float *z = logits + b * C;
-        double mx = z[0];
-        for (int64_t c = 1; c < C; c++)
-            mx = z[c] > mx ? z[c] : mx;
-        double sum = 0;
-        for (int64_t c = 0; c < C; c++)
-            sum += exp(z[c] - mx);
+        double mx, sum;
+        ref_row_max_sum(z, C, &mx, &sum);
         for (int64_t c = 0; c < C; c++)
             probs[b * C + c] = (float)(exp(z[c] - mx) / sum);
         loss[b] = (float)(log(sum) + mx - z[labels[b]]);
@@ -180,12 +188,8 @@ static void ref_xent_forward(tp_backend_t *be, const float *logits, const int32_
 {
     for (int64_t b = 0; b < B; b++) {
         const float *z = logits + b * C;
-        double mx = z[0];
-        for (int64_t c = 1; c < C; c++)
-            mx = z[c] > mx ? z[c] : mx;
-        double sum = 0;
-        for (int64_t c = 0; c < C; c++)
-            sum += exp(z[c] - mx);
+        double mx, sum;
+        ref_row_max_sum(z, C, &mx, &sum);
         lse[b] = (float)(log(sum) + mx);
         loss[b] = (float)(log(sum) + mx - z[labels[b]]);
     }

@@ -81,8 +81,14 @@ typedef struct operands {
     float *C;
 } operands_t;
 
-static void call(tp_backend_t *be, const product_t *p, bool c, const operands_t *o)
+/* A timed call: `what` (a product or a linear row) with variant `alt` (compute copies, or the
+ * fused op) on `operands`. */
+typedef void (*call_fn)(tp_backend_t *be, const void *what, bool alt, const void *operands);
+
+static void call_product(tp_backend_t *be, const void *what, bool c, const void *operands)
 {
+    const product_t *p = what;
+    const operands_t *o = operands;
     if (c)
         tp_op_gemm_c(be, p->ta, p->tb, p->M, p->N, p->K, 1.0f, o->Ac, p->lda, o->Bc, p->ldb,
                      p->beta, o->C, p->N);
@@ -93,14 +99,14 @@ static void call(tp_backend_t *be, const product_t *p, bool c, const operands_t 
 
 /* Mean ms per call of `iters` back-to-back calls (one host wait at the end, as in training),
  * after one warm-up call (cuBLAS's heuristics and workspace). */
-static double time_product(tp_backend_t *be, const product_t *p, bool c, const operands_t *o,
-                           int iters)
+static double time_calls(tp_backend_t *be, call_fn fn, const void *what, bool alt,
+                         const void *operands, int iters)
 {
-    call(be, p, c, o);
+    fn(be, what, alt, operands);
     tp_backend_synchronize(be);
     double t0 = tp_now();
     for (int it = 0; it < iters; it++)
-        call(be, p, c, o);
+        fn(be, what, alt, operands);
     tp_backend_synchronize(be);
     return 1e3 * (tp_now() - t0) / iters;
 }
@@ -190,25 +196,12 @@ static void call_fused(tp_backend_t *be, const linear_row_t *r, const linear_ope
     }
 }
 
-static void call_linear(tp_backend_t *be, const linear_row_t *r, bool fused,
-                        const linear_operands_t *o)
+static void call_linear(tp_backend_t *be, const void *what, bool fused, const void *operands)
 {
     if (fused)
-        call_fused(be, r, o);
+        call_fused(be, what, operands);
     else
-        call_separate(be, r, o);
-}
-
-static double time_linear(tp_backend_t *be, const linear_row_t *r, bool fused,
-                          const linear_operands_t *o, int iters)
-{
-    call_linear(be, r, fused, o);
-    tp_backend_synchronize(be);
-    double t0 = tp_now();
-    for (int it = 0; it < iters; it++)
-        call_linear(be, r, fused, o);
-    tp_backend_synchronize(be);
-    return 1e3 * (tp_now() - t0) / iters;
+        call_separate(be, what, operands);
 }
 
 static double tflops(const product_t *p, double ms)
@@ -318,7 +311,7 @@ static tp_status_t run(tp_backend_t *be, int64_t N, int64_t C, int64_t V, int64_
         for (int i = 0; i < n; i++) {
             operands_t o = {A, B, Ac, Bc, Cm};
             for (int c = 0; c < 2; c++)
-                p[i].ms[c] = time_product(be, &p[i], c, &o, iters);
+                p[i].ms[c] = time_calls(be, call_product, &p[i], c, &o, iters);
             printf("  %-24s %c%c %6lld %6lld %6lld %6lld | %9.3f %8.1f | %9.3f %8.1f | %7.2f\n",
                    p[i].name, p[i].ta ? 'T' : 'N', p[i].tb ? 'T' : 'N', (long long)p[i].M,
                    (long long)p[i].N, (long long)p[i].K, (long long)p[i].lda, p[i].ms[0],
@@ -346,7 +339,7 @@ static tp_status_t run(tp_backend_t *be, int64_t N, int64_t C, int64_t V, int64_
         double lstep[2] = {0, 0};
         for (int i = 0; i < nl; i++) {
             for (int f = 0; f < 2; f++) {
-                lr[i].ms[f] = time_linear(be, &lr[i], f, &lo, iters);
+                lr[i].ms[f] = time_calls(be, call_linear, &lr[i], f, &lo, iters);
                 lstep[f] += lr[i].ms[f] * (double)L;
             }
             printf("  %-24s %6lld %6lld %6lld | %11.3f %9.3f | %7.2f\n", lr[i].name,
