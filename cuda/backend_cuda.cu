@@ -568,11 +568,35 @@ static bool cuda_linear_grad_c(tp_backend_t *be, const tp_cval_t *dy, const tp_c
     return true;
 }
 
+// The bias vector of a product whose output D is a compute copy has D's type (what cuBLASLt
+// documents): under "bf16" a bf16 copy of b (out elements, in scratch).
+static const void *lt_bias_of_d_type(tp_backend_t *be, const float *b, int64_t out)
+{
+    if (!b || state_of(be)->precision != TP_PREC_BF16) return b;
+    tp_cval_t *bc = (tp_cval_t *)tp_cuda_scratch(be, TP_CUDA_LT_BGRAD_SLOT, (size_t)out * 2);
+    tp_cuda_to_compute(be, b, bc, out);
+    return bc;
+}
+
+// y = x W^T + b as a compute copy: cuda_linear_forward_c's product with D (and so the bias
+// vector) of the compute type.
+static bool cuda_linear_forward_to_c(tp_backend_t *be, const tp_cval_t *x, const tp_cval_t *w,
+                                     const float *b, tp_cval_t *y, float *scratch, int64_t N,
+                                     int64_t in, int64_t out)
+{
+    (void)scratch;
+    cuda_state_t *s = state_of(be);
+    tp_lt_matmul_t p = lt_problem(s, true, false, out, N, in, w, in, x, in, true, y, out);
+    p.epilogue = b ? TP_LT_BIAS : TP_LT_NONE;
+    p.bias = (void *)lt_bias_of_d_type(be, b, out);
+    return tp_lt_matmul(s->lt, &p);
+}
+
 // pre = x W^T + b and y = gelu(pre), both compute copies: as cuda_linear_forward_c with the
 // GELU_AUX_BIAS epilogue, D = y and the auxiliary output = pre (of D's type: bf16 under "bf16",
 // which is why the op stores pre as a compute copy). The bias vector is of D's type too (what
-// cuBLASLt documents), so under "bf16" a bf16 copy of b is made first (out elements). cuBLASLt
-// wants the auxiliary output's leading dimension a multiple of 8.
+// cuBLASLt documents: lt_bias_of_d_type). cuBLASLt wants the auxiliary output's leading
+// dimension a multiple of 8.
 static bool cuda_linear_act_forward_c(tp_backend_t *be, tp_act_t act, const tp_cval_t *x,
                                       const tp_cval_t *w, const float *b, tp_cval_t *pre,
                                       tp_cval_t *y, float *scratch, int64_t N, int64_t in,
@@ -583,12 +607,7 @@ static bool cuda_linear_act_forward_c(tp_backend_t *be, tp_act_t act, const tp_c
     cuda_state_t *s = state_of(be);
     tp_lt_matmul_t p = lt_problem(s, true, false, out, N, in, w, in, x, in, true, y, out);
     p.epilogue = TP_LT_GELU_AUX_BIAS;
-    p.bias = (void *)b;
-    if (s->precision == TP_PREC_BF16) {
-        tp_cval_t *bc = (tp_cval_t *)tp_cuda_scratch(be, TP_CUDA_LT_BGRAD_SLOT, (size_t)out * 2);
-        tp_cuda_to_compute(be, b, bc, out);
-        p.bias = bc;
-    }
+    p.bias = (void *)lt_bias_of_d_type(be, b, out);
     p.aux = pre;
     p.ldaux = out;
     return tp_lt_matmul(s->lt, &p);
@@ -640,6 +659,7 @@ extern "C" const tp_backend_iface_t tp_backend_cuda_iface = {
     .xent_backward_c = tp_cuda_xent_backward_c,
     .linear_forward_c = cuda_linear_forward_c,
     .linear_grad_c = cuda_linear_grad_c,
+    .linear_forward_to_c = cuda_linear_forward_to_c,
     .linear_act_forward_c = cuda_linear_act_forward_c,
     .linear_dx_act_c = cuda_linear_dx_act_c,
     .bias_add = tp_cuda_bias_add,

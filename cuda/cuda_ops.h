@@ -81,9 +81,9 @@ void tp_cuda_layernorm_backward(tp_backend_t *be, const float *dy, const float *
                                 const float *mean, const float *rstd, float *dx, float *dw,
                                 float *db, int64_t N, int64_t C);
 int64_t tp_cuda_attention_att_numel(tp_backend_t *be, int64_t B, int64_t T, int64_t NH);
-void tp_cuda_attention_forward(tp_backend_t *be, const float *qkv, tp_cval_t *out, float *att,
+void tp_cuda_attention_forward(tp_backend_t *be, const tp_cval_t *qkv, tp_cval_t *out, float *att,
                                int64_t B, int64_t T, int64_t C, int64_t NH);
-void tp_cuda_attention_backward(tp_backend_t *be, const float *dout, const float *qkv,
+void tp_cuda_attention_backward(tp_backend_t *be, const float *dout, const tp_cval_t *qkv,
                                 const float *att, const tp_cval_t *out, tp_cval_t *dqkv, int64_t B,
                                 int64_t T, int64_t C, int64_t NH);
 void tp_cuda_attention_decode(tp_backend_t *be, const float *q, const float *kcache,

@@ -2,10 +2,13 @@
  * FlashAttention-2's forward and backward with every product on mma.sync m16n8k16 (bf16 inputs,
  * fp32 accumulation) and the softmax, D and dS in fp32, all in registers: the fragment layout of
  * an m16n8 accumulator is, pair by pair, the layout of an m16k16 A operand, so S turns into P (and
- * dP into dS) without going through shared memory. Inputs (qkv, dout) are fp32 and rounded to
- * bf16 as tiles are loaded; out and dqkv are compute copies (bf16 in this precision), written once
- * per element from the fp32 accumulators. Checked in CI on the CPU by tests/emu (the GPU op
- * test's tolerances), whose mma is emulated from the PTX ISA's fragment layout. */
+ * dP into dS) without going through shared memory. qkv is a compute copy (bf16 here, as the qkv
+ * product wrote it) and dout is rounded to bf16 once, by the backward's first kernel; tiles of
+ * both are copied into shared memory with cp.async, the next tile landing while the current one
+ * is used, and read as mma operands with ldmatrix. out and dqkv are compute copies (bf16 in this
+ * precision), written once per element from the fp32 accumulators. Checked in CI on the CPU by
+ * tests/emu (the GPU op test's tolerances), whose mma is emulated from the PTX ISA's fragment
+ * layout. */
 #include "attention_impl.h"
 #include "cuda_ops.h"
 
@@ -19,6 +22,19 @@ namespace
 
 constexpr int kTcThreads = 128; /* 4 warps, 16 rows of the 64-row tile each */
 
+/* Block order: a 1-D grid of B * NH heads x ntiles tiles, a head's tiles consecutive and its
+ * longest first (causal tiles differ in length up to ntiles times). Blocks in flight at once then
+ * share few heads, whose q, k, v (about 1 MB per head at T = 1024) stay in L2 while all of that
+ * head's tiles re-read them; with the heads varying fastest, every tile row would sweep the
+ * whole qkv array (150 MB per GPT-2 layer, three times L2) through HBM again. */
+struct TcBlock {
+    int bh, tile;
+};
+__device__ __forceinline__ TcBlock tc_block(int ntiles)
+{
+    return {(int)(blockIdx.x / ntiles), ntiles - 1 - (int)(blockIdx.x % ntiles)};
+}
+
 /* ---- mma.sync m16n8k16, bf16 x bf16 -> fp32 ----------------------------------------------------
  * With g = lane / 4 and t = lane % 4 (PTX ISA, "Matrix Fragments for mma.m16n8k16"):
  *   a[0] = A[g][2t, 2t+1]   a[1] = A[g+8][2t, 2t+1]   a[2] = A[g][2t+8, +9]   a[3] = A[g+8][2t+8,
@@ -31,18 +47,6 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi)
 #else
     __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
     return *reinterpret_cast<uint32_t *>(&v);
-#endif
-}
-
-/* Two adjacent bf16 of shared memory (p 4-byte aligned). */
-__device__ __forceinline__ uint32_t ld_pair(const __nv_bfloat16 *p)
-{
-#ifdef TP_EMU_CUDA_RUNTIME_H
-    uint32_t r;
-    memcpy(&r, p, sizeof r);
-    return r;
-#else
-    return *reinterpret_cast<const uint32_t *>(p);
 #endif
 }
 
@@ -116,46 +120,150 @@ __device__ __forceinline__ void mma_bf16(float (&c)[4], const uint32_t (&a)[4],
 #endif
 }
 
+/* ---- ldmatrix ----------------------------------------------------------------------------------
+ * ldmatrix.m8n8.x4 (PTX ISA, "Warp-level matrix load instruction: ldmatrix"): lane l gives the
+ * address of row l % 8 of 8x8 matrix l / 8 (8 bf16, 16-byte aligned); register i of lane l gets
+ * matrix i's row l / 4, columns 2 (l % 4) and 2 (l % 4) + 1, or with .trans its column l / 4,
+ * rows 2 (l % 4) and 2 (l % 4) + 1: exactly an mma operand fragment, so B operands that are
+ * the transpose of a row-major tile (V in P V, K in dS K, dO and Q in the dK/dV products) come
+ * from the same tile without a transposed copy. One instruction yields four registers. */
+template <bool Trans>
+__device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const __nv_bfloat16 *p)
+{
+#ifdef TP_EMU_CUDA_RUNTIME_H
+    vec_check(p, 16, "ldmatrix row address not 16-byte aligned");
+    const unsigned lane = emu_lane();
+    memcpy(emu_lane_slot(lane), &p, sizeof p);
+    emu_warp_sync(0xffffffffu);
+    auto elem = [](unsigned src, unsigned col) {
+        const __nv_bfloat16 *row;
+        memcpy(&row, emu_lane_slot(src), sizeof row);
+        uint16_t v;
+        memcpy(&v, row + col, sizeof v);
+        return (uint32_t)v;
+    };
+    for (unsigned i = 0; i < 4; i++) {
+        const unsigned q = lane / 4, t2 = 2 * (lane % 4);
+        r[i] = Trans ? elem(8 * i + t2, q) | elem(8 * i + t2 + 1, q) << 16
+                     : elem(8 * i + q, t2) | elem(8 * i + q, t2 + 1) << 16;
+    }
+    emu_warp_sync(0xffffffffu);
+#else
+    const uint32_t a = (uint32_t)__cvta_generic_to_shared(p);
+    if (Trans)
+        asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                     : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                     : "r"(a));
+    else
+        asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                     : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                     : "r"(a));
+#endif
+}
+
+/* ---- cp.async ----------------------------------------------------------------------------------
+ * 16 bytes global -> shared without passing through registers (.cg: cached in L2 only), zero-
+ * filled when src_bytes is 0; a thread's copies form a group at commit, and wait<N> returns once
+ * all but its N most recent groups have landed (then a barrier makes them every thread's). The
+ * emulation lands them only at that wait, so a tile read before it shows. */
+__device__ __forceinline__ void cp_async16(void *dst, const void *src, int src_bytes)
+{
+#ifdef TP_EMU_CUDA_RUNTIME_H
+    vec_check(dst, 16, "cp.async to shared memory not 16-byte aligned");
+    if (src_bytes) vec_check(src, 16, "cp.async from global memory not 16-byte aligned");
+    emu_cp_async16(dst, src, src_bytes);
+#else
+    const uint32_t d = (uint32_t)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(src),
+                 "r"(src_bytes));
+#endif
+}
+
+__device__ __forceinline__ void cp_async_commit()
+{
+#ifdef TP_EMU_CUDA_RUNTIME_H
+    emu_cp_async_commit();
+#else
+    asm volatile("cp.async.commit_group;\n" ::);
+#endif
+}
+
+template <int N> __device__ __forceinline__ void cp_async_wait()
+{
+#ifdef TP_EMU_CUDA_RUNTIME_H
+    emu_cp_async_wait(N);
+#else
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+#endif
+}
+
 /* ---- shared-memory tiles -----------------------------------------------------------------------
- * Row-major bf16 tiles with rows padded by 8 elements: a warp's fragment loads (row g, pair t)
- * then hit 32 different banks. A tile is 64 rows x D (LD) or, transposed, D rows x 64 (LDT). */
+ * Row-major bf16 tiles, 64 rows x D, rows padded by 8 elements (LD = D + 8: 16 bytes more than a
+ * multiple of 128): the 8 row addresses of an ldmatrix phase then fall on 8 different groups of 4
+ * banks. Every operand, transposed or not, is read from such a tile with ldmatrix. */
 template <int D> struct Tile {
-    static constexpr int LD = D + 8, LDT = 64 + 8;
-    static constexpr size_t rows64 = sizeof(__nv_bfloat16) * 64 * LD; /* a 64 x D tile */
-    static constexpr size_t trans = sizeof(__nv_bfloat16) * D * LDT;  /* a D x 64 tile */
+    static constexpr int LD = D + 8, elems = 64 * LD;
+    static constexpr size_t rows64 = sizeof(__nv_bfloat16) * elems; /* a 64 x D tile */
 };
 
-/* 64 rows x D of fp32 global memory (row stride rstride, head channels 0..hs-1) into a bf16 tile
- * (zero past nrows and hs) and/or its transpose (either may be NULL). With vec (hs, rstride and
- * src's address multiples of 4 floats: GPT-2's heads) each thread reads 16 bytes at a time. */
+/* 64 rows x D of bf16 global memory (row stride rstride, head channels 0..hs-1; zero past nrows
+ * (>= 1) and hs) into a tile. With vec (hs, rstride and src's address multiples of 8 elements:
+ * GPT-2's heads) as cp.async copies of 16 bytes, 8 per row, which the caller commits and waits
+ * for; otherwise element by element, done when the caller's barrier is. */
 template <int D>
-__device__ __forceinline__ void load_tile(__nv_bfloat16 *dst, __nv_bfloat16 *dst_t,
-                                          const float *src, int64_t rstride, int nrows, int hs,
-                                          bool vec)
+__device__ __forceinline__ void load_tile(__nv_bfloat16 *dst, const __nv_bfloat16 *src,
+                                          int64_t rstride, int nrows, int hs, bool vec)
 {
     using L = Tile<D>;
     if (vec) {
-        for (int e = threadIdx.x; e < 64 * (D / 4); e += kTcThreads) {
-            int r = e / (D / 4), d = 4 * (e % (D / 4));
-            float4 x = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-            if (r < nrows && d < hs) x = vec_load4(src + (int64_t)r * rstride + d);
-            const float v[4] = {x.x, x.y, x.z, x.w};
-#pragma unroll
-            for (int i = 0; i < 4; i++) {
-                __nv_bfloat16 h = __float2bfloat16(v[i]);
-                if (dst) dst[r * L::LD + d + i] = h;
-                if (dst_t) dst_t[(d + i) * L::LDT + r] = h;
-            }
+        for (int e = threadIdx.x; e < 64 * (D / 8); e += kTcThreads) {
+            const int r = e / (D / 8), d = 8 * (e % (D / 8));
+            const bool in = r < nrows && d < hs;
+            cp_async16(dst + r * L::LD + d, in ? src + (int64_t)r * rstride + d : src, in ? 16 : 0);
         }
         return;
     }
     for (int e = threadIdx.x; e < 64 * D; e += kTcThreads) {
-        int r = e / D, d = e % D;
-        __nv_bfloat16 h =
-            __float2bfloat16((r < nrows && d < hs) ? src[(int64_t)r * rstride + d] : 0.0f);
-        if (dst) dst[r * L::LD + d] = h;
-        if (dst_t) dst_t[d * L::LDT + r] = h;
+        const int r = e / D, d = e % D;
+        dst[r * L::LD + d] =
+            (r < nrows && d < hs) ? src[(int64_t)r * rstride + d] : __float2bfloat16(0.0f);
     }
+}
+
+/* One step of a double-buffered tile loop: start copying the next tile into the other buffer
+ * (load(start, buffer)) when there is one, then wait for this tile's copies and make them every
+ * thread's. The loop ends each step with a barrier, so the other buffer is free by then. */
+template <typename Load>
+__device__ __forceinline__ void tile_step(bool more, int next, int cur, Load load)
+{
+    if (more) {
+        load(next, cur ^ 1);
+        cp_async_commit();
+        cp_async_wait<1>();
+    } else {
+        cp_async_wait<0>();
+    }
+    __syncthreads();
+}
+
+/* Tile i of double-buffered tiles starting at b (computed, not indexed from an array of
+ * pointers, which would live in local memory). */
+template <int D> __device__ __forceinline__ __nv_bfloat16 *buf_at(__nv_bfloat16 *b, int i)
+{
+    return b + i * Tile<D>::elems;
+}
+
+/* The lane's ldmatrix row address for four 8x8 matrices at (row0, col0) of a row-major tile with
+ * row stride ld: matrix i at rows row0 + 8 (i & rbit ? 1 : 0), columns col0 + 8 (i & cbit ? 1 : 0).
+ * A operands take rbit 1, cbit 2 (a[0..3] = rows +0/+8 by k +0/+8); B operands from rows of
+ * keys (non-transposed) take rbit 2, cbit 1 (two n-tiles of 8, each k +0/+8); B operands
+ * transposed take rbit 1, cbit 2 (two n-tiles, each k +0/+8, k running down the rows). */
+template <int rbit, int cbit>
+__device__ __forceinline__ const __nv_bfloat16 *ldsm_addr(const __nv_bfloat16 *tile, int ld,
+                                                          int row0, int col0)
+{
+    const int l = threadIdx.x % 32, i = l / 8;
+    return tile + (row0 + l % 8 + ((i & rbit) ? 8 : 0)) * ld + col0 + ((i & cbit) ? 8 : 0);
 }
 
 /* The A fragments of the warp's 16 rows (from row r0) of a row-major tile, for each k-step of 16
@@ -163,35 +271,29 @@ __device__ __forceinline__ void load_tile(__nv_bfloat16 *dst, __nv_bfloat16 *dst
 template <int D>
 __device__ __forceinline__ void load_a(uint32_t (&a)[D / 16][4], const __nv_bfloat16 *tile, int r0)
 {
-    const int g = (threadIdx.x % 32) / 4, t = threadIdx.x % 4;
-    const __nv_bfloat16 *p0 = tile + (r0 + g) * Tile<D>::LD + 2 * t;
-    const __nv_bfloat16 *p1 = p0 + 8 * Tile<D>::LD;
 #pragma unroll
-    for (int kk = 0; kk < D / 16; kk++) {
-        a[kk][0] = ld_pair(p0 + 16 * kk);
-        a[kk][1] = ld_pair(p1 + 16 * kk);
-        a[kk][2] = ld_pair(p0 + 16 * kk + 8);
-        a[kk][3] = ld_pair(p1 + 16 * kk + 8);
-    }
+    for (int kk = 0; kk < D / 16; kk++)
+        ldsm_x4<false>(a[kk], ldsm_addr<1, 2>(tile, Tile<D>::LD, r0, 16 * kk));
 }
 
-/* s[j] (j = 0..NT-1: columns 8j..8j+7) = A B^T, A the warp's fragments (KS k-steps), B the rows
- * of a row-major tile with row stride ld: b[0] = B^T[2t..][g] = row(8j + g)[2t..]. */
-template <int KS, int NT>
-__device__ __forceinline__ void mm_abt(float (&s)[NT][4], const uint32_t (&a)[KS][4],
-                                       const __nv_bfloat16 *rows, int ld)
+/* s[j] (j = 0..7: columns 8j..8j+7) = A B^T over D columns, A the warp's fragments, B the 64
+ * rows of a row-major tile (the keys in Q K^T): b = row(8j + g)[2t..], a non-transposed load. */
+template <int D>
+__device__ __forceinline__ void mm_abt(float (&s)[8][4], const uint32_t (&a)[D / 16][4],
+                                       const __nv_bfloat16 *rows)
 {
-    const int g = (threadIdx.x % 32) / 4, t = threadIdx.x % 4;
 #pragma unroll
-    for (int j = 0; j < NT; j++) {
+    for (int j = 0; j < 8; j++)
         s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
-        const __nv_bfloat16 *p = rows + (8 * j + g) * ld + 2 * t;
 #pragma unroll
-        for (int kk = 0; kk < KS; kk++) {
-            const uint32_t b[2] = {ld_pair(p + 16 * kk), ld_pair(p + 16 * kk + 8)};
-            mma_bf16(s[j], a[kk], b);
+    for (int jp = 0; jp < 4; jp++)
+#pragma unroll
+        for (int kk = 0; kk < D / 16; kk++) {
+            uint32_t b[4];
+            ldsm_x4<false>(b, ldsm_addr<2, 1>(rows, Tile<D>::LD, 16 * jp, 16 * kk));
+            mma_bf16(s[2 * jp], a[kk], {b[0], b[1]});
+            mma_bf16(s[2 * jp + 1], a[kk], {b[2], b[3]});
         }
-    }
 }
 
 /* mm_abt with A's fragments read from shared memory (rows r0.. of a row-major tile) as they are
@@ -200,31 +302,29 @@ template <int D>
 __device__ __forceinline__ void mm_abt_smem(float (&s)[8][4], const __nv_bfloat16 *atile, int r0,
                                             const __nv_bfloat16 *rows)
 {
-    const int g = (threadIdx.x % 32) / 4, t = threadIdx.x % 4;
-    const __nv_bfloat16 *a0 = atile + (r0 + g) * Tile<D>::LD + 2 * t, *a1 = a0 + 8 * Tile<D>::LD;
 #pragma unroll
     for (int j = 0; j < 8; j++)
         s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
 #pragma unroll
     for (int kk = 0; kk < D / 16; kk++) {
-        const uint32_t a[4] = {ld_pair(a0 + 16 * kk), ld_pair(a1 + 16 * kk),
-                               ld_pair(a0 + 16 * kk + 8), ld_pair(a1 + 16 * kk + 8)};
+        uint32_t a[4];
+        ldsm_x4<false>(a, ldsm_addr<1, 2>(atile, Tile<D>::LD, r0, 16 * kk));
 #pragma unroll
-        for (int j = 0; j < 8; j++) {
-            const __nv_bfloat16 *p = rows + (8 * j + g) * Tile<D>::LD + 2 * t + 16 * kk;
-            const uint32_t b[2] = {ld_pair(p), ld_pair(p + 8)};
-            mma_bf16(s[j], a, b);
+        for (int jp = 0; jp < 4; jp++) {
+            uint32_t b[4];
+            ldsm_x4<false>(b, ldsm_addr<2, 1>(rows, Tile<D>::LD, 16 * jp, 16 * kk));
+            mma_bf16(s[2 * jp], a, {b[0], b[1]});
+            mma_bf16(s[2 * jp + 1], a, {b[2], b[3]});
         }
     }
 }
 
-/* acc[n] += P V over a 64-wide k range: P given as accumulator-layout values p[8][4] (columns
- * 8j..8j+7), V^T as the rows of a transposed tile (row n = output column n, stride LDT). */
+/* acc[n] += P X over a 64-wide k range: P given as accumulator-layout values p[8][4] (columns
+ * 8j..8j+7), X the row-major 64 x D tile (k down its rows: V, K, dO or Q), read transposed. */
 template <int D>
 __device__ __forceinline__ void mm_pv(float (&acc)[D / 8][4], const float (&p)[8][4],
-                                      const __nv_bfloat16 *vt)
+                                      const __nv_bfloat16 *x)
 {
-    const int g = (threadIdx.x % 32) / 4, t = threadIdx.x % 4;
 #pragma unroll
     for (int s16 = 0; s16 < 4; s16++) {
         const uint32_t a[4] = {pack_bf16(p[2 * s16][0], p[2 * s16][1]),
@@ -232,10 +332,11 @@ __device__ __forceinline__ void mm_pv(float (&acc)[D / 8][4], const float (&p)[8
                                pack_bf16(p[2 * s16 + 1][0], p[2 * s16 + 1][1]),
                                pack_bf16(p[2 * s16 + 1][2], p[2 * s16 + 1][3])};
 #pragma unroll
-        for (int n = 0; n < D / 8; n++) {
-            const __nv_bfloat16 *q = vt + (8 * n + g) * Tile<D>::LDT + 16 * s16 + 2 * t;
-            const uint32_t b[2] = {ld_pair(q), ld_pair(q + 8)};
-            mma_bf16(acc[n], a, b);
+        for (int np = 0; np < D / 16; np++) {
+            uint32_t b[4];
+            ldsm_x4<true>(b, ldsm_addr<1, 2>(x, Tile<D>::LD, 16 * s16, 16 * np));
+            mma_bf16(acc[2 * np], a, {b[0], b[1]});
+            mma_bf16(acc[2 * np + 1], a, {b[2], b[3]});
         }
     }
 }
@@ -278,10 +379,11 @@ __device__ __forceinline__ float quad_max(float v)
  * One block per (batch x head, 64-query tile); warp w owns query rows 16w..16w+15 and keeps its Q
  * fragments, the online-softmax state of its rows (max and sum) and its O accumulator in
  * registers. Per key tile: S = Q K^T, mask and scale, rescale, P in bf16 straight from S's
- * registers, O += P V (V transposed in shared memory for the B operand). */
+ * registers, O += P V (V's B fragments by transposing loads of its row-major tile). */
 template <int D> struct FwdSmem {
-    static constexpr size_t q = 0, k = Tile<D>::rows64, vt = 2 * Tile<D>::rows64;
-    static constexpr size_t bytes = vt + Tile<D>::trans;
+    /* Q, then K and V twice: the next key tile lands while this one is used */
+    static constexpr size_t q = 0, k = Tile<D>::rows64, v = 3 * Tile<D>::rows64;
+    static constexpr size_t bytes = 5 * Tile<D>::rows64;
 };
 
 /* Blocks per SM the forward is compiled for (0: ptxas's choice). At D = 64 that bound keeps it
@@ -298,33 +400,38 @@ __global__ void __launch_bounds__(kTcThreads, fwd_tc_min_blocks(D))
 {
     using S = FwdSmem<D>;
     extern __shared__ __align__(128) uint8_t tc_smem[];
-    __nv_bfloat16 *sQ = (__nv_bfloat16 *)(tc_smem + S::q), *sK = (__nv_bfloat16 *)(tc_smem + S::k);
-    __nv_bfloat16 *sVt = (__nv_bfloat16 *)(tc_smem + S::vt);
+    __nv_bfloat16 *sQ = (__nv_bfloat16 *)(tc_smem + S::q);
+    __nv_bfloat16 *const sK0 = (__nv_bfloat16 *)(tc_smem + S::k); /* and the next tile */
+    __nv_bfloat16 *const sV0 = (__nv_bfloat16 *)(tc_smem + S::v); /* and the next tile */
     const int warp = threadIdx.x / 32, g = (threadIdx.x % 32) / 4, t = threadIdx.x % 4;
-    const int bh = blockIdx.x, b = bh / a.NH, h = bh % a.NH;
-    const int l0 = (gridDim.y - 1 - blockIdx.y) * kTcBM; /* longest tiles first */
-    const float *qb = a.q + b * a.q_bstride + (int64_t)h * a.hs;
-    const float *kb = a.k + b * a.kv_bstride + (int64_t)h * a.hs;
-    const float *vb = a.v + b * a.kv_bstride + (int64_t)h * a.hs;
-    load_tile<D>(sQ, nullptr, qb + l0 * a.q_rstride, a.q_rstride, a.nq - l0, a.hs, a.vec);
-    __syncthreads();
+    const TcBlock blk = tc_block((a.nq + kTcBM - 1) / kTcBM);
+    const int bh = blk.bh, b = bh / a.NH, h = bh % a.NH;
+    const int l0 = blk.tile * kTcBM;
+    const __nv_bfloat16 *qb = (const __nv_bfloat16 *)a.q + b * a.q_bstride + (int64_t)h * a.hs;
+    const __nv_bfloat16 *kb = (const __nv_bfloat16 *)a.k + b * a.kv_bstride + (int64_t)h * a.hs;
+    const __nv_bfloat16 *vb = (const __nv_bfloat16 *)a.v + b * a.kv_bstride + (int64_t)h * a.hs;
+    const int kv_end = min(a.qpos0 + l0 + kTcBM, a.nkv);
+    auto load_kv = [&](int k0, int buf) {
+        load_tile<D>(buf_at<D>(sK0, buf), kb + (int64_t)k0 * a.kv_rstride, a.kv_rstride,
+                     kv_end - k0, a.hs, a.vec);
+        load_tile<D>(buf_at<D>(sV0, buf), vb + (int64_t)k0 * a.kv_rstride, a.kv_rstride,
+                     kv_end - k0, a.hs, a.vec);
+    };
+    load_tile<D>(sQ, qb + l0 * a.q_rstride, a.q_rstride, a.nq - l0, a.hs, a.vec);
+    load_kv(0, 0);
+    cp_async_commit();
     uint32_t qa[D / 16][4];
-    load_a<D>(qa, sQ, 16 * warp);
 
     const int tpos[2] = {a.qpos0 + l0 + 16 * warp + g, a.qpos0 + l0 + 16 * warp + g + 8};
     float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f}; /* l: this lane's part */
     float o[D / 8][4];
     zero_acc<D>(o);
-    const int kv_end = min(a.qpos0 + l0 + kTcBM, a.nkv);
-    for (int k0 = 0; k0 < kv_end; k0 += kTcBN) {
-        __syncthreads(); /* every warp is done with the previous K and V */
-        load_tile<D>(sK, nullptr, kb + (int64_t)k0 * a.kv_rstride, a.kv_rstride, kv_end - k0, a.hs,
-                     a.vec);
-        load_tile<D>(nullptr, sVt, vb + (int64_t)k0 * a.kv_rstride, a.kv_rstride, kv_end - k0, a.hs,
-                     a.vec);
-        __syncthreads();
+    for (int k0 = 0, it = 0; k0 < kv_end; k0 += kTcBN, it++) {
+        const int cur = it & 1;
+        tile_step(k0 + kTcBN < kv_end, k0 + kTcBN, cur, load_kv);
+        if (it == 0) load_a<D>(qa, sQ, 16 * warp);
         float s[8][4];
-        mm_abt<D / 16, 8>(s, qa, sK, Tile<D>::LD);
+        mm_abt<D>(s, qa, buf_at<D>(sK0, cur));
         float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
         for (int j = 0; j < 8; j++)
@@ -362,7 +469,8 @@ __global__ void __launch_bounds__(kTcThreads, fwd_tc_min_blocks(D))
             o[n][2] *= alpha[1];
             o[n][3] *= alpha[1];
         }
-        mm_pv<D>(o, s, sVt);
+        mm_pv<D>(o, s, buf_at<D>(sV0, cur));
+        __syncthreads(); /* every warp is done with this tile before it is overwritten */
     }
 #pragma unroll
     for (int r = 0; r < 2; r++) {
@@ -383,14 +491,16 @@ __global__ void __launch_bounds__(kTcThreads, fwd_tc_min_blocks(D))
  *     compute copy, bf16 here: O's rounding, 2^-9 relative, reaches D, as in FlashAttention-2,
  *     which reads its bf16 O too; recomputing O would cost a pass over K and V);
  *   kernel 1, per query tile: over the key tiles it sees, S = Q K^T and dP = dO V^T, then
- *     dQ += scale dS K (K transposed in shared memory);
+ *     dQ += scale dS K;
  *   kernel 2, per key tile: over the query tiles that see it, S^T = K Q^T and dP^T = V dO^T,
- *     then dV += P^T dO and dK += dS^T Q (dO and Q transposed in shared memory).
+ *     then dV += P^T dO and dK += dS^T Q.
+ * Operands that are the transpose of a tile come from it by transposing loads (ldsm_x4<true>).
  * Each warp owns 16 rows of the block's tile (queries in kernel 1, keys in kernel 2) and keeps
  * its accumulators in registers. No atomics: every element is written once, so the result is
  * the same on every run. */
 
-/* D_i for every (batch, head, position), one warp each, summed in fp32. */
+/* D_i for every (batch, head, position), one warp each, summed in fp32 from dout as given; and
+ * dout's bf16 copy, which the dQ and dK/dV kernels copy into shared memory as it is. */
 __global__ void __launch_bounds__(256) attention_dsum_kernel(AttBwdArgs a, int64_t rows)
 {
     const int lane = threadIdx.x % 32;
@@ -399,17 +509,21 @@ __global__ void __launch_bounds__(256) attention_dsum_kernel(AttBwdArgs a, int64
     const int64_t t = w % a.T, bh = w / a.T, b = bh / a.NH, h = bh % a.NH;
     const int64_t off = (b * a.T + t) * a.C + h * a.hs;
     float s = 0.0f;
-    for (int d = lane; d < a.hs; d += 32)
-        s += a.dout[off + d] * cval_get(a.out, off + d, a.cbf16);
+    for (int d = lane; d < a.hs; d += 32) {
+        const float x = a.dout[off + d];
+        a.dout_c[off + d] = __float2bfloat16(x);
+        s += x * cval_get(a.out, off + d, a.cbf16);
+    }
     for (int o = 16; o > 0; o /= 2)
         s += __shfl_xor_sync(0xffffffffu, s, o);
     if (lane == 0) a.dsum[bh * a.T + t] = s;
 }
 
 template <int D> struct DqSmem {
+    /* Q, dO, then K and V twice (the next key tile lands while this one is used) */
     static constexpr size_t q = 0, dout = Tile<D>::rows64, k = 2 * Tile<D>::rows64,
-                            v = 3 * Tile<D>::rows64, kt = 4 * Tile<D>::rows64;
-    static constexpr size_t bytes = kt + Tile<D>::trans;
+                            v = 4 * Tile<D>::rows64;
+    static constexpr size_t bytes = 6 * Tile<D>::rows64;
 };
 
 template <int D>
@@ -419,21 +533,26 @@ __global__ void __launch_bounds__(kTcThreads) attention_backward_dq_tc_kernel(At
     extern __shared__ __align__(128) uint8_t tcb_smem[];
     __nv_bfloat16 *sQ = (__nv_bfloat16 *)(tcb_smem + S::q);
     __nv_bfloat16 *sdO = (__nv_bfloat16 *)(tcb_smem + S::dout);
-    __nv_bfloat16 *sK = (__nv_bfloat16 *)(tcb_smem + S::k);
-    __nv_bfloat16 *sV = (__nv_bfloat16 *)(tcb_smem + S::v);
-    __nv_bfloat16 *sKt = (__nv_bfloat16 *)(tcb_smem + S::kt);
+    __nv_bfloat16 *const sK0 = (__nv_bfloat16 *)(tcb_smem + S::k); /* and the next tile */
+    __nv_bfloat16 *const sV0 = (__nv_bfloat16 *)(tcb_smem + S::v); /* and the next tile */
     const int warp = threadIdx.x / 32, g = (threadIdx.x % 32) / 4, t = threadIdx.x % 4;
-    const int bh = blockIdx.x, b = bh / a.NH, h = bh % a.NH;
-    const int q0 = (gridDim.y - 1 - blockIdx.y) * kTcBM, T = a.T;
+    const TcBlock blk = tc_block((a.T + kTcBM - 1) / kTcBM);
+    const int bh = blk.bh, b = bh / a.NH, h = bh % a.NH;
+    const int q0 = blk.tile * kTcBM, T = a.T;
     const int64_t C3 = 3 * (int64_t)a.C;
-    const float *qb = a.qkv + (int64_t)b * T * C3 + (int64_t)h * a.hs;
-    const float *ob = a.dout + (int64_t)b * T * a.C + (int64_t)h * a.hs;
-    load_tile<D>(sQ, nullptr, qb + q0 * C3, C3, T - q0, a.hs, a.vec);
-    load_tile<D>(sdO, nullptr, ob + (int64_t)q0 * a.C, a.C, T - q0, a.hs, a.vec);
-    __syncthreads();
+    const __nv_bfloat16 *qb =
+        (const __nv_bfloat16 *)a.qkv + (int64_t)b * T * C3 + (int64_t)h * a.hs;
+    const __nv_bfloat16 *ob = a.dout_c + (int64_t)b * T * a.C + (int64_t)h * a.hs;
+    const int kv_end = min(q0 + kTcBM, T);
+    auto load_kv = [&](int k0, int buf) {
+        load_tile<D>(buf_at<D>(sK0, buf), qb + a.C + k0 * C3, C3, kv_end - k0, a.hs, a.vec);
+        load_tile<D>(buf_at<D>(sV0, buf), qb + 2 * a.C + k0 * C3, C3, kv_end - k0, a.hs, a.vec);
+    };
+    load_tile<D>(sQ, qb + q0 * C3, C3, T - q0, a.hs, a.vec);
+    load_tile<D>(sdO, ob + (int64_t)q0 * a.C, a.C, T - q0, a.hs, a.vec);
+    load_kv(0, 0);
+    cp_async_commit();
     uint32_t qa[D / 16][4], da[D / 16][4];
-    load_a<D>(qa, sQ, 16 * warp);
-    load_a<D>(da, sdO, 16 * warp);
     int tpos[2];
     float lse[2], Di[2];
 #pragma unroll
@@ -444,15 +563,16 @@ __global__ void __launch_bounds__(kTcThreads) attention_backward_dq_tc_kernel(At
     }
     float dq[D / 8][4];
     zero_acc<D>(dq);
-    const int kv_end = min(q0 + kTcBM, T);
-    for (int k0 = 0; k0 < kv_end; k0 += kTcBN) {
-        __syncthreads();
-        load_tile<D>(sK, sKt, qb + a.C + k0 * C3, C3, kv_end - k0, a.hs, a.vec);
-        load_tile<D>(sV, nullptr, qb + 2 * a.C + k0 * C3, C3, kv_end - k0, a.hs, a.vec);
-        __syncthreads();
+    for (int k0 = 0, it = 0; k0 < kv_end; k0 += kTcBN, it++) {
+        const int cur = it & 1;
+        tile_step(k0 + kTcBN < kv_end, k0 + kTcBN, cur, load_kv);
+        if (it == 0) {
+            load_a<D>(qa, sQ, 16 * warp);
+            load_a<D>(da, sdO, 16 * warp);
+        }
         float s[8][4], dp[8][4];
-        mm_abt<D / 16, 8>(s, qa, sK, Tile<D>::LD);
-        mm_abt<D / 16, 8>(dp, da, sV, Tile<D>::LD);
+        mm_abt<D>(s, qa, buf_at<D>(sK0, cur));
+        mm_abt<D>(dp, da, buf_at<D>(sV0, cur));
 #pragma unroll
         for (int j = 0; j < 8; j++)
 #pragma unroll
@@ -461,7 +581,8 @@ __global__ void __launch_bounds__(kTcThreads) attention_backward_dq_tc_kernel(At
                 const float p = key > tpos[r] ? 0.0f : expf(s[j][e] * a.scale - lse[r]);
                 s[j][e] = p * (dp[j][e] - Di[r]); /* dS */
             }
-        mm_pv<D>(dq, s, sKt);
+        mm_pv<D>(dq, s, buf_at<D>(sK0, cur));
+        __syncthreads();
     }
 #pragma unroll
     for (int r = 0; r < 2; r++) {
@@ -473,10 +594,11 @@ __global__ void __launch_bounds__(kTcThreads) attention_backward_dq_tc_kernel(At
 }
 
 template <int D> struct DkvSmem {
+    /* K, V, then Q and dO twice, and the query tiles' lse and D twice (the next query tile lands
+     * while this one is used) */
     static constexpr size_t k = 0, v = Tile<D>::rows64, q = 2 * Tile<D>::rows64,
-                            dout = 3 * Tile<D>::rows64, qt = 4 * Tile<D>::rows64,
-                            dot = qt + Tile<D>::trans, stat = dot + Tile<D>::trans;
-    static constexpr size_t bytes = stat + sizeof(float) * 2 * 64;
+                            dout = 4 * Tile<D>::rows64, stat = 6 * Tile<D>::rows64;
+    static constexpr size_t bytes = stat + sizeof(float) * 2 * 2 * 64;
 };
 
 template <int D>
@@ -486,38 +608,44 @@ __global__ void __launch_bounds__(kTcThreads, 3) attention_backward_dkv_tc_kerne
     extern __shared__ __align__(128) uint8_t tcb_smem[];
     __nv_bfloat16 *sK = (__nv_bfloat16 *)(tcb_smem + S::k);
     __nv_bfloat16 *sV = (__nv_bfloat16 *)(tcb_smem + S::v);
-    __nv_bfloat16 *sQ = (__nv_bfloat16 *)(tcb_smem + S::q);
-    __nv_bfloat16 *sdO = (__nv_bfloat16 *)(tcb_smem + S::dout);
-    __nv_bfloat16 *sQt = (__nv_bfloat16 *)(tcb_smem + S::qt);
-    __nv_bfloat16 *sdOt = (__nv_bfloat16 *)(tcb_smem + S::dot);
-    float *sL = (float *)(tcb_smem + S::stat), *sD = sL + 64;
+    __nv_bfloat16 *const sQ0 = (__nv_bfloat16 *)(tcb_smem + S::q);     /* and the next tile */
+    __nv_bfloat16 *const sdO0 = (__nv_bfloat16 *)(tcb_smem + S::dout); /* and the next tile */
+    float *stat = (float *)(tcb_smem + S::stat);                       /* [buffer][lse 64, D 64] */
     const int warp = threadIdx.x / 32, g = (threadIdx.x % 32) / 4, t = threadIdx.x % 4;
-    const int bh = blockIdx.x, b = bh / a.NH, h = bh % a.NH;
-    const int k0 = (gridDim.y - 1 - blockIdx.y) * kTcBN, T = a.T;
+    const TcBlock blk = tc_block((a.T + kTcBN - 1) / kTcBN);
+    const int bh = blk.bh, b = bh / a.NH, h = bh % a.NH;
+    const int k0 = blk.tile * kTcBN, T = a.T;
     const int64_t C3 = 3 * (int64_t)a.C;
-    const float *base = a.qkv + (int64_t)b * T * C3 + (int64_t)h * a.hs;
-    const float *ob = a.dout + (int64_t)b * T * a.C + (int64_t)h * a.hs;
-    load_tile<D>(sK, nullptr, base + a.C + k0 * C3, C3, T - k0, a.hs, a.vec);
-    load_tile<D>(sV, nullptr, base + 2 * a.C + k0 * C3, C3, T - k0, a.hs, a.vec);
-    __syncthreads();
+    const __nv_bfloat16 *base =
+        (const __nv_bfloat16 *)a.qkv + (int64_t)b * T * C3 + (int64_t)h * a.hs;
+    const __nv_bfloat16 *ob = a.dout_c + (int64_t)b * T * a.C + (int64_t)h * a.hs;
+    /* Query tile q0 (its Q, dO, lse and D) into buffer buf; lse and D by plain stores, which the
+     * barrier before their use publishes like the copies. */
+    auto load_q = [&](int q0, int buf) {
+        load_tile<D>(buf_at<D>(sQ0, buf), base + q0 * C3, C3, T - q0, a.hs, a.vec);
+        load_tile<D>(buf_at<D>(sdO0, buf), ob + (int64_t)q0 * a.C, a.C, T - q0, a.hs, a.vec);
+        for (int i = threadIdx.x; i < kTcBM; i += kTcThreads) {
+            const bool in = q0 + i < T;
+            stat[buf * 128 + i] = in ? a.lse[(int64_t)bh * T + q0 + i] : 0.0f;
+            stat[buf * 128 + 64 + i] = in ? a.dsum[(int64_t)bh * T + q0 + i] : 0.0f;
+        }
+    };
+    load_tile<D>(sK, base + a.C + k0 * C3, C3, T - k0, a.hs, a.vec);
+    load_tile<D>(sV, base + 2 * a.C + k0 * C3, C3, T - k0, a.hs, a.vec);
+    /* Query tiles start at multiples of 64 like key tiles: the first that sees key k0 is k0's. */
+    load_q(k0, 0);
+    cp_async_commit();
     const int kpos[2] = {k0 + 16 * warp + g, k0 + 16 * warp + g + 8};
     float dk[D / 8][4], dv[D / 8][4];
     zero_acc<D>(dk);
     zero_acc<D>(dv);
-    /* Query tiles start at multiples of 64 like key tiles: the first that sees key k0 is k0's. */
-    for (int q0 = k0; q0 < T; q0 += kTcBM) {
-        __syncthreads();
-        load_tile<D>(sQ, sQt, base + q0 * C3, C3, T - q0, a.hs, a.vec);
-        load_tile<D>(sdO, sdOt, ob + (int64_t)q0 * a.C, a.C, T - q0, a.hs, a.vec);
-        for (int i = threadIdx.x; i < kTcBM; i += kTcThreads) {
-            const bool in = q0 + i < T;
-            sL[i] = in ? a.lse[(int64_t)bh * T + q0 + i] : 0.0f;
-            sD[i] = in ? a.dsum[(int64_t)bh * T + q0 + i] : 0.0f;
-        }
-        __syncthreads();
+    for (int q0 = k0, it = 0; q0 < T; q0 += kTcBM, it++) {
+        const int cur = it & 1;
+        tile_step(q0 + kTcBM < T, q0 + kTcBM, cur, load_q);
+        const float *sL = stat + cur * 128, *sD = sL + 64;
         float st[8][4], dpt[8][4]; /* keys x queries */
-        mm_abt_smem<D>(st, sK, 16 * warp, sQ);
-        mm_abt_smem<D>(dpt, sV, 16 * warp, sdO);
+        mm_abt_smem<D>(st, sK, 16 * warp, buf_at<D>(sQ0, cur));
+        mm_abt_smem<D>(dpt, sV, 16 * warp, buf_at<D>(sdO0, cur));
 #pragma unroll
         for (int j = 0; j < 8; j++)
 #pragma unroll
@@ -527,8 +655,9 @@ __global__ void __launch_bounds__(kTcThreads, 3) attention_backward_dkv_tc_kerne
                 st[j][e] = p;                        /* P^T */
                 dpt[j][e] = p * (dpt[j][e] - sD[c]); /* dS^T */
             }
-        mm_pv<D>(dv, st, sdOt);
-        mm_pv<D>(dk, dpt, sQt);
+        mm_pv<D>(dv, st, buf_at<D>(sdO0, cur));
+        mm_pv<D>(dk, dpt, buf_at<D>(sQ0, cur));
+        __syncthreads();
     }
 #pragma unroll
     for (int r = 0; r < 2; r++) {
@@ -543,8 +672,9 @@ __global__ void __launch_bounds__(kTcThreads, 3) attention_backward_dkv_tc_kerne
 
 } // namespace
 
-void tp_cuda_attention_forward_tc(int hs, dim3 grid, cudaStream_t st, const AttFwdArgs &a)
+void tp_cuda_attention_forward_tc(int hs, int B_NH, cudaStream_t st, const AttFwdArgs &a)
 {
+    const dim3 grid((unsigned)B_NH * (unsigned)((a.nq + kTcBM - 1) / kTcBM)); /* tc_block */
     if (hs <= 32)
         launch_att(attention_forward_tc_kernel<32>, grid, FwdSmem<32>::bytes, st, a, kTcThreads);
     else
@@ -557,7 +687,7 @@ void tp_cuda_attention_backward_tc(int hs, int B_NH, int T, cudaStream_t st, con
     int64_t blocks = (rows * 32 + 255) / 256;
     attention_dsum_kernel<<<(unsigned)blocks, 256, 0, st>>>(a, rows);
     TP_CUDA_LAUNCHED();
-    dim3 grid((unsigned)B_NH, (unsigned)((T + kTcBM - 1) / kTcBM));
+    const dim3 grid((unsigned)B_NH * (unsigned)((T + kTcBM - 1) / kTcBM)); /* tc_block */
     if (hs <= 32) {
         launch_att(attention_backward_dq_tc_kernel<32>, grid, DqSmem<32>::bytes, st, a, kTcThreads);
         launch_att(attention_backward_dkv_tc_kernel<32>, grid, DkvSmem<32>::bytes, st, a,

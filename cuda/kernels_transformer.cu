@@ -201,19 +201,135 @@ __global__ void __launch_bounds__(kThreads)
     }
 }
 
-/* The chunks' partials in chunk order (double: cheap here, and closer to the reference). */
+/* Layernorm backward in one pass, for rows of C = 4 k <= 128 V floats (GPT-2 124M's 768 and
+ * 350M's 1024): each block takes kLnRows rows, each warp every 8th of them, a lane channels
+ * 4 (lane + 32 i). A row is read once, into registers: dy and xhat give both dx and the lane's
+ * share of dw and db, which the warps then add up in warp order in shared memory and the block
+ * writes as its chunk's partials (the layout of layernorm_dwdb_partial_kernel's, kLnRows rows per
+ * chunk). The two-kernel path reads dy and x from memory twice (the rows do not stay in L2). */
+constexpr int kLnRows = 32;
+
+template <int V>
+__global__ void __launch_bounds__(kThreads)
+    layernorm_backward_rows_kernel(const float *dy, const float *x, const float *w,
+                                   const float *mean, const float *rstd, float *dx, float *part,
+                                   int64_t N, int64_t C)
+{
+    __shared__ float red[2][128 * V];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x / 32, nwarp = kThreads / 32;
+    const int64_t r0 = (int64_t)blockIdx.x * kLnRows, r1 = min(r0 + kLnRows, N);
+    float4 pw[V], pb[V];
+#pragma unroll
+    for (int i = 0; i < V; i++)
+        pw[i] = pb[i] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    for (int64_t r = r0 + warp; r < r1; r += nwarp) {
+        const float m = mean[r], rs = rstd[r];
+        float4 d[V], xh[V];
+        float sg = 0.0f, sgx = 0.0f;
+#pragma unroll
+        for (int i = 0; i < V; i++) {
+            const int64_t c = 4 * (lane + 32 * i);
+            d[i] = xh[i] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            if (c >= C) continue;
+            d[i] = vec_load4(dy + r * C + c);
+            const float4 xv = vec_load4(x + r * C + c), wv = vec_load4(w + c);
+            xh[i] = make_float4((xv.x - m) * rs, (xv.y - m) * rs, (xv.z - m) * rs, (xv.w - m) * rs);
+            /* g rounded once, as in layernorm_dx_kernel */
+            const float g[4] = {__fmul_rn(d[i].x, wv.x), __fmul_rn(d[i].y, wv.y),
+                                __fmul_rn(d[i].z, wv.z), __fmul_rn(d[i].w, wv.w)};
+            sg += (g[0] + g[1]) + (g[2] + g[3]);
+            sgx += (g[0] * xh[i].x + g[1] * xh[i].y) + (g[2] * xh[i].z + g[3] * xh[i].w);
+            pw[i].x += d[i].x * xh[i].x;
+            pw[i].y += d[i].y * xh[i].y;
+            pw[i].z += d[i].z * xh[i].z;
+            pw[i].w += d[i].w * xh[i].w;
+            pb[i].x += d[i].x;
+            pb[i].y += d[i].y;
+            pb[i].z += d[i].z;
+            pb[i].w += d[i].w;
+        }
+        sg = warp_sum(sg) / (float)C;
+        sgx = warp_sum(sgx) / (float)C;
+#pragma unroll
+        for (int i = 0; i < V; i++) {
+            const int64_t c = 4 * (lane + 32 * i);
+            if (c >= C) continue;
+            const float4 wv = vec_load4(w + c);
+            float4 o = vec_load4(dx + r * C + c);
+            o.x += rs * (__fmul_rn(d[i].x, wv.x) - sg - xh[i].x * sgx);
+            o.y += rs * (__fmul_rn(d[i].y, wv.y) - sg - xh[i].y * sgx);
+            o.z += rs * (__fmul_rn(d[i].z, wv.z) - sg - xh[i].z * sgx);
+            o.w += rs * (__fmul_rn(d[i].w, wv.w) - sg - xh[i].w * sgx);
+            vec_store4(dx + r * C + c, o);
+        }
+    }
+    /* The warps' partials added in warp order (each writes or adds its own channels). */
+    for (int k = 0; k < nwarp; k++) {
+        if (warp == k)
+#pragma unroll
+            for (int i = 0; i < V; i++) {
+                const int c = 4 * (lane + 32 * i);
+                const float sw[4] = {pw[i].x, pw[i].y, pw[i].z, pw[i].w};
+                const float sb[4] = {pb[i].x, pb[i].y, pb[i].z, pb[i].w};
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    red[0][c + e] = k == 0 ? sw[e] : red[0][c + e] + sw[e];
+                    red[1][c + e] = k == 0 ? sb[e] : red[1][c + e] + sb[e];
+                }
+            }
+        __syncthreads();
+    }
+    float *pk = part + (int64_t)blockIdx.x * 2 * C;
+    for (int64_t c = threadIdx.x; c < C; c += kThreads) {
+        pk[c] = red[0][c];
+        pk[C + c] = red[1][c];
+    }
+}
+
+/* layernorm_backward_rows_kernel<v> for v = 1..Vmax. */
+template <int Vmax>
+void layernorm_rows_launch(int v, unsigned blocks, cudaStream_t st, const float *dy, const float *x,
+                           const float *w, const float *mean, const float *rstd, float *dx,
+                           float *part, int64_t N, int64_t C)
+{
+    if (v == Vmax)
+        layernorm_backward_rows_kernel<Vmax>
+            <<<blocks, kThreads, 0, st>>>(dy, x, w, mean, rstd, dx, part, N, C);
+    else if constexpr (Vmax > 1)
+        layernorm_rows_launch<Vmax - 1>(v, blocks, st, dy, x, w, mean, rstd, dx, part, N, C);
+}
+
+/* dw += sum of the chunks' partials, db likewise, in a fixed order (double: cheap here, and
+ * closer to the reference). A block takes 32 channels (one per lane, so reads are coalesced) and
+ * its 8 warps every 8th chunk each, then adds the warps' sums in warp order: 8 chains of loads
+ * in flight per channel instead of one chain as long as the number of chunks. */
 __global__ void __launch_bounds__(kThreads)
     layernorm_dwdb_final_kernel(const float *part, float *dw, float *db, int64_t C, int64_t nchunk)
 {
-    int64_t c = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (c >= C) return;
-    double sw = 0.0, sb = 0.0;
-    for (int64_t k = 0; k < nchunk; k++) {
-        sw += part[k * 2 * C + c];
-        sb += part[k * 2 * C + C + c];
+    __shared__ double sw[kThreads / 32][32], sb[kThreads / 32][32];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x / 32, nwarp = kThreads / 32;
+    for (int64_t c0 = (int64_t)blockIdx.x * 32; c0 < C; c0 += (int64_t)gridDim.x * 32) {
+        const int64_t c = c0 + lane;
+        double w = 0.0, b = 0.0;
+        if (c < C)
+            for (int64_t k = warp; k < nchunk; k += nwarp) {
+                w += part[k * 2 * C + c];
+                b += part[k * 2 * C + C + c];
+            }
+        sw[warp][lane] = w;
+        sb[warp][lane] = b;
+        __syncthreads();
+        if (warp == 0 && c < C) {
+            w = b = 0.0;
+            for (int k = 0; k < nwarp; k++) {
+                w += sw[k][lane];
+                b += sb[k][lane];
+            }
+            dw[c] += (float)w;
+            db[c] += (float)b;
+        }
+        __syncthreads(); /* sw and sb are free for the next 32 channels */
     }
-    dw[c] += (float)sw;
-    db[c] += (float)sb;
 }
 
 /* ---- attention --------------------------------------------------------------------------------
@@ -237,15 +353,17 @@ __global__ void __launch_bounds__(kThreads)
  * dK_j = scale sum_i P_ij (dP_ij - D_i) Q_i. Each gradient element is written by one thread
  * exactly once: no atomics, no zeroing. */
 
-/* rows x D tile from global (row r at src + r * rstride, rows >= nrows and channels >= hs are
- * zero) into shared memory with rows of D + 1. */
+/* rows x D tile from global (row r at element off + r * rstride of src, float32 or bf16: qkv is
+ * a compute copy; rows >= nrows and channels >= hs are zero) into shared memory with rows of
+ * D + 1. */
 template <int D>
-__device__ __forceinline__ void load_tile(float *dst, int rows, const float *src, int64_t rstride,
-                                          int nrows, int hs)
+__device__ __forceinline__ void load_tile(float *dst, int rows, const void *src, bool bf16,
+                                          int64_t off, int64_t rstride, int nrows, int hs)
 {
     for (int e = threadIdx.x; e < rows * D; e += kAttThreads) {
         int r = e / D, d = e % D;
-        dst[r * (D + 1) + d] = (r < nrows && d < hs) ? src[(int64_t)r * rstride + d] : 0.0f;
+        dst[r * (D + 1) + d] =
+            (r < nrows && d < hs) ? cval_get(src, off + (int64_t)r * rstride + d, bf16) : 0.0f;
     }
 }
 
@@ -264,10 +382,9 @@ __global__ void __launch_bounds__(kAttThreads) attention_forward_kernel(AttFwdAr
     const int bh = blockIdx.x, b = bh / a.NH, h = bh % a.NH;
     /* Later query tiles see more keys: start them first so the short ones fill in at the end. */
     const int l0 = (gridDim.y - 1 - blockIdx.y) * BM;
-    const float *qb = a.q + b * a.q_bstride + (int64_t)h * a.hs;
-    const float *kb = a.k + b * a.kv_bstride + (int64_t)h * a.hs;
-    const float *vb = a.v + b * a.kv_bstride + (int64_t)h * a.hs;
-    load_tile<D>(sQ, BM, qb + l0 * a.q_rstride, a.q_rstride, a.nq - l0, a.hs);
+    const int64_t qo = b * a.q_bstride + (int64_t)h * a.hs,
+                  kvo = b * a.kv_bstride + (int64_t)h * a.hs;
+    load_tile<D>(sQ, BM, a.q, a.in_bf16, qo + l0 * a.q_rstride, a.q_rstride, a.nq - l0, a.hs);
 
     float m[RM], l[RM], acc[RM][DN];
     int tpos[RM];
@@ -283,8 +400,9 @@ __global__ void __launch_bounds__(kAttThreads) attention_forward_kernel(AttFwdAr
     const int kv_end = min(a.qpos0 + l0 + BM, a.nkv);
     for (int k0 = 0; k0 < kv_end; k0 += BN) {
         __syncthreads(); /* the previous tile's sK, sV, sP are no longer read */
-        load_tile<D>(sK, BN, kb + (int64_t)k0 * a.kv_rstride, a.kv_rstride, kv_end - k0, a.hs);
-        load_tile<D>(sV, BN, vb + (int64_t)k0 * a.kv_rstride, a.kv_rstride, kv_end - k0, a.hs);
+        const int64_t ko = kvo + (int64_t)k0 * a.kv_rstride;
+        load_tile<D>(sK, BN, a.k, a.in_bf16, ko, a.kv_rstride, kv_end - k0, a.hs);
+        load_tile<D>(sV, BN, a.v, a.in_bf16, ko, a.kv_rstride, kv_end - k0, a.hs);
         __syncthreads();
         float s[RM][CN];
         for (int i = 0; i < RM; i++)
@@ -372,10 +490,10 @@ __global__ void __launch_bounds__(kAttThreads, dq_min_blocks(D))
     const int bh = blockIdx.x, b = bh / a.NH, h = bh % a.NH;
     const int q0 = (gridDim.y - 1 - blockIdx.y) * BM, T = a.T;
     const int64_t C3 = 3 * (int64_t)a.C;
-    const float *qb = a.qkv + (int64_t)b * T * C3 + (int64_t)h * a.hs;
+    const int64_t qo = (int64_t)b * T * C3 + (int64_t)h * a.hs;
     const float *ob = a.dout + (int64_t)b * T * a.C + (int64_t)h * a.hs;
-    load_tile<D>(sQ, BM, qb + q0 * C3, C3, T - q0, a.hs);
-    load_tile<D>(sO, BM, ob + (int64_t)q0 * a.C, a.C, T - q0, a.hs);
+    load_tile<D>(sQ, BM, a.qkv, a.cbf16, qo + q0 * C3, C3, T - q0, a.hs);
+    load_tile<D>(sO, BM, ob, false, (int64_t)q0 * a.C, a.C, T - q0, a.hs);
 
     float lse[RM], dpart[RM], accA[RM][DN], accB[RM][DN];
     int tpos[RM];
@@ -389,8 +507,8 @@ __global__ void __launch_bounds__(kAttThreads, dq_min_blocks(D))
     const int kv_end = min(q0 + BM, T);
     for (int k0 = 0; k0 < kv_end; k0 += BN) {
         __syncthreads();
-        load_tile<D>(sK, BN, qb + a.C + k0 * C3, C3, kv_end - k0, a.hs);
-        load_tile<D>(sV, BN, qb + 2 * a.C + k0 * C3, C3, kv_end - k0, a.hs);
+        load_tile<D>(sK, BN, a.qkv, a.cbf16, qo + a.C + k0 * C3, C3, kv_end - k0, a.hs);
+        load_tile<D>(sV, BN, a.qkv, a.cbf16, qo + 2 * a.C + k0 * C3, C3, kv_end - k0, a.hs);
         __syncthreads();
         float s[RM][CN], dp[RM][CN];
         for (int i = 0; i < RM; i++)
@@ -462,10 +580,10 @@ __global__ void __launch_bounds__(kAttThreads) attention_backward_dkv_kernel(Att
     const int bh = blockIdx.x, b = bh / a.NH, h = bh % a.NH;
     const int k0 = blockIdx.y * BM, T = a.T; /* early key tiles have the most work: first */
     const int64_t C3 = 3 * (int64_t)a.C;
-    const float *qb = a.qkv + (int64_t)b * T * C3 + (int64_t)h * a.hs;
+    const int64_t qo = (int64_t)b * T * C3 + (int64_t)h * a.hs;
     const float *ob = a.dout + (int64_t)b * T * a.C + (int64_t)h * a.hs;
-    load_tile<D>(sK, BM, qb + a.C + k0 * C3, C3, T - k0, a.hs);
-    load_tile<D>(sV, BM, qb + 2 * a.C + k0 * C3, C3, T - k0, a.hs);
+    load_tile<D>(sK, BM, a.qkv, a.cbf16, qo + a.C + k0 * C3, C3, T - k0, a.hs);
+    load_tile<D>(sV, BM, a.qkv, a.cbf16, qo + 2 * a.C + k0 * C3, C3, T - k0, a.hs);
 
     float accK[RM][DN], accV[RM][DN];
     int kpos[RM];
@@ -477,8 +595,8 @@ __global__ void __launch_bounds__(kAttThreads) attention_backward_dkv_kernel(Att
     /* Queries before k0 see none of these keys. */
     for (int q0 = k0; q0 < T; q0 += BN) {
         __syncthreads();
-        load_tile<D>(sQ, BN, qb + q0 * C3, C3, T - q0, a.hs);
-        load_tile<D>(sO, BN, ob + (int64_t)q0 * a.C, a.C, T - q0, a.hs);
+        load_tile<D>(sQ, BN, a.qkv, a.cbf16, qo + q0 * C3, C3, T - q0, a.hs);
+        load_tile<D>(sO, BN, ob, false, (int64_t)q0 * a.C, a.C, T - q0, a.hs);
         for (int r = threadIdx.x; r < BN; r += kAttThreads) {
             bool ok = q0 + r < T;
             sL[r] = ok ? a.lse[(int64_t)bh * T + q0 + r] : 0.0f;
@@ -555,11 +673,12 @@ void att_forward_dispatch(int hs, dim3 grid, bool decode, bool tensor_cores, cud
                           const AttFwdArgs &a)
 {
     static_assert(kTcBM == kFwdBM, "both forward kernels tile queries alike (same grid)");
-    /* Head sizes up to 64 (GPT-2's; 14.5 and 27 KiB of shared memory). At 128 the backward's
-     * dK/dV kernel would take about 105 KiB, more than sm_86/89 allow, so that size keeps the
-     * fp32 kernels in both directions (their lse must match). */
+    /* Head sizes up to 64 (GPT-2's; 15 and 27 KiB of shared memory). At 128 the backward's
+     * dK/dV kernel would hold 128 registers per thread in its dK and dV accumulators alone (16
+     * rows x 128 channels each per warp), more than it can keep without spilling, so that size
+     * keeps the fp32 kernels in both directions (their lse must match). */
     if (tensor_cores && !decode && hs <= kTcMaxHead) {
-        tp_cuda_attention_forward_tc(hs, grid, st, a);
+        tp_cuda_attention_forward_tc(hs, (int)grid.x, st, a);
         return;
     }
     if (hs <= 32) {
@@ -599,7 +718,9 @@ void att_backward_launch(int B_NH, int T, cudaStream_t st, const AttBwdArgs &a)
 void att_check(int64_t B, int64_t T, int64_t C, int64_t NH)
 {
     if (C / NH > 128) fatal("CUDA attention supports head sizes up to 128");
-    if (B * NH > INT_MAX || 3 * C > INT_MAX || T > INT_MAX - 128 || (T + 31) / 32 > kMaxBlocks)
+    /* the tensor-core kernels' grids are 1-D: heads x 64-row tiles */
+    if (B * NH > INT_MAX || 3 * C > INT_MAX || T > INT_MAX - 128 || (T + 31) / 32 > kMaxBlocks ||
+        B * NH * ((T + kTcBM - 1) / kTcBM) > INT_MAX)
         fatal("CUDA attention: shape too large");
 }
 
@@ -668,16 +789,24 @@ extern "C" void tp_cuda_layernorm_backward(tp_backend_t *be, const float *dy, co
 {
     if (N <= 0 || C <= 0) return;
     cudaStream_t st = tp_cuda_stream(be);
-    layernorm_dx_kernel<<<blocks_for(N, kThreads / 32), kThreads, 0, st>>>(dy, x, w, mean, rstd, dx,
-                                                                           N, C);
-    TP_CUDA_LAUNCHED();
-    int64_t nchunk = (N + kLnChunk - 1) / kLnChunk;
+    const int V = (int)((C + 127) / 128);
+    const bool rows = C % 4 == 0 && V <= 8 && (N + kLnRows - 1) / kLnRows <= kMaxBlocks &&
+                      ((uintptr_t)dy | (uintptr_t)x | (uintptr_t)w | (uintptr_t)dx) % 16 == 0;
+    const int64_t chunk = rows ? kLnRows : kLnChunk, nchunk = (N + chunk - 1) / chunk;
     float *part = (float *)tp_cuda_scratch(be, 0, (size_t)(nchunk * 2 * C) * sizeof(float));
-    dim3 grid(blocks_for(C, kThreads), blocks_for(nchunk, 1));
-    layernorm_dwdb_partial_kernel<<<grid, kThreads, 0, st>>>(dy, x, mean, rstd, part, N, C, nchunk);
-    TP_CUDA_LAUNCHED();
-    layernorm_dwdb_final_kernel<<<blocks_for(C, kThreads), kThreads, 0, st>>>(part, dw, db, C,
-                                                                              nchunk);
+    if (rows) {
+        layernorm_rows_launch<8>(V, (unsigned)nchunk, st, dy, x, w, mean, rstd, dx, part, N, C);
+        TP_CUDA_LAUNCHED();
+    } else {
+        layernorm_dx_kernel<<<blocks_for(N, kThreads / 32), kThreads, 0, st>>>(dy, x, w, mean, rstd,
+                                                                               dx, N, C);
+        TP_CUDA_LAUNCHED();
+        dim3 grid(blocks_for(C, kThreads), blocks_for(nchunk, 1));
+        layernorm_dwdb_partial_kernel<<<grid, kThreads, 0, st>>>(dy, x, mean, rstd, part, N, C,
+                                                                 nchunk);
+        TP_CUDA_LAUNCHED();
+    }
+    layernorm_dwdb_final_kernel<<<blocks_for(C, 32), kThreads, 0, st>>>(part, dw, db, C, nchunk);
     TP_CUDA_LAUNCHED();
 }
 
@@ -687,16 +816,18 @@ extern "C" int64_t tp_cuda_attention_att_numel(tp_backend_t *be, int64_t B, int6
     return B * NH * T; /* the log-sum-exp of each query row */
 }
 
-extern "C" void tp_cuda_attention_forward(tp_backend_t *be, const float *qkv, tp_cval_t *out,
+extern "C" void tp_cuda_attention_forward(tp_backend_t *be, const tp_cval_t *qkv, tp_cval_t *out,
                                           float *att, int64_t B, int64_t T, int64_t C, int64_t NH)
 {
     if (B <= 0 || T <= 0 || NH <= 0 || C / NH <= 0) return;
     att_check(B, T, C, NH);
     int hs = (int)(C / NH);
     AttFwdArgs a;
+    a.cbf16 = a.in_bf16 = tp_cuda_precision(be) == TP_PREC_BF16; /* qkv: a compute copy */
+    const size_t eb = a.in_bf16 ? 2 : 4;
     a.q = qkv;
-    a.k = qkv + C;
-    a.v = qkv + 2 * C;
+    a.k = (const char *)qkv + C * eb;
+    a.v = (const char *)qkv + 2 * C * eb;
     a.out = out;
     a.lse = att;
     a.q_bstride = a.kv_bstride = T * 3 * C;
@@ -708,15 +839,15 @@ extern "C" void tp_cuda_attention_forward(tp_backend_t *be, const float *qkv, tp
     a.nq = a.nkv = (int)T;
     a.qpos0 = 0;
     a.scale = 1.0f / sqrtf((float)hs);
-    a.vec = att_vec_ok(a.q, a.k, a.v, 3 * C, T * 3 * C, hs);
-    a.cbf16 = tp_cuda_precision(be) == TP_PREC_BF16;
+    a.vec = att_vec8_ok(a.q, a.k, a.v, 3 * C, T * 3 * C, hs); /* the tensor-core kernel's */
     dim3 grid((unsigned)(B * NH), (unsigned)((T + kFwdBM - 1) / kFwdBM));
     att_forward_dispatch(hs, grid, false, a.cbf16, tp_cuda_stream(be), a);
 }
 
-extern "C" void tp_cuda_attention_backward(tp_backend_t *be, const float *dout, const float *qkv,
-                                           const float *att, const tp_cval_t *out, tp_cval_t *dqkv,
-                                           int64_t B, int64_t T, int64_t C, int64_t NH)
+extern "C" void tp_cuda_attention_backward(tp_backend_t *be, const float *dout,
+                                           const tp_cval_t *qkv, const float *att,
+                                           const tp_cval_t *out, tp_cval_t *dqkv, int64_t B,
+                                           int64_t T, int64_t C, int64_t NH)
 {
     if (B <= 0 || T <= 0 || NH <= 0 || C / NH <= 0) return;
     att_check(B, T, C, NH);
@@ -728,8 +859,9 @@ extern "C" void tp_cuda_attention_backward(tp_backend_t *be, const float *dout, 
     a.out = out;
     a.dqkv = dqkv;
     a.dsum = (float *)tp_cuda_scratch(be, 0, (size_t)(B * NH * T) * sizeof(float));
-    a.vec = att_vec_ok(qkv, dout, qkv + C, 3 * C, C, hs);
     a.cbf16 = tp_cuda_precision(be) == TP_PREC_BF16;
+    a.dout_c = nullptr;
+    a.vec = false;
     a.T = (int)T;
     a.C = (int)C;
     a.NH = (int)NH;
@@ -740,6 +872,9 @@ extern "C" void tp_cuda_attention_backward(tp_backend_t *be, const float *dout, 
     /* bf16 with head sizes up to 64: the tensor-core kernels (D, dQ, dK/dV), as in the forward
      * (whose lse they must match: both form S from bf16 q and k). */
     if (a.cbf16 && hs <= kTcMaxHead) {
+        /* dout's bf16 copy, which the D kernel writes for the dQ and dK/dV kernels */
+        a.dout_c = (__nv_bfloat16 *)tp_cuda_scratch(be, 1, (size_t)(B * T * C) * 2);
+        a.vec = att_vec8_ok(qkv, (const char *)qkv + 2 * C, a.dout_c, 3 * C, C, hs);
         tp_cuda_attention_backward_tc(hs, bnh, (int)T, st, a);
         return;
     }
@@ -776,7 +911,8 @@ extern "C" void tp_cuda_attention_decode(tp_backend_t *be, const float *q, const
     a.nkv = (int)(pos + 1);
     a.qpos0 = (int)pos;
     a.scale = 1.0f / sqrtf((float)hs);
-    a.vec = false; /* decode runs the fp32 kernel, which does not read it */
+    a.vec = false;     /* decode runs the fp32 kernel, which does not read it */
+    a.in_bf16 = false; /* the caches are float32 */
     a.cbf16 = tp_cuda_precision(be) == TP_PREC_BF16;
     att_forward_dispatch(hs, dim3((unsigned)(B * NH), 1), true, false, tp_cuda_stream(be), a);
 }

@@ -279,6 +279,32 @@ void tp_op_linear_grad_c(tp_backend_t *be, const tp_cval_t *dy, const tp_cval_t 
     if (db) tp_op_bias_grad_c(be, dy, db, N, out, false);
 }
 
+void tp_op_linear_forward_to_c(tp_backend_t *be, const tp_cval_t *x, const tp_cval_t *w,
+                               const float *b, tp_cval_t *y, float *scratch, int64_t N, int64_t in,
+                               int64_t out)
+{
+    size_t cb = tp_backend_compute_bytes(be), n = (size_t)(N * out) * cb;
+    if (overlap(y, n, x, (size_t)(N * in) * cb) || overlap(y, n, w, (size_t)(out * in) * cb) ||
+        overlap(y, n, b, (size_t)out * sizeof(float)) ||
+        (cb == 2 && (!scratch || overlap(scratch, (size_t)(N * out) * sizeof(float), y, n)))) {
+        fprintf(stderr, "tp_op_linear_forward_to_c: y overlaps an input or the scratch, or no "
+                        "scratch (backend.h's contract)\n");
+        abort();
+    }
+    int h = tp_profile_mark(be);
+    if (be->iface->linear_forward_to_c &&
+        be->iface->linear_forward_to_c(be, x, w, b, y, scratch, N, in, out)) {
+        profile_linear(be, h, b ? "+bias>c" : ">c", false, true, N, out, in);
+        return;
+    }
+    if (cb == sizeof(float)) { /* y is float32: the product goes there */
+        tp_op_linear_forward_c(be, x, w, b, NULL, tp_cval_f32(y), N, in, out);
+        return;
+    }
+    tp_op_linear_forward_c(be, x, w, b, NULL, scratch, N, in, out);
+    tp_op_to_compute(be, scratch, y, N * out);
+}
+
 void tp_op_linear_act_forward_c(tp_backend_t *be, tp_act_t act, const tp_cval_t *x,
                                 const tp_cval_t *w, const float *b, tp_cval_t *pre, tp_cval_t *y,
                                 float *scratch, int64_t N, int64_t in, int64_t out)
@@ -644,7 +670,7 @@ void tp_op_layernorm_backward(tp_backend_t *be, const float *dy, const float *x,
     tp_profile_op(be, h, "layernorm_backward", 0);
 }
 
-void tp_op_attention_forward(tp_backend_t *be, const float *qkv, tp_cval_t *out, float *att,
+void tp_op_attention_forward(tp_backend_t *be, const tp_cval_t *qkv, tp_cval_t *out, float *att,
                              int64_t B, int64_t T, int64_t C, int64_t NH)
 {
     int h = tp_profile_mark(be);
@@ -652,7 +678,7 @@ void tp_op_attention_forward(tp_backend_t *be, const float *qkv, tp_cval_t *out,
     tp_profile_op(be, h, "attention_forward", 2.0 * (double)B * (double)T * (double)T * (double)C);
 }
 
-void tp_op_attention_backward(tp_backend_t *be, const float *dout, const float *qkv,
+void tp_op_attention_backward(tp_backend_t *be, const float *dout, const tp_cval_t *qkv,
                               const float *att, const tp_cval_t *out, tp_cval_t *dqkv, int64_t B,
                               int64_t T, int64_t C, int64_t NH)
 {

@@ -108,6 +108,15 @@ void tp_op_linear_forward_c(tp_backend_t *be, const tp_cval_t *x, const tp_cval_
                             int64_t out);
 void tp_op_linear_grad_c(tp_backend_t *be, const tp_cval_t *dy, const tp_cval_t *x, float *dw,
                          float *db, int64_t N, int64_t in, int64_t out);
+/* A linear layer whose output is a compute copy (a product whose only reader takes one: the
+ * qkv projection, read by attention): y = x W^T + b, y [N, out]. cuda: one cuBLASLt call that
+ * writes y in the compute type, its bias epilogue adding b rounded to bf16 under "bf16" (the
+ * epilogue's documented bias type). Unfused: tp_op_linear_forward_c into scratch (N * out floats,
+ * the caller's; unused when compute copies are float32: y is then written directly), then
+ * tp_op_to_compute. b may be NULL. y must not overlap x, w, b or scratch. */
+void tp_op_linear_forward_to_c(tp_backend_t *be, const tp_cval_t *x, const tp_cval_t *w,
+                               const float *b, tp_cval_t *y, float *scratch, int64_t N, int64_t in,
+                               int64_t out);
 /* A linear layer followed by an activation (the MLP's first layer), fused where the backend can
  * (cuda: cuBLASLt's GELU_AUX_BIAS epilogue): pre = x W^T + b and y = act(pre), both compute
  * copies [N, out] (pre is what backward differentiates the activation at; under "bf16" it is
@@ -233,12 +242,13 @@ void tp_op_layernorm_forward(tp_backend_t *be, const float *x, const float *w, c
 void tp_op_layernorm_backward(tp_backend_t *be, const float *dy, const float *x, const float *w,
                               const float *mean, const float *rstd, float *dx, float *dw, float *db,
                               int64_t N, int64_t C);
-/* Causal multi-head self-attention. qkv [B, T, 3C] holds q, k, v (in that order, C each; head h
- * uses channels [h*hs, (h+1)*hs) of each, hs = C/NH); out [B, T, C], a compute copy (it feeds
- * the output projection). att [B, NH, T, T]
+/* Causal multi-head self-attention. qkv [B, T, 3C], a compute copy (what the qkv projection
+ * writes: tp_op_linear_forward_to_c), holds q, k, v (in that order, C each; head h uses channels
+ * [h*hs, (h+1)*hs) of each, hs = C/NH); out [B, T, C], a compute copy (it feeds the output
+ * projection). att [B, NH, T, T]
  * receives the softmax probabilities (row t uses columns 0..t; the rest are not read) for
  * backward. Scores are scaled by 1/sqrt(hs). */
-void tp_op_attention_forward(tp_backend_t *be, const float *qkv, tp_cval_t *out, float *att,
+void tp_op_attention_forward(tp_backend_t *be, const tp_cval_t *qkv, tp_cval_t *out, float *att,
                              int64_t B, int64_t T, int64_t C, int64_t NH);
 /* Elements the `att` buffer of attention forward/backward needs: B x NH x T x T on the CPU
  * backends; backends with fused (flash-style) attention keep only per-row statistics. */
@@ -247,7 +257,7 @@ int64_t tp_op_attention_att_numel(tp_backend_t *be, int64_t B, int64_t T, int64_
  * and the forward's qkv, att and out (its output [B, T, C]: fused backends take
  * FlashAttention-2's D_i = dout_i . out_i per head from it instead of recomputing the scores for
  * it). */
-void tp_op_attention_backward(tp_backend_t *be, const float *dout, const float *qkv,
+void tp_op_attention_backward(tp_backend_t *be, const float *dout, const tp_cval_t *qkv,
                               const float *att, const tp_cval_t *out, tp_cval_t *dqkv, int64_t B,
                               int64_t T, int64_t C, int64_t NH);
 /* Attention of one new position `pos` per sequence against a KV cache: q [B, C]; kcache and

@@ -286,17 +286,18 @@ static void copy_head(const float *restrict m, int64_t rs, int64_t n, int64_t hs
         memcpy(dst + j * hs, m + j * rs, (size_t)hs * sizeof(float));
 }
 
-void tp_cpu_attention_forward(tp_backend_t *be, const float *qkv, tp_cval_t *out_c, float *att,
-                              int64_t B, int64_t T, int64_t C, int64_t NH)
+void tp_cpu_attention_forward(tp_backend_t *be, const tp_cval_t *qkv_c, tp_cval_t *out_c,
+                              float *att, int64_t B, int64_t T, int64_t C, int64_t NH)
 {
     float *out = tp_cval_f32(out_c);
+    const float *qkv = tp_cval_cf32(qkv_c); /* float32: this backend computes in fp32 only */
     int64_t hs = C / NH, C3 = 3 * C, ld = padded(T);
     int nt = omp_get_max_threads();
     float *scratch;
     /* kt [hs, ld], s [ld], v [T, hs] */
     int64_t stride = tp_cpu_scratch(be, nt, (hs + 1) * ld + T * hs, &scratch);
     if (!stride) {
-        tp_ref_attention_forward(be, qkv, out_c, att, B, T, C, NH);
+        tp_ref_attention_forward(be, qkv_c, out_c, att, B, T, C, NH);
         return;
     }
     float scale = 1.0f / sqrtf((float)hs);
@@ -347,17 +348,18 @@ TP_SIMD_CLONES static void attention_backward_head(const float *dout, const floa
     }
 }
 
-void tp_cpu_attention_backward(tp_backend_t *be, const float *dout, const float *qkv,
+void tp_cpu_attention_backward(tp_backend_t *be, const float *dout, const tp_cval_t *qkv_c,
                                const float *att, const tp_cval_t *out_c, tp_cval_t *dqkv_c,
                                int64_t B, int64_t T, int64_t C, int64_t NH)
 {
     float *dqkv = tp_cval_f32(dqkv_c); /* out_c: only fused backends read it */
+    const float *qkv = tp_cval_cf32(qkv_c);
     int64_t hs = C / NH, C3 = 3 * C, ld = padded(T);
     int nt = omp_get_max_threads();
     float *scratch;
     int64_t stride = tp_cpu_scratch(be, nt, (hs + 1 + T) * ld + 3 * T * hs, &scratch);
     if (!stride) {
-        tp_ref_attention_backward(be, dout, qkv, att, out_c, dqkv_c, B, T, C, NH);
+        tp_ref_attention_backward(be, dout, qkv_c, att, out_c, dqkv_c, B, T, C, NH);
         return;
     }
     float scale = 1.0f / sqrtf((float)hs);

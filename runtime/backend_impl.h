@@ -51,6 +51,9 @@ typedef struct tp_backend_iface {
                              int64_t out);
     bool (*linear_grad_c)(tp_backend_t *be, const tp_cval_t *dy, const tp_cval_t *x, float *dw,
                           float *db, int64_t N, int64_t in, int64_t out);
+    bool (*linear_forward_to_c)(tp_backend_t *be, const tp_cval_t *x, const tp_cval_t *w,
+                                const float *b, tp_cval_t *y, float *scratch, int64_t N, int64_t in,
+                                int64_t out);
     bool (*linear_act_forward_c)(tp_backend_t *be, tp_act_t act, const tp_cval_t *x,
                                  const tp_cval_t *w, const float *b, tp_cval_t *pre, tp_cval_t *y,
                                  float *scratch, int64_t N, int64_t in, int64_t out);
@@ -109,11 +112,11 @@ typedef struct tp_backend_iface {
     void (*layernorm_backward)(tp_backend_t *be, const float *dy, const float *x, const float *w,
                                const float *mean, const float *rstd, float *dx, float *dw,
                                float *db, int64_t N, int64_t C);
-    void (*attention_forward)(tp_backend_t *be, const float *qkv, tp_cval_t *out, float *att,
+    void (*attention_forward)(tp_backend_t *be, const tp_cval_t *qkv, tp_cval_t *out, float *att,
                               int64_t B, int64_t T, int64_t C, int64_t NH);
     /* Optional: NULL means B * NH * T * T. */
     int64_t (*attention_att_numel)(tp_backend_t *be, int64_t B, int64_t T, int64_t NH);
-    void (*attention_backward)(tp_backend_t *be, const float *dout, const float *qkv,
+    void (*attention_backward)(tp_backend_t *be, const float *dout, const tp_cval_t *qkv,
                                const float *att, const tp_cval_t *out, tp_cval_t *dqkv, int64_t B,
                                int64_t T, int64_t C, int64_t NH);
     void (*attention_decode)(tp_backend_t *be, const float *q, const float *kcache,

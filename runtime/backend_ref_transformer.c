@@ -117,10 +117,11 @@ static void ref_attention_row(const float *q, const float *k, const float *v, in
     }
 }
 
-void tp_ref_attention_forward(tp_backend_t *be, const float *qkv, tp_cval_t *out_c, float *att,
-                              int64_t B, int64_t T, int64_t C, int64_t NH)
+void tp_ref_attention_forward(tp_backend_t *be, const tp_cval_t *qkv_c, tp_cval_t *out_c,
+                              float *att, int64_t B, int64_t T, int64_t C, int64_t NH)
 {
     float *out = tp_cval_f32(out_c);
+    const float *qkv = tp_cval_cf32(qkv_c); /* float32: this backend computes in fp32 only */
     int64_t hs = C / NH, C3 = 3 * C;
     for (int64_t b = 0; b < B; b++)
         for (int64_t h = 0; h < NH; h++)
@@ -131,11 +132,12 @@ void tp_ref_attention_forward(tp_backend_t *be, const float *qkv, tp_cval_t *out
             }
 }
 
-void tp_ref_attention_backward(tp_backend_t *be, const float *dout, const float *qkv,
+void tp_ref_attention_backward(tp_backend_t *be, const float *dout, const tp_cval_t *qkv_c,
                                const float *att, const tp_cval_t *out_c, tp_cval_t *dqkv_c,
                                int64_t B, int64_t T, int64_t C, int64_t NH)
 {
     float *dqkv = tp_cval_f32(dqkv_c); /* out_c: only fused backends read it */
+    const float *qkv = tp_cval_cf32(qkv_c);
     int64_t hs = C / NH, C3 = 3 * C;
     double scale = 1.0 / sqrt((double)hs);
     for (int64_t i = 0; i < B * T; i++)

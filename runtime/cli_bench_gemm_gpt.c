@@ -6,7 +6,8 @@
  * to multiples of 8 and 64 elements, since a bf16 row of an odd vocabulary (50257) is only
  * 2-byte aligned and tensor-core kernels want 16-byte rows. A second table times the block's
  * fused linear ops as the model runs them (tp_op_linear_forward_c: product, bias and residual;
- * tp_op_linear_act_forward_c: with GELU; tp_op_linear_dx_act_c: input gradient through GELU with
+ * tp_op_linear_forward_to_c: product and bias into a compute copy; tp_op_linear_act_forward_c:
+ * with GELU; tp_op_linear_dx_act_c: input gradient through GELU with
  * the bias gradient; tp_op_linear_grad_c: weight and bias gradients) against the same work as
  * separate ops, so the fused epilogues' gain is measured, not assumed
  * (on backends without fused ops both rows run the same ops). A device check on a GPU answers
@@ -114,6 +115,7 @@ static double time_calls(tp_backend_t *be, call_fn fn, const void *what, bool al
 /* One fused linear op of a block as the model calls it, for the fused-against-separate table. */
 typedef enum {
     LIN_FWD,      /* tp_op_linear_forward_c: product + bias (+ residual) */
+    LIN_FWD_C,    /* tp_op_linear_forward_to_c: product + bias into a compute copy */
     LIN_FWD_GELU, /* tp_op_linear_act_forward_c: product + bias, stored, and GELU */
     LIN_GRAD_DB,  /* tp_op_linear_grad_c: dW and the bias gradient */
     LIN_DX_GELU,  /* tp_op_linear_dx_act_c: dX, GELU's derivative and the bias gradient */
@@ -133,7 +135,7 @@ typedef struct linear_row {
 static int gpt_linears(int64_t N, int64_t C, linear_row_t *r)
 {
     int n = 0;
-    r[n++] = (linear_row_t){"qkv fwd+bias", LIN_FWD, false, N, C, 3 * C, {0, 0}};
+    r[n++] = (linear_row_t){"qkv fwd+bias, compute copy", LIN_FWD_C, false, N, C, 3 * C, {0, 0}};
     r[n++] = (linear_row_t){"attn proj fwd+bias+res", LIN_FWD, true, N, C, C, {0, 0}};
     r[n++] = (linear_row_t){"mlp fc fwd+bias+gelu", LIN_FWD_GELU, false, N, C, 4 * C, {0, 0}};
     r[n++] = (linear_row_t){"mlp proj fwd+bias+res", LIN_FWD, true, N, 4 * C, C, {0, 0}};
@@ -153,10 +155,12 @@ static void call_separate(tp_backend_t *be, const linear_row_t *r, const linear_
     int64_t N = r->N, in = r->in, out = r->out;
     switch (r->kind) {
     case LIN_FWD:
+    case LIN_FWD_C:
     case LIN_FWD_GELU:
         tp_op_gemm_c(be, false, true, N, out, in, 1.0f, o->x, in, o->w, in, 0.0f, o->y, out);
         tp_op_bias_add(be, o->y, o->bias, N, out, false);
         if (r->residual) tp_op_add(be, o->res, o->y, o->y, N * out);
+        if (r->kind == LIN_FWD_C) tp_op_to_compute(be, o->y, o->pre, N * out);
         if (r->kind == LIN_FWD_GELU) {
             tp_op_to_compute(be, o->y, o->pre, N * out);
             tp_op_act_forward_c(be, TP_ACT_GELU, o->y, o->act, N * out);
@@ -181,6 +185,9 @@ static void call_fused(tp_backend_t *be, const linear_row_t *r, const linear_ope
     case LIN_FWD:
         tp_op_linear_forward_c(be, o->x, o->w, o->bias, r->residual ? o->res : NULL, o->y, N, in,
                                out);
+        break;
+    case LIN_FWD_C:
+        tp_op_linear_forward_to_c(be, o->x, o->w, o->bias, o->pre, o->y, N, in, out);
         break;
     case LIN_FWD_GELU:
         tp_op_linear_act_forward_c(be, TP_ACT_GELU, o->x, o->w, o->bias, o->pre, o->act, o->y, N,

@@ -5,9 +5,10 @@
  * runtime.precision "bf16", float32 otherwise, where the copies below are the float32 arrays
  * themselves and cost nothing): the weights' copy, refreshed from the fp32 master weights at the
  * start of each forward; the LayerNorm, attention and GELU outputs, whose only readers are
- * products; the MLP's pre-activation (which the fused GELU product stores for GELU's derivative);
+ * products; qkv, whose only reader is attention (its tensor-core kernels copy bf16 tiles as they
+ * are); the MLP's pre-activation (which the fused GELU product stores for GELU's derivative);
  * and the gradients that feed products (the logits', qkv's, the MLP's, and a copy of the residual
- * stream's). The residual stream, its gradient, the LayerNorm statistics, the
+ * stream's). The residual stream, its gradient, the LayerNorm statistics, the other
  * products' outputs, logits and losses stay float32.
  *
  * Memory: per layer only what backward needs is kept (LayerNorm inputs' statistics, the
@@ -30,7 +31,7 @@ enum { LN1W, LN1B, QKVW, QKVB, PROJW, PROJB, LN2W, LN2B, FCW, FCB, FCPW, FCPB, N
 typedef struct gpt_layer_acts {
     tp_cval_t *ln1;             /* [BT C] */
     float *ln1_mean, *ln1_rstd; /* [BT], [BT] */
-    float *qkv;                 /* [BT 3C] */
+    tp_cval_t *qkv;             /* [BT 3C]: read by attention only */
     tp_cval_t *atty;            /* [BT C] */
     float *att;                 /* [B NH T T] */
     float *res2;                /* [BT C]: x + attention */
@@ -209,7 +210,7 @@ static tp_status_t gpt_prepare(tp_model_t *m)
         ALLOC_C(a->ln1, BT * C, "ln_1");
         ALLOC(a->ln1_mean, BT, "ln_1 mean");
         ALLOC(a->ln1_rstd, BT, "ln_1 rstd");
-        ALLOC(a->qkv, BT * 3 * C, "qkv");
+        ALLOC_C(a->qkv, BT * 3 * C, "qkv");
         ALLOC_C(a->atty, BT * C, "attention output");
         ALLOC(a->att, tp_op_attention_att_numel(be, B, d.T, d.n_head), "attention statistics");
         ALLOC(a->res2, BT * C, "residual");
@@ -341,7 +342,10 @@ static int64_t gpt_forward(tp_model_t *m, const tp_pass_ctx_t *ctx, int64_t B, i
         gpt_layer_acts_t *a = &g->layer[l];
         tp_op_layernorm_forward(be, x, bp(g, l, LN1W)->data, bp(g, l, LN1B)->data, a->ln1,
                                 a->ln1_mean, a->ln1_rstd, N, C);
-        linear(m, a->ln1, bp(g, l, QKVW), bp(g, l, QKVB), NULL, a->qkv, N);
+        /* qkv straight into a compute copy (dfch, a gradient buffer, is the unfused path's
+         * scratch) */
+        tp_op_linear_forward_to_c(be, a->ln1, wc(m, bp(g, l, QKVW)), bp(g, l, QKVB)->data, a->qkv,
+                                  g->dfch, N, C, 3 * C);
         tp_op_attention_forward(be, a->qkv, a->atty, a->att, B, T, C, NH);
         linear(m, a->atty, bp(g, l, PROJW), bp(g, l, PROJB), x, a->res2, N);
         tp_op_layernorm_forward(be, a->res2, bp(g, l, LN2W)->data, bp(g, l, LN2B)->data, a->ln2,

@@ -145,6 +145,25 @@ bool emu_linear_grad_c(tp_backend_t *be, const tp_cval_t *dy, const tp_cval_t *x
     return true;
 }
 
+// The product into a compute copy as backend_cuda.cu asks cuBLASLt for it: the bias vector of
+// the output's type (bf16 under "bf16"), the product plus bias in float32, stored rounded.
+bool emu_linear_forward_to_c(tp_backend_t *be, const tp_cval_t *x, const tp_cval_t *w,
+                             const float *b, tp_cval_t *y, float *scratch, int64_t N, int64_t in,
+                             int64_t out)
+{
+    bool bf16 = state(be)->precision == TP_PREC_BF16;
+    float *acc = bf16 ? scratch : tp_cval_f32(y);
+    emu_gemm_c(be, false, true, N, out, in, 1.0f, x, in, w, in, 0.0f, acc, out);
+    if (b) {
+        float *bias = (float *)tp_emu_scratch(be, 2, (size_t)out * sizeof(float));
+        for (int64_t i = 0; i < out; i++)
+            bias[i] = bf16 ? tp_bf16_round(b[i]) : b[i];
+        tp_emu_bias_add(be, acc, bias, N, out, false);
+    }
+    if (bf16) tp_emu_to_compute(be, acc, y, N * out);
+    return true;
+}
+
 // GELU_AUX_BIAS and DGELU_BGRAD as backend_cuda.cu asks cuBLASLt for them: the bias vector of
 // the output's type (bf16 under "bf16"), the product plus bias in float32, stored rounded as pre
 // and (after GELU) as y; backward the product times gelu'(pre) stored as dpre, its row sums
@@ -206,6 +225,7 @@ const tp_backend_iface_t emu_iface = {
     .xent_backward_c = tp_emu_xent_backward_c,
     .linear_forward_c = emu_linear_forward_c,
     .linear_grad_c = emu_linear_grad_c,
+    .linear_forward_to_c = emu_linear_forward_to_c,
     .linear_act_forward_c = emu_linear_act_forward_c,
     .linear_dx_act_c = emu_linear_dx_act_c,
     .bias_add = tp_emu_bias_add,

@@ -1,12 +1,18 @@
 // Runs CUDA kernels on the CPU for tests (tests/emu/README.md). Each CUDA thread of a block is a
 // fiber (ucontext) of the one host thread; a scheduler runs them round-robin until each has
 // finished or waits at a barrier (__syncthreads: the block's live threads; a shuffle: the warp's
-// lanes). Blocks run one after another, so function-static arrays serve as shared memory, and
-// dynamic shared memory is filled with NaN before each block so that reading what no thread
-// wrote shows. Deadlocks (a barrier some threads never reach) and shuffles over exited lanes
-// abort with a message: on a GPU they are hangs or undefined behaviour.
+// lanes). With TP_EMU_SCHED=lowest it always runs the lowest-numbered runnable thread instead, so
+// warp 0 runs as far ahead of the others as barriers let it: a warp that overwrites shared memory
+// another warp has yet to read (a missing barrier at the end of a double-buffered loop) then
+// shows, which round-robin order, keeping warps abreast at every shuffle, hides. Blocks run one
+// after another, so function-static arrays serve as shared memory, and dynamic shared memory is
+// filled with NaN before each block so that reading what no thread wrote shows. Deadlocks (a
+// barrier some threads never reach) and shuffles over exited lanes abort with a message: on a GPU
+// they are hangs or undefined behaviour.
 #include <cuda_runtime.h>
 
+#include <stdlib.h>
+#include <string.h>
 #include <ucontext.h>
 
 #include <vector>
@@ -17,11 +23,20 @@ namespace
 {
 enum { RUNNABLE, WAITING, DONE };
 
+// A cp.async in flight: its bytes as read at issue, where they land, and its commit group.
+struct AsyncCopy {
+    unsigned char bytes[16];
+    void *dst;
+    int group;
+};
+
 struct Fiber {
     ucontext_t ctx;
     int state;
     int group; // the barrier waited at: 0 the block, 1 + w warp w
     uint3 tid;
+    std::vector<AsyncCopy> copies; // cp.async not yet landed
+    int committed;                 // cp.async groups committed so far
 };
 
 struct Group {
@@ -97,6 +112,8 @@ void run_block(Launch *L, unsigned bx, unsigned by, unsigned bz)
     for (unsigned t = 0; t < nt; t++) {
         Fiber &f = L->fibers[t];
         f.state = RUNNABLE;
+        f.copies.clear();
+        f.committed = 0;
         f.tid = uint3{t % L->block.x, (t / L->block.x) % L->block.y, t / (L->block.x * L->block.y)};
         getcontext(&f.ctx);
         f.ctx.uc_stack.ss_sp = L->stacks + (size_t)t * kStack;
@@ -105,10 +122,11 @@ void run_block(Launch *L, unsigned bx, unsigned by, unsigned bz)
         makecontext(&f.ctx, fiber_main, 0);
     }
     emu_cur.bid = uint3{bx, by, bz};
-    unsigned done = 0;
-    while (done < nt) {
+    static const char *sched = getenv("TP_EMU_SCHED");
+    static const bool lowest_first = sched && strcmp(sched, "lowest") == 0;
+    for (;;) {
         bool ran = false;
-        done = 0;
+        unsigned done = 0;
         for (unsigned t = 0; t < nt; t++) {
             Fiber &f = L->fibers[t];
             if (f.state == DONE) {
@@ -120,18 +138,18 @@ void run_block(Launch *L, unsigned bx, unsigned by, unsigned bz)
             emu_cur.tid = f.tid;
             swapcontext(&L->sched, &f.ctx);
             ran = true;
-            if (f.state == DONE) done++;
+            if (lowest_first) break; /* rescan from thread 0 */
         }
-        if (!ran && done < nt) {
-            for (unsigned t = 0; t < nt; t++)
-                if (L->fibers[t].state == WAITING) {
-                    emu_cur.tid = L->fibers[t].tid;
-                    break;
-                }
-            emu_fail(L->groups[0].waiting > 0 ? "deadlock: __syncthreads not reached by every "
-                                                "live thread of the block"
-                                              : "deadlock at a warp shuffle");
-        }
+        if (ran) continue;
+        if (done == nt) break;
+        for (unsigned t = 0; t < nt; t++)
+            if (L->fibers[t].state == WAITING) {
+                emu_cur.tid = L->fibers[t].tid;
+                break;
+            }
+        emu_fail(L->groups[0].waiting > 0 ? "deadlock: __syncthreads not reached by every "
+                                            "live thread of the block"
+                                          : "deadlock at a warp shuffle");
     }
 }
 } // namespace
@@ -215,6 +233,36 @@ void emu_warp_sync(unsigned mask)
     if (L->groups[1 + w].live != __builtin_popcount(mask))
         emu_fail("shuffle whose mask names lanes that have exited");
     wait_at(1 + (int)w);
+}
+
+void emu_cp_async16(void *dst, const void *src, int src_bytes)
+{
+    Fiber &f = g_launch->fibers[g_launch->cur];
+    AsyncCopy c;
+    if (src_bytes)
+        memcpy(c.bytes, src, 16);
+    else
+        memset(c.bytes, 0, 16);
+    c.dst = dst;
+    c.group = f.committed; // the group the next commit closes
+    f.copies.push_back(c);
+}
+
+void emu_cp_async_commit(void)
+{
+    g_launch->fibers[g_launch->cur].committed++;
+}
+
+void emu_cp_async_wait(int n)
+{
+    Fiber &f = g_launch->fibers[g_launch->cur];
+    std::vector<AsyncCopy> left;
+    for (const AsyncCopy &c : f.copies)
+        if (c.group < f.committed - n)
+            memcpy(c.dst, c.bytes, 16);
+        else
+            left.push_back(c);
+    f.copies.swap(left);
 }
 
 void *emu_dynamic_smem(void)

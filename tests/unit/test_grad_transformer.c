@@ -142,7 +142,7 @@ typedef struct attn_ctx {
 static double attn_objective(void *p)
 {
     attn_ctx_t *c = p;
-    tp_op_attention_forward(g_be, c->qkv, CV(c->out), c->att, c->B, c->T, c->C, c->NH);
+    tp_op_attention_forward(g_be, CV(c->qkv), CV(c->out), c->att, c->B, c->T, c->C, c->NH);
     return dotg(c->out, c->g, c->B * c->T * c->C);
 }
 
@@ -154,7 +154,7 @@ static void test_attention(int64_t B, int64_t T, int64_t C, int64_t NH)
     c.att = zeros((size_t)(B * NH * T * T)), c.g = rnd((size_t)(B * T * C), 1.0f);
     float *dqkv = zeros(nq);
     attn_objective(&c);
-    tp_op_attention_backward(g_be, c.g, c.qkv, c.att, CV(c.out), CV(dqkv), B, T, C, NH);
+    tp_op_attention_backward(g_be, c.g, CV(c.qkv), c.att, CV(c.out), CV(dqkv), B, T, C, NH);
     char what[64];
     snprintf(what, sizeof what, "attention(B=%lld T=%lld C=%lld NH=%lld) dqkv", (long long)B,
              (long long)T, (long long)C, (long long)NH);
@@ -219,7 +219,7 @@ static double block_forward(void *ctx)
     tp_op_gemm(be, false, false, N, 3 * C, C, 1.0f, k->h, C, k->p[P_WQKV], 3 * C, 0.0f, k->qkv,
                3 * C);
     tp_op_bias_add(be, k->qkv, k->p[P_BQKV], N, 3 * C, false);
-    tp_op_attention_forward(be, k->qkv, CV(k->a), k->att, k->B, k->T, C, k->NH);
+    tp_op_attention_forward(be, CV(k->qkv), CV(k->a), k->att, k->B, k->T, C, k->NH);
     tp_op_gemm(be, false, false, N, C, C, 1.0f, k->a, C, k->p[P_WP], C, 0.0f, k->y, C);
     tp_op_bias_add(be, k->y, k->p[P_BP], N, C, false);
     tp_op_add(be, k->x, k->y, k->out, N * C);
@@ -235,7 +235,7 @@ static void block_backward(block_t *k)
     tp_op_gemm(be, true, false, C, C, N, 1.0f, k->a, C, g, C, 1.0f, k->dp[P_WP], C);
     tp_op_bias_grad(be, g, k->dp[P_BP], N, C, false);
     tp_op_gemm(be, false, true, N, C, C, 1.0f, g, C, k->p[P_WP], C, 0.0f, k->da, C);
-    tp_op_attention_backward(be, k->da, k->qkv, k->att, CV(k->a), CV(k->dqkv), k->B, k->T, C,
+    tp_op_attention_backward(be, k->da, CV(k->qkv), k->att, CV(k->a), CV(k->dqkv), k->B, k->T, C,
                              k->NH);
     tp_op_gemm(be, true, false, C, 3 * C, N, 1.0f, k->h, C, k->dqkv, 3 * C, 1.0f, k->dp[P_WQKV],
                3 * C);

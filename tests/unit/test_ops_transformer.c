@@ -182,9 +182,9 @@ static void test_attention(void)
         float *qkv = rnd(nqkv, 1.5f), *dout = rnd(no, 1.0f);
         float *outr = poisoned(no), *outc = poisoned(no), *outc2 = poisoned(no);
         float *ar = poisoned(na), *ac = poisoned(na), *ac2 = poisoned(na);
-        tp_op_attention_forward(g_ref, qkv, CV(outr), ar, B, T, C, NH);
-        tp_op_attention_forward(g_cpu, qkv, CV(outc), ac, B, T, C, NH);
-        tp_op_attention_forward(g_cpu, qkv, CV(outc2), ac2, B, T, C, NH);
+        tp_op_attention_forward(g_ref, CV(qkv), CV(outr), ar, B, T, C, NH);
+        tp_op_attention_forward(g_cpu, CV(qkv), CV(outc), ac, B, T, C, NH);
+        tp_op_attention_forward(g_cpu, CV(qkv), CV(outc2), ac2, B, T, C, NH);
         /* Scores: fp32 dot products of hs terms (ref: double), whose absolute error becomes
          * the relative error of exp; out sums T fp32 products in both backends. */
         double tol = 1e-6 + 2.4e-7 * (double)(hs + T);
@@ -206,9 +206,9 @@ static void test_attention(void)
          * poisoned dqkv (overwritten). */
         nan_upper(ar, B * NH, T);
         float *dr = poisoned(nqkv), *dc = poisoned(nqkv), *dc2 = poisoned(nqkv);
-        tp_op_attention_backward(g_ref, dout, qkv, ar, CV(outr), CV(dr), B, T, C, NH);
-        tp_op_attention_backward(g_cpu, dout, qkv, ar, CV(outr), CV(dc), B, T, C, NH);
-        tp_op_attention_backward(g_cpu, dout, qkv, ar, CV(outr), CV(dc2), B, T, C, NH);
+        tp_op_attention_backward(g_ref, dout, CV(qkv), ar, CV(outr), CV(dr), B, T, C, NH);
+        tp_op_attention_backward(g_cpu, dout, CV(qkv), ar, CV(outr), CV(dc), B, T, C, NH);
+        tp_op_attention_backward(g_cpu, dout, CV(qkv), ar, CV(outr), CV(dc2), B, T, C, NH);
         /* fp32 dot products (hs terms) and fp32 sums over up to T positions on both sides; the
          * softmax Jacobian's difference datt - sum(att datt) can cancel, hence 4x. */
         expect("attention_backward", sh, tp_test_rel_err(dc, dr, nqkv), 4 * tol);
@@ -298,8 +298,8 @@ static void test_threads(void)
         float *out = r, *att = out + no, *dqkv = att + na, *y = dqkv + nq, *mean = y + no;
         float *rstd = mean + N, *dx = rstd + N, *dw = dx + no, *db = dw + C, *dte = db + C;
         float *dpe = dte + V * C, *emb = dpe + T * C;
-        tp_op_attention_forward(be, qkv, CV(out), att, B, T, C, NH);
-        tp_op_attention_backward(be, dout, qkv, att, CV(out), CV(dqkv), B, T, C, NH);
+        tp_op_attention_forward(be, CV(qkv), CV(out), att, B, T, C, NH);
+        tp_op_attention_backward(be, dout, CV(qkv), att, CV(out), CV(dqkv), B, T, C, NH);
         tp_op_layernorm_forward(be, qkv, w, w, CV(y), mean, rstd, N, C);
         tp_op_layernorm_backward(be, dout, qkv, w, mean, rstd, dx, dw, db, N, C);
         tp_op_embedding_forward(be, tok, wte, wpe, emb, B, T, C);
@@ -346,8 +346,9 @@ static void print_speed(void)
     float *rstd = poisoned((size_t)N), *dx = rnd((size_t)(N * C), 1.0f);
     float *dw = rnd((size_t)C, 1.0f), *db = rnd((size_t)C, 1.0f);
     double fwd, bwd, lnf, lnb;
-    TIME_MIN(fwd, tp_op_attention_forward(g_cpu, qkv, CV(out), att, B, T, C, NH));
-    TIME_MIN(bwd, tp_op_attention_backward(g_cpu, dout, qkv, att, CV(out), CV(dqkv), B, T, C, NH));
+    TIME_MIN(fwd, tp_op_attention_forward(g_cpu, CV(qkv), CV(out), att, B, T, C, NH));
+    TIME_MIN(bwd,
+             tp_op_attention_backward(g_cpu, dout, CV(qkv), att, CV(out), CV(dqkv), B, T, C, NH));
     TIME_MIN(lnf, tp_op_layernorm_forward(g_cpu, x, w, w, CV(y), mean, rstd, N, C));
     TIME_MIN(lnb, tp_op_layernorm_backward(g_cpu, dout, x, w, mean, rstd, dx, dw, db, N, C));
     printf("speed (cpu, %d threads, B=%lld T=%lld C=%lld NH=%lld, best of 15): attention fwd "

@@ -100,6 +100,12 @@ void emu_warp_sync(unsigned mask);
 void *emu_lane_slot(unsigned lane);
 unsigned emu_lane(void);
 void *emu_dynamic_smem(void);
+/* cp.async as a GPU may order it: the 16 bytes (zeros when src_bytes is 0) are read at issue and
+ * land in dst only when the calling thread's cp.async.wait_group lets them (groups formed at
+ * commit; wait(n) lands all but the n most recent), so reading before waiting shows. */
+void emu_cp_async16(void *dst, const void *src, int src_bytes);
+void emu_cp_async_commit(void);
+void emu_cp_async_wait(int n);
 void emu_run(void (*body)(void *), void *arg, dim3 grid, dim3 block, size_t smem);
 }
 
