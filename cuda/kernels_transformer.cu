@@ -224,12 +224,11 @@ __global__ void __launch_bounds__(kThreads)
         pw[i] = pb[i] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     for (int64_t r = r0 + warp; r < r1; r += nwarp) {
         const float m = mean[r], rs = rstd[r];
-        float4 d[V], xh[V];
+        float4 d[V] = {}, xh[V] = {}; /* zero past C */
         float sg = 0.0f, sgx = 0.0f;
 #pragma unroll
         for (int i = 0; i < V; i++) {
             const int64_t c = 4 * (lane + 32 * i);
-            d[i] = xh[i] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
             if (c >= C) continue;
             d[i] = vec_load4(dy + r * C + c);
             const float4 xv = vec_load4(x + r * C + c), wv = vec_load4(w + c);
