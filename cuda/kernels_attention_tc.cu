@@ -23,16 +23,31 @@ namespace
 constexpr int kTcThreads = 128; /* 4 warps, 16 rows of the 64-row tile each */
 
 /* Block order: a 1-D grid of B * NH heads x ntiles tiles, a head's tiles consecutive and its
- * longest first (causal tiles differ in length up to ntiles times). Blocks in flight at once then
- * share few heads, whose q, k, v (about 1 MB per head at T = 1024) stay in L2 while all of that
- * head's tiles re-read them; with the heads varying fastest, every tile row would sweep the
- * whole qkv array (150 MB per GPT-2 layer, three times L2) through HBM again. */
+ * longest first (causal tiles differ in length up to ntiles times: the last query tile sees every
+ * key, the first key tile every query, so last_longest says which end that is). Blocks in flight
+ * at once then share few heads, whose q, k, v (about 1 MB per head at T = 1024) stay in L2 while
+ * all of that head's tiles re-read them; with the heads varying fastest, every tile row would
+ * sweep the whole qkv array (150 MB per GPT-2 layer, three times L2) through HBM again. */
 struct TcBlock {
     int bh, tile;
 };
-__device__ __forceinline__ TcBlock tc_block(int ntiles)
+__device__ __forceinline__ TcBlock tc_block(int ntiles, bool last_longest)
 {
-    return {(int)(blockIdx.x / ntiles), ntiles - 1 - (int)(blockIdx.x % ntiles)};
+    const int i = (int)(blockIdx.x % ntiles);
+    return {(int)(blockIdx.x / ntiles), last_longest ? ntiles - 1 - i : i};
+}
+
+/* Blocks per SM a kernel's registers are bounded for, where shared memory lets that many run:
+ * on sm_90 (228 KB per SM) 4 forward or dK/dV blocks fit; on sm_80 (164 KB) 3 and 2, and sm_86/89
+ * (100 KB) fewer still, so there a bound would only cost spills. 0: ptxas's choice. */
+constexpr int tc_min_blocks(int on_sm90)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
+    (void)on_sm90;
+    return 0;
+#else
+    return on_sm90;
+#endif
 }
 
 /* ---- mma.sync m16n8k16, bf16 x bf16 -> fp32 ----------------------------------------------------
@@ -174,8 +189,8 @@ __device__ __forceinline__ void cp_async16(void *dst, const void *src, int src_b
     emu_cp_async16(dst, src, src_bytes);
 #else
     const uint32_t d = (uint32_t)__cvta_generic_to_shared(dst);
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(src),
-                 "r"(src_bytes));
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d),
+                 "l"(__cvta_generic_to_global(src)), "r"(src_bytes));
 #endif
 }
 
@@ -386,12 +401,12 @@ template <int D> struct FwdSmem {
     static constexpr size_t bytes = 5 * Tile<D>::rows64;
 };
 
-/* Blocks per SM the forward is compiled for (0: ptxas's choice). At D = 64 that bound keeps it
- * at 128 registers (a few bytes of spill) and 4 blocks per SM; left to itself, ptxas takes 130
+/* Blocks per SM the forward is compiled for on sm_90 (tc_min_blocks). At D = 64 that bound keeps
+ * it at 128 registers (a few bytes of spill) and 4 blocks per SM; left to itself, ptxas takes 130
  * for the run-time choice of the output's element type, and only 3 blocks fit. */
 constexpr int fwd_tc_min_blocks(int D)
 {
-    return D == 64 ? 4 : 0;
+    return tc_min_blocks(D == 64 ? 4 : 0);
 }
 
 template <int D>
@@ -404,7 +419,7 @@ __global__ void __launch_bounds__(kTcThreads, fwd_tc_min_blocks(D))
     __nv_bfloat16 *const sK0 = (__nv_bfloat16 *)(tc_smem + S::k); /* and the next tile */
     __nv_bfloat16 *const sV0 = (__nv_bfloat16 *)(tc_smem + S::v); /* and the next tile */
     const int warp = threadIdx.x / 32, g = (threadIdx.x % 32) / 4, t = threadIdx.x % 4;
-    const TcBlock blk = tc_block((a.nq + kTcBM - 1) / kTcBM);
+    const TcBlock blk = tc_block((a.nq + kTcBM - 1) / kTcBM, true);
     const int bh = blk.bh, b = bh / a.NH, h = bh % a.NH;
     const int l0 = blk.tile * kTcBM;
     const __nv_bfloat16 *qb = (const __nv_bfloat16 *)a.q + b * a.q_bstride + (int64_t)h * a.hs;
@@ -499,8 +514,10 @@ __global__ void __launch_bounds__(kTcThreads, fwd_tc_min_blocks(D))
  * its accumulators in registers. No atomics: every element is written once, so the result is
  * the same on every run. */
 
-/* D_i for every (batch, head, position), one warp each, summed in fp32 from dout as given; and
- * dout's bf16 copy, which the dQ and dK/dV kernels copy into shared memory as it is. */
+/* dout's bf16 copy, which the dQ and dK/dV kernels copy into shared memory as it is, and D_i for
+ * every (batch, head, position) from it, one warp each, summed in fp32: the same dO as dP is
+ * formed from, so sum_j P_ij dP_ij = D_i holds up to the products' rounding (FlashAttention-2
+ * reads its bf16 dO for both too). */
 __global__ void __launch_bounds__(256) attention_dsum_kernel(AttBwdArgs a, int64_t rows)
 {
     const int lane = threadIdx.x % 32;
@@ -510,9 +527,9 @@ __global__ void __launch_bounds__(256) attention_dsum_kernel(AttBwdArgs a, int64
     const int64_t off = (b * a.T + t) * a.C + h * a.hs;
     float s = 0.0f;
     for (int d = lane; d < a.hs; d += 32) {
-        const float x = a.dout[off + d];
-        a.dout_c[off + d] = __float2bfloat16(x);
-        s += x * cval_get(a.out, off + d, a.cbf16);
+        const __nv_bfloat16 x = __float2bfloat16(a.dout[off + d]);
+        a.dout_c[off + d] = x;
+        s += __bfloat162float(x) * cval_get(a.out, off + d, a.cbf16);
     }
     for (int o = 16; o > 0; o /= 2)
         s += __shfl_xor_sync(0xffffffffu, s, o);
@@ -536,7 +553,7 @@ __global__ void __launch_bounds__(kTcThreads) attention_backward_dq_tc_kernel(At
     __nv_bfloat16 *const sK0 = (__nv_bfloat16 *)(tcb_smem + S::k); /* and the next tile */
     __nv_bfloat16 *const sV0 = (__nv_bfloat16 *)(tcb_smem + S::v); /* and the next tile */
     const int warp = threadIdx.x / 32, g = (threadIdx.x % 32) / 4, t = threadIdx.x % 4;
-    const TcBlock blk = tc_block((a.T + kTcBM - 1) / kTcBM);
+    const TcBlock blk = tc_block((a.T + kTcBM - 1) / kTcBM, true);
     const int bh = blk.bh, b = bh / a.NH, h = bh % a.NH;
     const int q0 = blk.tile * kTcBM, T = a.T;
     const int64_t C3 = 3 * (int64_t)a.C;
@@ -602,7 +619,8 @@ template <int D> struct DkvSmem {
 };
 
 template <int D>
-__global__ void __launch_bounds__(kTcThreads, 3) attention_backward_dkv_tc_kernel(AttBwdArgs a)
+__global__ void __launch_bounds__(kTcThreads, tc_min_blocks(3))
+    attention_backward_dkv_tc_kernel(AttBwdArgs a)
 {
     using S = DkvSmem<D>;
     extern __shared__ __align__(128) uint8_t tcb_smem[];
@@ -612,7 +630,7 @@ __global__ void __launch_bounds__(kTcThreads, 3) attention_backward_dkv_tc_kerne
     __nv_bfloat16 *const sdO0 = (__nv_bfloat16 *)(tcb_smem + S::dout); /* and the next tile */
     float *stat = (float *)(tcb_smem + S::stat);                       /* [buffer][lse 64, D 64] */
     const int warp = threadIdx.x / 32, g = (threadIdx.x % 32) / 4, t = threadIdx.x % 4;
-    const TcBlock blk = tc_block((a.T + kTcBN - 1) / kTcBN);
+    const TcBlock blk = tc_block((a.T + kTcBN - 1) / kTcBN, false);
     const int bh = blk.bh, b = bh / a.NH, h = bh % a.NH;
     const int k0 = blk.tile * kTcBN, T = a.T;
     const int64_t C3 = 3 * (int64_t)a.C;
