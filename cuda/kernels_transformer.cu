@@ -7,8 +7,9 @@
  * and P V forward; S, dP, dQ, dK and dV backward) run on tensor cores with bf16 inputs and fp32
  * accumulation, for head sizes up to 64; decode stays fp32. The outputs that only feed matrix
  * products (layernorm's y, attention's out and dqkv) are compute copies, rounded to bf16 as they
- * are stored under "bf16" (cuBLAS then reads half the bytes); the residual stream, gradients of
- * parameters and the saved statistics stay fp32. */
+ * are stored under "bf16" (cuBLAS then reads half the bytes), and attention reads qkv as one
+ * (the qkv product writes it in bf16); the residual stream, gradients of parameters and the
+ * saved statistics stay fp32. */
 #include "attention_impl.h"
 #include "cuda_ops.h"
 

@@ -135,7 +135,7 @@ typedef struct linear_row {
 static int gpt_linears(int64_t N, int64_t C, linear_row_t *r)
 {
     int n = 0;
-    r[n++] = (linear_row_t){"qkv fwd+bias, compute copy", LIN_FWD_C, false, N, C, 3 * C, {0, 0}};
+    r[n++] = (linear_row_t){"qkv fwd+bias (copy)", LIN_FWD_C, false, N, C, 3 * C, {0, 0}};
     r[n++] = (linear_row_t){"attn proj fwd+bias+res", LIN_FWD, true, N, C, C, {0, 0}};
     r[n++] = (linear_row_t){"mlp fc fwd+bias+gelu", LIN_FWD_GELU, false, N, C, 4 * C, {0, 0}};
     r[n++] = (linear_row_t){"mlp proj fwd+bias+res", LIN_FWD, true, N, 4 * C, C, {0, 0}};
