@@ -75,11 +75,13 @@ void tp_cuda_embedding_forward(tp_backend_t *be, const int32_t *tokens, const fl
                                const float *wpe, float *out, int64_t B, int64_t T, int64_t C);
 void tp_cuda_embedding_backward(tp_backend_t *be, const float *dout, const int32_t *tokens,
                                 float *dwte, float *dwpe, int64_t B, int64_t T, int64_t C);
+/* kernels_layernorm.cu */
 void tp_cuda_layernorm_forward(tp_backend_t *be, const float *x, const float *w, const float *b,
                                tp_cval_t *y, float *mean, float *rstd, int64_t N, int64_t C);
 void tp_cuda_layernorm_backward(tp_backend_t *be, const float *dy, const float *x, const float *w,
                                 const float *mean, const float *rstd, float *dx, float *dw,
                                 float *db, int64_t N, int64_t C);
+/* kernels_transformer.cu */
 int64_t tp_cuda_attention_att_numel(tp_backend_t *be, int64_t B, int64_t T, int64_t NH);
 void tp_cuda_attention_forward(tp_backend_t *be, const tp_cval_t *qkv, tp_cval_t *out, float *att,
                                int64_t B, int64_t T, int64_t C, int64_t NH);

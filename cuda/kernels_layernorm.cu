@@ -1,0 +1,277 @@
+/* CUDA kernels of LayerNorm (cuda_ops.h), with the semantics of runtime/backend_ref_transformer.c:
+ * the forward one warp per row, writing y as a compute copy; the backward into dx (one pass over
+ * each row where the row fits in registers) and dw/db through per-chunk partials summed in a fixed
+ * order, so results are the same on every run. */
+#include "cuda_common.h"
+#include "cuda_ops.h"
+#include "cuda_vec.h"
+#include "kernel_grid.h"
+
+#include <math.h>
+#include <stdint.h>
+
+namespace
+{
+
+/* Layernorm backward: rows per partial sum of dw and db (fixed, so the sum order is too). */
+constexpr int64_t kLnChunk = 128;
+constexpr float kLnEps = 1e-5f; /* TP_LN_EPS of runtime/ops_math.h */
+
+/* ---- layernorm: one warp per row ------------------------------------------------------------ */
+
+/* Y: y's element type (a compute copy: float or bf16). */
+template <typename Y>
+__global__ void __launch_bounds__(kThreads)
+    layernorm_forward_kernel(const float *x, const float *w, const float *b, Y *y, float *mean,
+                             float *rstd, int64_t N, int64_t C)
+{
+    const int lane = threadIdx.x & 31, wpb = blockDim.x / 32;
+    for (int64_t r = (int64_t)blockIdx.x * wpb + threadIdx.x / 32; r < N;
+         r += (int64_t)gridDim.x * wpb) {
+        const float *xr = x + r * C;
+        float s = 0.0f;
+        for (int64_t c = lane; c < C; c += 32)
+            s += xr[c];
+        const float m = warp_sum(s) / (float)C;
+        /* Two passes (mean, then squared deviations): no cancellation when |mean| >> std. */
+        float v = 0.0f;
+        for (int64_t c = lane; c < C; c += 32) {
+            float d = xr[c] - m;
+            v += d * d;
+        }
+        const float rs = 1.0f / sqrtf(warp_sum(v) / (float)C + kLnEps);
+        for (int64_t c = lane; c < C; c += 32)
+            cval_put(y + r * C + c, (xr[c] - m) * rs * w[c] + b[c]);
+        if (lane == 0) {
+            mean[r] = m;
+            rstd[r] = rs;
+        }
+    }
+}
+
+/* dx += rstd (g - mean_c(g) - xhat mean_c(g xhat)), g = dy w (see the reference). */
+__global__ void __launch_bounds__(kThreads)
+    layernorm_dx_kernel(const float *dy, const float *x, const float *w, const float *mean,
+                        const float *rstd, float *dx, int64_t N, int64_t C)
+{
+    const int lane = threadIdx.x & 31, wpb = blockDim.x / 32;
+    for (int64_t r = (int64_t)blockIdx.x * wpb + threadIdx.x / 32; r < N;
+         r += (int64_t)gridDim.x * wpb) {
+        const float *xr = x + r * C, *d = dy + r * C;
+        const float m = mean[r], rs = rstd[r];
+        float sg = 0.0f, sgx = 0.0f;
+        /* g rounded once (no fused multiply-add into sg) so that both loops see the same g:
+         * with C = 1, g - sg is then exactly 0 as in the ref, not a rounding error that rstd
+         * (up to 1/sqrt(1e-5)) magnifies (seen on an H100: 1.65e-5 relative). */
+        for (int64_t c = lane; c < C; c += 32) {
+            float g = __fmul_rn(d[c], w[c]);
+            sg += g;
+            sgx += g * ((xr[c] - m) * rs);
+        }
+        sg = warp_sum(sg) / (float)C;
+        sgx = warp_sum(sgx) / (float)C;
+        for (int64_t c = lane; c < C; c += 32) {
+            float g = __fmul_rn(d[c], w[c]), xhat = (xr[c] - m) * rs;
+            dx[r * C + c] += rs * (g - sg - xhat * sgx);
+        }
+    }
+}
+
+/* part[k] = (sum of dy xhat, sum of dy) over the rows of chunk k, one thread per column (reads
+ * coalesced along the row). */
+__global__ void __launch_bounds__(kThreads)
+    layernorm_dwdb_partial_kernel(const float *dy, const float *x, const float *mean,
+                                  const float *rstd, float *part, int64_t N, int64_t C,
+                                  int64_t nchunk)
+{
+    int64_t c = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= C) return;
+    for (int64_t k = blockIdx.y; k < nchunk; k += gridDim.y) {
+        int64_t r1 = (k + 1) * kLnChunk < N ? (k + 1) * kLnChunk : N;
+        float sw = 0.0f, sb = 0.0f;
+        for (int64_t r = k * kLnChunk; r < r1; r++) {
+            float d = dy[r * C + c];
+            sw += d * ((x[r * C + c] - mean[r]) * rstd[r]);
+            sb += d;
+        }
+        part[k * 2 * C + c] = sw;
+        part[k * 2 * C + C + c] = sb;
+    }
+}
+
+/* Layernorm backward in one pass, for rows of C = 4 k <= 128 V floats (GPT-2 124M's 768 and
+ * 350M's 1024): each block takes kLnRows rows, each warp every 8th of them, a lane channels
+ * 4 (lane + 32 i). A row is read once, into registers: dy and xhat give both dx and the lane's
+ * share of dw and db, which the warps then add up in warp order in shared memory and the block
+ * writes as its chunk's partials (the layout of layernorm_dwdb_partial_kernel's, kLnRows rows per
+ * chunk). The two-kernel path reads dy and x from memory twice (the rows do not stay in L2). */
+/* 64 rows per block: 256 blocks for GPT-2's 16 x 1024 rows, which at 2 blocks per SM (C = 768:
+ * 128 registers) all run at once on an H100, and half the partials of 32. */
+constexpr int kLnRows = 64;
+
+template <int V>
+__global__ void __launch_bounds__(kThreads)
+    layernorm_backward_rows_kernel(const float *dy, const float *x, const float *w,
+                                   const float *mean, const float *rstd, float *dx, float *part,
+                                   int64_t N, int64_t C)
+{
+    __shared__ float red[2][128 * V];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x / 32, nwarp = kThreads / 32;
+    const int64_t r0 = (int64_t)blockIdx.x * kLnRows, r1 = min(r0 + kLnRows, N);
+    float4 pw[V], pb[V];
+#pragma unroll
+    for (int i = 0; i < V; i++)
+        pw[i] = pb[i] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    for (int64_t r = r0 + warp; r < r1; r += nwarp) {
+        const float m = mean[r], rs = rstd[r];
+        float4 d[V] = {}, xh[V] = {}; /* zero past C */
+        float sg = 0.0f, sgx = 0.0f;
+#pragma unroll
+        for (int i = 0; i < V; i++) {
+            const int64_t c = 4 * (lane + 32 * i);
+            if (c >= C) continue;
+            d[i] = vec_load4(dy + r * C + c);
+            const float4 xv = vec_load4(x + r * C + c), wv = vec_load4(w + c);
+            xh[i] = make_float4((xv.x - m) * rs, (xv.y - m) * rs, (xv.z - m) * rs, (xv.w - m) * rs);
+            /* g rounded once, as in layernorm_dx_kernel */
+            const float g[4] = {__fmul_rn(d[i].x, wv.x), __fmul_rn(d[i].y, wv.y),
+                                __fmul_rn(d[i].z, wv.z), __fmul_rn(d[i].w, wv.w)};
+            sg += (g[0] + g[1]) + (g[2] + g[3]);
+            sgx += (g[0] * xh[i].x + g[1] * xh[i].y) + (g[2] * xh[i].z + g[3] * xh[i].w);
+            pw[i].x += d[i].x * xh[i].x;
+            pw[i].y += d[i].y * xh[i].y;
+            pw[i].z += d[i].z * xh[i].z;
+            pw[i].w += d[i].w * xh[i].w;
+            pb[i].x += d[i].x;
+            pb[i].y += d[i].y;
+            pb[i].z += d[i].z;
+            pb[i].w += d[i].w;
+        }
+        sg = warp_sum(sg) / (float)C;
+        sgx = warp_sum(sgx) / (float)C;
+#pragma unroll
+        for (int i = 0; i < V; i++) {
+            const int64_t c = 4 * (lane + 32 * i);
+            if (c >= C) continue;
+            const float4 wv = vec_load4(w + c);
+            float4 o = vec_load4(dx + r * C + c);
+            o.x += rs * (__fmul_rn(d[i].x, wv.x) - sg - xh[i].x * sgx);
+            o.y += rs * (__fmul_rn(d[i].y, wv.y) - sg - xh[i].y * sgx);
+            o.z += rs * (__fmul_rn(d[i].z, wv.z) - sg - xh[i].z * sgx);
+            o.w += rs * (__fmul_rn(d[i].w, wv.w) - sg - xh[i].w * sgx);
+            vec_store4(dx + r * C + c, o);
+        }
+    }
+    /* The warps' partials added in warp order (each writes or adds its own channels). */
+    for (int k = 0; k < nwarp; k++) {
+        if (warp == k)
+#pragma unroll
+            for (int i = 0; i < V; i++) {
+                const int c = 4 * (lane + 32 * i);
+                const float sw[4] = {pw[i].x, pw[i].y, pw[i].z, pw[i].w};
+                const float sb[4] = {pb[i].x, pb[i].y, pb[i].z, pb[i].w};
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    red[0][c + e] = k == 0 ? sw[e] : red[0][c + e] + sw[e];
+                    red[1][c + e] = k == 0 ? sb[e] : red[1][c + e] + sb[e];
+                }
+            }
+        __syncthreads();
+    }
+    float *pk = part + (int64_t)blockIdx.x * 2 * C;
+    for (int64_t c = threadIdx.x; c < C; c += kThreads) {
+        pk[c] = red[0][c];
+        pk[C + c] = red[1][c];
+    }
+}
+
+/* layernorm_backward_rows_kernel<v> for v = 1..Vmax. */
+template <int Vmax>
+void layernorm_rows_launch(int v, unsigned blocks, cudaStream_t st, const float *dy, const float *x,
+                           const float *w, const float *mean, const float *rstd, float *dx,
+                           float *part, int64_t N, int64_t C)
+{
+    if (v == Vmax)
+        layernorm_backward_rows_kernel<Vmax>
+            <<<blocks, kThreads, 0, st>>>(dy, x, w, mean, rstd, dx, part, N, C);
+    else if constexpr (Vmax > 1)
+        layernorm_rows_launch<Vmax - 1>(v, blocks, st, dy, x, w, mean, rstd, dx, part, N, C);
+}
+
+/* dw += sum of the chunks' partials, db likewise, in a fixed order (double: cheap here, and
+ * closer to the reference). A block takes 32 channels (one per lane, so reads are coalesced) and
+ * its 8 warps every 8th chunk each, then adds the warps' sums in warp order: 8 chains of loads
+ * in flight per channel instead of one chain as long as the number of chunks. */
+__global__ void __launch_bounds__(kThreads)
+    layernorm_dwdb_final_kernel(const float *part, float *dw, float *db, int64_t C, int64_t nchunk)
+{
+    __shared__ double sw[kThreads / 32][32], sb[kThreads / 32][32];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x / 32, nwarp = kThreads / 32;
+    for (int64_t c0 = (int64_t)blockIdx.x * 32; c0 < C; c0 += (int64_t)gridDim.x * 32) {
+        const int64_t c = c0 + lane;
+        double w = 0.0, b = 0.0;
+        if (c < C)
+            for (int64_t k = warp; k < nchunk; k += nwarp) {
+                w += part[k * 2 * C + c];
+                b += part[k * 2 * C + C + c];
+            }
+        sw[warp][lane] = w;
+        sb[warp][lane] = b;
+        __syncthreads();
+        if (warp == 0 && c < C) {
+            w = b = 0.0;
+            for (int k = 0; k < nwarp; k++) {
+                w += sw[k][lane];
+                b += sb[k][lane];
+            }
+            dw[c] += (float)w;
+            db[c] += (float)b;
+        }
+        __syncthreads(); /* sw and sb are free for the next 32 channels */
+    }
+}
+
+} // namespace
+
+/* ---- entry points --------------------------------------------------------------------------- */
+
+extern "C" void tp_cuda_layernorm_forward(tp_backend_t *be, const float *x, const float *w,
+                                          const float *b, tp_cval_t *y, float *mean, float *rstd,
+                                          int64_t N, int64_t C)
+{
+    if (N <= 0 || C <= 0) return;
+    const unsigned g = blocks_for(N, kThreads / 32);
+    cudaStream_t st = tp_cuda_stream(be);
+    if (tp_cuda_precision(be) == TP_PREC_BF16)
+        layernorm_forward_kernel<<<g, kThreads, 0, st>>>(x, w, b, cval_bf16(y), mean, rstd, N, C);
+    else
+        layernorm_forward_kernel<<<g, kThreads, 0, st>>>(x, w, b, tp_cval_f32(y), mean, rstd, N, C);
+    TP_CUDA_LAUNCHED();
+}
+
+extern "C" void tp_cuda_layernorm_backward(tp_backend_t *be, const float *dy, const float *x,
+                                           const float *w, const float *mean, const float *rstd,
+                                           float *dx, float *dw, float *db, int64_t N, int64_t C)
+{
+    if (N <= 0 || C <= 0) return;
+    cudaStream_t st = tp_cuda_stream(be);
+    const int V = (int)((C + 127) / 128);
+    const bool rows = C % 4 == 0 && V <= 8 && (N + kLnRows - 1) / kLnRows <= kMaxBlocks &&
+                      ((uintptr_t)dy | (uintptr_t)x | (uintptr_t)w | (uintptr_t)dx) % 16 == 0;
+    const int64_t chunk = rows ? kLnRows : kLnChunk, nchunk = (N + chunk - 1) / chunk;
+    float *part = (float *)tp_cuda_scratch(be, 0, (size_t)(nchunk * 2 * C) * sizeof(float));
+    if (rows) {
+        layernorm_rows_launch<8>(V, (unsigned)nchunk, st, dy, x, w, mean, rstd, dx, part, N, C);
+        TP_CUDA_LAUNCHED();
+    } else {
+        layernorm_dx_kernel<<<blocks_for(N, kThreads / 32), kThreads, 0, st>>>(dy, x, w, mean, rstd,
+                                                                               dx, N, C);
+        TP_CUDA_LAUNCHED();
+        dim3 grid(blocks_for(C, kThreads), blocks_for(nchunk, 1));
+        layernorm_dwdb_partial_kernel<<<grid, kThreads, 0, st>>>(dy, x, mean, rstd, part, N, C,
+                                                                 nchunk);
+        TP_CUDA_LAUNCHED();
+    }
+    layernorm_dwdb_final_kernel<<<blocks_for(C, 32), kThreads, 0, st>>>(part, dw, db, C, nchunk);
+    TP_CUDA_LAUNCHED();
+}
