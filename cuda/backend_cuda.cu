@@ -451,25 +451,32 @@ static int gemm_int(int64_t v, const char *what)
 // ld, so cuBLAS computes C^T[N,M] = op(B)^T op(A)^T: B first, A second, M and N swapped, each
 // transpose flag kept (row-major A untransposed is A^T column-major, which is what op(A)^T needs:
 // CUBLAS_OP_N).
+// C is float32, or of type ab when c_ab (a compute copy: gemm_to_c, beta 0).
 static void gemm_ex(tp_backend_t *be, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
                     float alpha, const void *A, int64_t lda, const void *B, int64_t ldb,
-                    cudaDataType_t ab, float beta, float *C, int64_t ldc,
+                    cudaDataType_t ab, float beta, void *C, bool c_ab, int64_t ldc,
                     cublasComputeType_t compute)
 {
     if (M <= 0 || N <= 0) return;
     cuda_state_t *s = state_of(be);
+    if (K <= 0 && c_ab) { // an empty sum: zeros (all-zero bits in float and bf16 alike)
+        size_t eb = ab == CUDA_R_16BF ? 2 : 4;
+        TP_CUDA_FATAL(
+            cudaMemset2DAsync(C, (size_t)ldc * eb, 0, (size_t)N * eb, (size_t)M, s->stream));
+        return;
+    }
     if (K <= 0) {
         int64_t n = M * N, g = (n + 255) / 256;
-        gemm_scale_c_kernel<<<(unsigned)(g < 32768 ? g : 32768), 256, 0, s->stream>>>(C, M, N, ldc,
-                                                                                      beta);
+        gemm_scale_c_kernel<<<(unsigned)(g < 32768 ? g : 32768), 256, 0, s->stream>>>((float *)C, M,
+                                                                                      N, ldc, beta);
         TP_CUDA_LAUNCHED();
         return;
     }
     TP_CUBLAS_FATAL(cublasGemmEx(s->cublas, tb ? CUBLAS_OP_T : CUBLAS_OP_N,
                                  ta ? CUBLAS_OP_T : CUBLAS_OP_N, gemm_int(N, "N"), gemm_int(M, "M"),
                                  gemm_int(K, "K"), &alpha, B, ab, gemm_int(ldb, "ldb"), A, ab,
-                                 gemm_int(lda, "lda"), &beta, C, CUDA_R_32F, gemm_int(ldc, "ldc"),
-                                 compute, CUBLAS_GEMM_DEFAULT));
+                                 gemm_int(lda, "lda"), &beta, C, c_ab ? ab : CUDA_R_32F,
+                                 gemm_int(ldc, "ldc"), compute, CUBLAS_GEMM_DEFAULT));
 }
 
 // float32 operands: TF32 tensor cores, or under "bf16" operands rounded to bf16 by cuBLAS.
@@ -480,7 +487,7 @@ static void cuda_gemm(tp_backend_t *be, bool ta, bool tb, int64_t M, int64_t N, 
     cublasComputeType_t compute = state_of(be)->precision == TP_PREC_BF16
                                       ? CUBLAS_COMPUTE_32F_FAST_16BF
                                       : CUBLAS_COMPUTE_32F_FAST_TF32;
-    gemm_ex(be, ta, tb, M, N, K, alpha, A, lda, B, ldb, CUDA_R_32F, beta, C, ldc, compute);
+    gemm_ex(be, ta, tb, M, N, K, alpha, A, lda, B, ldb, CUDA_R_32F, beta, C, false, ldc, compute);
 }
 
 // Compute-copy operands: under "bf16" they are bf16 already, so cuBLAS reads half the bytes and
@@ -491,11 +498,26 @@ static void cuda_gemm_c(tp_backend_t *be, bool ta, bool tb, int64_t M, int64_t N
                         int64_t ldb, float beta, float *C, int64_t ldc)
 {
     if (state_of(be)->precision == TP_PREC_BF16)
-        gemm_ex(be, ta, tb, M, N, K, alpha, A, lda, B, ldb, CUDA_R_16BF, beta, C, ldc,
+        gemm_ex(be, ta, tb, M, N, K, alpha, A, lda, B, ldb, CUDA_R_16BF, beta, C, false, ldc,
                 CUBLAS_COMPUTE_32F);
     else
         cuda_gemm(be, ta, tb, M, N, K, alpha, tp_cval_cf32(A), lda, tp_cval_cf32(B), ldb, beta, C,
                   ldc);
+}
+
+// The same with a compute-copy result (backend.h's tp_op_gemm_to_c): under "bf16" cuBLAS rounds
+// the fp32 accumulators to bf16 as it stores them, so the LM head writes half the bytes and
+// cross-entropy reads half.
+static void cuda_gemm_to_c(tp_backend_t *be, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
+                           float alpha, const tp_cval_t *A, int64_t lda, const tp_cval_t *B,
+                           int64_t ldb, tp_cval_t *C, int64_t ldc)
+{
+    if (state_of(be)->precision == TP_PREC_BF16)
+        gemm_ex(be, ta, tb, M, N, K, alpha, A, lda, B, ldb, CUDA_R_16BF, 0.0f, C, true, ldc,
+                CUBLAS_COMPUTE_32F);
+    else
+        cuda_gemm(be, ta, tb, M, N, K, alpha, tp_cval_cf32(A), lda, tp_cval_cf32(B), ldb, 0.0f,
+                  tp_cval_f32(C), ldc);
 }
 
 // ---- linear ops: products with fused epilogues (cuBLASLt) --------------------------------------
@@ -656,6 +678,8 @@ extern "C" const tp_backend_iface_t tp_backend_cuda_iface = {
     .bias_grad_c = tp_cuda_bias_grad_c,
     .act_forward_c = tp_cuda_act_forward_c,
     .act_backward_c = tp_cuda_act_backward_c,
+    .gemm_to_c = cuda_gemm_to_c,
+    .xent_forward_c = tp_cuda_xent_forward_c,
     .xent_backward_c = tp_cuda_xent_backward_c,
     .linear_forward_c = cuda_linear_forward_c,
     .linear_grad_c = cuda_linear_grad_c,
@@ -689,6 +713,7 @@ extern "C" const tp_backend_iface_t tp_backend_cuda_iface = {
     .embedding_backward = tp_cuda_embedding_backward,
     .layernorm_forward = tp_cuda_layernorm_forward,
     .layernorm_backward = tp_cuda_layernorm_backward,
+    .layernorm_backward_c = tp_cuda_layernorm_backward_c,
     .attention_forward = tp_cuda_attention_forward,
     .attention_att_numel = tp_cuda_attention_att_numel,
     .attention_backward = tp_cuda_attention_backward,

@@ -36,13 +36,15 @@ void tp_cuda_softmax_xent_forward(tp_backend_t *be, const float *logits, const i
                                   float *probs, float *loss, int64_t B, int64_t C);
 void tp_cuda_softmax_xent_backward(tp_backend_t *be, const float *probs, const int32_t *labels,
                                    float *dlogits, int64_t B, int64_t C, float scale);
-void tp_cuda_xent_forward(tp_backend_t *be, const float *logits, const int32_t *labels, float *lse,
-                          float *loss, int64_t B, int64_t C);
-void tp_cuda_xent_backward(tp_backend_t *be, const float *logits, const float *lse,
-                           const int32_t *labels, float *dlogits, int64_t ldd, int64_t B, int64_t C,
+void tp_cuda_xent_forward(tp_backend_t *be, const float *logits, int64_t ld, const int32_t *labels,
+                          float *lse, float *loss, int64_t B, int64_t C);
+void tp_cuda_xent_backward(tp_backend_t *be, const float *logits, int64_t ld, const float *lse,
+                           const int32_t *labels, float *dlogits, int64_t B, int64_t C,
                            float scale);
-void tp_cuda_xent_backward_c(tp_backend_t *be, const float *logits, const float *lse,
-                             const int32_t *labels, tp_cval_t *dlogits, int64_t ldd, int64_t B,
+void tp_cuda_xent_forward_c(tp_backend_t *be, const tp_cval_t *logits, int64_t ld,
+                            const int32_t *labels, float *lse, float *loss, int64_t B, int64_t C);
+void tp_cuda_xent_backward_c(tp_backend_t *be, const tp_cval_t *logits, int64_t ld,
+                             const float *lse, const int32_t *labels, tp_cval_t *dlogits, int64_t B,
                              int64_t C, float scale);
 void tp_cuda_sumsq_to(tp_backend_t *be, const float *x, int64_t n, double *out, bool accumulate);
 void tp_cuda_sum_to(tp_backend_t *be, const float *x, int64_t n, double *out, bool accumulate);
@@ -81,6 +83,9 @@ void tp_cuda_layernorm_forward(tp_backend_t *be, const float *x, const float *w,
 void tp_cuda_layernorm_backward(tp_backend_t *be, const float *dy, const float *x, const float *w,
                                 const float *mean, const float *rstd, float *dx, float *dw,
                                 float *db, int64_t N, int64_t C);
+bool tp_cuda_layernorm_backward_c(tp_backend_t *be, const float *dy, const float *x, const float *w,
+                                  const float *mean, const float *rstd, float *dx, tp_cval_t *dx_c,
+                                  float *dw, float *db, int64_t N, int64_t C);
 /* kernels_transformer.cu */
 int64_t tp_cuda_attention_att_numel(tp_backend_t *be, int64_t B, int64_t T, int64_t NH);
 void tp_cuda_attention_forward(tp_backend_t *be, const tp_cval_t *qkv, tp_cval_t *out, float *att,

@@ -103,6 +103,23 @@ static __device__ __forceinline__ void vec_store4(__nv_bfloat16 *p, float4 v)
 #endif
 }
 
+/* Four bf16 from one 8-byte load, widened (exactly) to a float4. */
+static __device__ __forceinline__ float4 vec_load4(const __nv_bfloat16 *p)
+{
+    vec_check(p, 8, "4 x bf16 load from an address not 8-byte aligned");
+    uint32_t w[2];
+#ifdef TP_EMU_CUDA_RUNTIME_H
+    memcpy(w, p, sizeof w);
+#else
+    const uint2 u = *(const uint2 *)p;
+    w[0] = u.x;
+    w[1] = u.y;
+#endif
+    // A bf16 is the top half of the float with the same bits.
+    return make_float4(__uint_as_float(w[0] << 16), __uint_as_float(w[0] & 0xffff0000u),
+                       __uint_as_float(w[1] << 16), __uint_as_float(w[1] & 0xffff0000u));
+}
+
 /* Where p stands in its 4-element vector: two arrays (of either element type) can be walked
  * with vector accesses at the same indices exactly when their phases agree. */
 template <typename T> static __device__ __forceinline__ int vec_phase(const T *p)

@@ -342,10 +342,12 @@ static int xent_threads(int64_t C)
 // are not read again soon, and keeping them out of L2 leaves room for the logits the second pass
 // re-reads.
 
-// Scalars before a row's first 16-byte boundary (at most 3, at most C).
-static __device__ __forceinline__ int64_t head_len(const float *p, int64_t C)
+// Scalars before a row's first 4-element vector boundary (16 bytes of float, 8 of bf16; at most
+// 3, at most C).
+template <typename T> static __device__ __forceinline__ int64_t head_len(const T *p, int64_t C)
 {
-    int64_t h = (int64_t)((16 - (uintptr_t)p % 16) % 16 / 4);
+    const uintptr_t v = 4 * sizeof(T);
+    int64_t h = (int64_t)((v - (uintptr_t)p % v) % v / sizeof(T));
     return h < C ? h : C;
 }
 
@@ -419,16 +421,17 @@ static __device__ void block_max_sum(float &m, float &s, float *shm, float *shs)
 
 // A row's (max, sum of exp(z - max)), the whole block's; every thread gets it. h, nv: the row's
 // scalar head and float4 count (head_len).
-static __device__ void row_max_sum(const float *z, int64_t C, int64_t h, int64_t nv, float &m,
-                                   float &s, float *shm, float *shs)
+template <typename L>
+static __device__ void row_max_sum(const L *z, int64_t C, int64_t h, int64_t nv, float &m, float &s,
+                                   float *shm, float *shs)
 {
     const int tid = threadIdx.x, T = blockDim.x;
     const int64_t t0 = h + 4 * nv;
-    const float *zv = z + h;
+    const L *zv = z + h;
     m = -FLT_MAX;
     s = 0.0f;
-    if (tid < h) ms_add(m, s, z[tid]);
-    if (tid < C - t0) ms_add(m, s, z[t0 + tid]);
+    if (tid < h) ms_add(m, s, cval_get(z + tid));
+    if (tid < C - t0) ms_add(m, s, cval_get(z + t0 + tid));
     int64_t v = tid;
     for (; v + (XENT_BATCH - 1) * T < nv; v += XENT_BATCH * T) {
         float4 x[XENT_BATCH];
@@ -453,9 +456,10 @@ static __device__ void row_max_sum(const float *z, int64_t C, int64_t h, int64_t
 }
 
 // The logit of a row's label; an out-of-range label has none: NaN, not a stray read.
-static __device__ __forceinline__ float label_logit(const float *z, int32_t y, int64_t C)
+template <typename L>
+static __device__ __forceinline__ float label_logit(const L *z, int32_t y, int64_t C)
 {
-    return y >= 0 && y < C ? z[y] : __int_as_float(0x7fc00000);
+    return y >= 0 && y < C ? cval_get(z + y) : __int_as_float(0x7fc00000);
 }
 
 static __global__ void softmax_xent_forward_kernel(const float *logits, const int32_t *labels,
@@ -545,13 +549,16 @@ static __global__ void softmax_xent_backward_kernel(const float *probs, const in
 // Cross-entropy without probabilities (backend.h's tp_op_xent_*): the forward is the first pass
 // of softmax_xent_forward_kernel, keeping lse = m + log(s); the backward recomputes each
 // probability as exp(z - lse) while it streams the row, so a step reads the logits twice and
-// writes only the gradient, instead of also writing and re-reading [B, C] probabilities.
-static __global__ void xent_forward_kernel(const float *logits, const int32_t *labels, float *lse,
-                                           float *loss, int64_t B, int64_t C)
+// writes only the gradient, instead of also writing and re-reading [B, C] probabilities. L: the
+// logits' element type (a compute copy: bf16 under "bf16", which halves both passes' reads); rows
+// ld apart.
+template <typename L>
+static __global__ void xent_forward_kernel(const L *logits, int64_t ld, const int32_t *labels,
+                                           float *lse, float *loss, int64_t B, int64_t C)
 {
     __shared__ float shm[32], shs[32];
     for (int64_t b = blockIdx.x; b < B; b += gridDim.x) {
-        const float *z = logits + b * C;
+        const L *z = logits + b * ld;
         const int64_t h = head_len(z, C), nv = (C - h) / 4;
         float m, s;
         row_max_sum(z, C, h, nv, m, s, shm, shs);
@@ -568,25 +575,27 @@ static __device__ __forceinline__ float4 xent_exp4(float4 x, float lse)
     return make_float4(expf(x.x - lse), expf(x.y - lse), expf(x.z - lse), expf(x.w - lse));
 }
 
-// G: dlogits' element type; rows ldd apart. In place (G float, dlogits == logits, ldd == C) each
-// element is read by the thread that then writes it.
-template <typename G>
-static __global__ void xent_backward_kernel(const float *logits, const float *lse,
-                                            const int32_t *labels, G *dlogits, int64_t ldd,
-                                            int64_t B, int64_t C, float scale)
+// L: the element type of the logits and of dlogits (compute copies), rows ld apart. In place
+// (dlogits == logits) every element is read by the thread that then writes it: the two rows have
+// the same phase, so the vector path's elements are the same.
+template <typename L>
+static __global__ void xent_backward_kernel(const L *logits, int64_t ld, const float *lse,
+                                            const int32_t *labels, L *dlogits, int64_t B, int64_t C,
+                                            float scale)
 {
     const int tid = threadIdx.x, T = blockDim.x;
     for (int64_t b = blockIdx.x; b < B; b += gridDim.x) {
-        const float *z = logits + b * C;
-        G *d = dlogits + b * ldd;
+        const L *z = logits + b * ld;
+        L *d = dlogits + b * ld;
         const float l = lse[b];
         const int64_t y = labels[b]; // out of range: no column matches, as in ref
         if (vec_phase(z) == vec_phase(d)) {
             const int64_t h = head_len(z, C), nv = (C - h) / 4, t0 = h + 4 * nv;
-            if (tid < h) cval_put(d + tid, scale * (expf(z[tid] - l) - (tid == y ? 1.0f : 0.0f)));
+            if (tid < h)
+                cval_put(d + tid, scale * (expf(cval_get(z + tid) - l) - (tid == y ? 1.0f : 0.0f)));
             if (tid < C - t0)
-                cval_put(d + t0 + tid,
-                         scale * (expf(z[t0 + tid] - l) - (t0 + tid == y ? 1.0f : 0.0f)));
+                cval_put(d + t0 + tid, scale * (expf(cval_get(z + t0 + tid) - l) -
+                                                (t0 + tid == y ? 1.0f : 0.0f)));
             int64_t v = tid;
             for (; v + (XENT_BATCH - 1) * T < nv; v += XENT_BATCH * T) {
                 float4 x[XENT_BATCH];
@@ -605,50 +614,62 @@ static __global__ void xent_backward_kernel(const float *logits, const float *ls
             }
         } else {
             for (int64_t c = tid; c < C; c += T)
-                cval_put(d + c, scale * (expf(z[c] - l) - (c == y ? 1.0f : 0.0f)));
+                cval_put(d + c, scale * (expf(cval_get(z + c) - l) - (c == y ? 1.0f : 0.0f)));
         }
     }
 }
 
-void tp_cuda_xent_forward(tp_backend_t *be, const float *logits, const int32_t *labels, float *lse,
-                          float *loss, int64_t B, int64_t C)
+template <typename L>
+static void xent_forward(tp_backend_t *be, const L *logits, int64_t ld, const int32_t *labels,
+                         float *lse, float *loss, int64_t B, int64_t C)
 {
     if (B <= 0 || C <= 0) return;
     unsigned g = (unsigned)(B < MAX_BLOCKS ? B : MAX_BLOCKS);
-    xent_forward_kernel<<<g, xent_threads(C), 0, tp_cuda_stream(be)>>>(logits, labels, lse, loss, B,
-                                                                       C);
+    xent_forward_kernel<L>
+        <<<g, xent_threads(C), 0, tp_cuda_stream(be)>>>(logits, ld, labels, lse, loss, B, C);
     TP_CUDA_LAUNCHED();
 }
 
-template <typename G>
-static void xent_backward(tp_backend_t *be, const float *logits, const float *lse,
-                          const int32_t *labels, G *dlogits, int64_t ldd, int64_t B, int64_t C,
-                          float scale)
+template <typename L>
+static void xent_backward(tp_backend_t *be, const L *logits, int64_t ld, const float *lse,
+                          const int32_t *labels, L *dlogits, int64_t B, int64_t C, float scale)
 {
     if (B <= 0 || C <= 0) return;
     unsigned g = (unsigned)(B < MAX_BLOCKS ? B : MAX_BLOCKS);
-    xent_backward_kernel<G><<<g, xent_threads(C), 0, tp_cuda_stream(be)>>>(
-        logits, lse, labels, dlogits, ldd, B, C, scale);
+    xent_backward_kernel<L><<<g, xent_threads(C), 0, tp_cuda_stream(be)>>>(logits, ld, lse, labels,
+                                                                           dlogits, B, C, scale);
     TP_CUDA_LAUNCHED();
 }
 
-void tp_cuda_xent_backward(tp_backend_t *be, const float *logits, const float *lse,
-                           const int32_t *labels, float *dlogits, int64_t ldd, int64_t B, int64_t C,
-                           float scale)
+void tp_cuda_xent_forward(tp_backend_t *be, const float *logits, int64_t ld, const int32_t *labels,
+                          float *lse, float *loss, int64_t B, int64_t C)
 {
-    xent_backward(be, logits, lse, labels, dlogits, ldd, B, C, scale);
+    xent_forward(be, logits, ld, labels, lse, loss, B, C);
 }
 
-// Under "bf16" dlogits must not overlap the logits (backend.c checks): a row's 2-byte elements
-// would overwrite logits other threads have yet to read.
-void tp_cuda_xent_backward_c(tp_backend_t *be, const float *logits, const float *lse,
-                             const int32_t *labels, tp_cval_t *dlogits, int64_t ldd, int64_t B,
+void tp_cuda_xent_backward(tp_backend_t *be, const float *logits, int64_t ld, const float *lse,
+                           const int32_t *labels, float *dlogits, int64_t B, int64_t C, float scale)
+{
+    xent_backward(be, logits, ld, lse, labels, dlogits, B, C, scale);
+}
+
+void tp_cuda_xent_forward_c(tp_backend_t *be, const tp_cval_t *logits, int64_t ld,
+                            const int32_t *labels, float *lse, float *loss, int64_t B, int64_t C)
+{
+    if (tp_cuda_precision(be) == TP_PREC_BF16)
+        xent_forward(be, cval_bf16(logits), ld, labels, lse, loss, B, C);
+    else
+        xent_forward(be, tp_cval_cf32(logits), ld, labels, lse, loss, B, C);
+}
+
+void tp_cuda_xent_backward_c(tp_backend_t *be, const tp_cval_t *logits, int64_t ld,
+                             const float *lse, const int32_t *labels, tp_cval_t *dlogits, int64_t B,
                              int64_t C, float scale)
 {
     if (tp_cuda_precision(be) == TP_PREC_BF16)
-        xent_backward(be, logits, lse, labels, cval_bf16(dlogits), ldd, B, C, scale);
+        xent_backward(be, cval_bf16(logits), ld, lse, labels, cval_bf16(dlogits), B, C, scale);
     else
-        xent_backward(be, logits, lse, labels, tp_cval_f32(dlogits), ldd, B, C, scale);
+        xent_backward(be, tp_cval_cf32(logits), ld, lse, labels, tp_cval_f32(dlogits), B, C, scale);
 }
 
 void tp_cuda_softmax_xent_forward(tp_backend_t *be, const float *logits, const int32_t *labels,

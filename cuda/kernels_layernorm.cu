@@ -112,8 +112,8 @@ constexpr int kLnRows = 64;
 template <int V>
 __global__ void __launch_bounds__(kThreads)
     layernorm_backward_rows_kernel(const float *dy, const float *x, const float *w,
-                                   const float *mean, const float *rstd, float *dx, float *part,
-                                   int64_t N, int64_t C)
+                                   const float *mean, const float *rstd, float *dx,
+                                   __nv_bfloat16 *dxc, float *part, int64_t N, int64_t C)
 {
     __shared__ float red[2][128 * V];
     const int lane = threadIdx.x & 31, warp = threadIdx.x / 32, nwarp = kThreads / 32;
@@ -160,6 +160,7 @@ __global__ void __launch_bounds__(kThreads)
             o.z += rs * (__fmul_rn(d[i].z, wv.z) - sg - xh[i].z * sgx);
             o.w += rs * (__fmul_rn(d[i].w, wv.w) - sg - xh[i].w * sgx);
             vec_store4(dx + r * C + c, o);
+            if (dxc) vec_store4(dxc + r * C + c, o); /* the next products' bf16 copy of dx */
         }
     }
     /* The warps' partials added in warp order (each writes or adds its own channels). */
@@ -189,13 +190,13 @@ __global__ void __launch_bounds__(kThreads)
 template <int Vmax>
 void layernorm_rows_launch(int v, unsigned blocks, cudaStream_t st, const float *dy, const float *x,
                            const float *w, const float *mean, const float *rstd, float *dx,
-                           float *part, int64_t N, int64_t C)
+                           __nv_bfloat16 *dxc, float *part, int64_t N, int64_t C)
 {
     if (v == Vmax)
         layernorm_backward_rows_kernel<Vmax>
-            <<<blocks, kThreads, 0, st>>>(dy, x, w, mean, rstd, dx, part, N, C);
+            <<<blocks, kThreads, 0, st>>>(dy, x, w, mean, rstd, dx, dxc, part, N, C);
     else if constexpr (Vmax > 1)
-        layernorm_rows_launch<Vmax - 1>(v, blocks, st, dy, x, w, mean, rstd, dx, part, N, C);
+        layernorm_rows_launch<Vmax - 1>(v, blocks, st, dy, x, w, mean, rstd, dx, dxc, part, N, C);
 }
 
 /* dw += sum of the chunks' partials, db likewise, in a fixed order (double: cheap here, and
@@ -249,19 +250,27 @@ extern "C" void tp_cuda_layernorm_forward(tp_backend_t *be, const float *x, cons
     TP_CUDA_LAUNCHED();
 }
 
-extern "C" void tp_cuda_layernorm_backward(tp_backend_t *be, const float *dy, const float *x,
-                                           const float *w, const float *mean, const float *rstd,
-                                           float *dx, float *dw, float *db, int64_t N, int64_t C)
+/* Whether the one-pass kernel takes these rows (C = 4 k <= 1024, 16-byte aligned rows, one wave
+ * of chunks). */
+static bool layernorm_rows_ok(const float *dy, const float *x, const float *w, const float *dx,
+                              int64_t N, int64_t C)
 {
-    if (N <= 0 || C <= 0) return;
+    return C % 4 == 0 && (C + 127) / 128 <= 8 && (N + kLnRows - 1) / kLnRows <= kMaxBlocks &&
+           ((uintptr_t)dy | (uintptr_t)x | (uintptr_t)w | (uintptr_t)dx) % 16 == 0;
+}
+
+/* dxc: NULL, or a bf16 copy of dx to write as well (one-pass kernel only). */
+static void layernorm_backward(tp_backend_t *be, const float *dy, const float *x, const float *w,
+                               const float *mean, const float *rstd, float *dx, __nv_bfloat16 *dxc,
+                               float *dw, float *db, int64_t N, int64_t C)
+{
     cudaStream_t st = tp_cuda_stream(be);
-    const int V = (int)((C + 127) / 128);
-    const bool rows = C % 4 == 0 && V <= 8 && (N + kLnRows - 1) / kLnRows <= kMaxBlocks &&
-                      ((uintptr_t)dy | (uintptr_t)x | (uintptr_t)w | (uintptr_t)dx) % 16 == 0;
+    const bool rows = layernorm_rows_ok(dy, x, w, dx, N, C);
     const int64_t chunk = rows ? kLnRows : kLnChunk, nchunk = (N + chunk - 1) / chunk;
     float *part = (float *)tp_cuda_scratch(be, 0, (size_t)(nchunk * 2 * C) * sizeof(float));
     if (rows) {
-        layernorm_rows_launch<8>(V, (unsigned)nchunk, st, dy, x, w, mean, rstd, dx, part, N, C);
+        layernorm_rows_launch<8>((int)((C + 127) / 128), (unsigned)nchunk, st, dy, x, w, mean, rstd,
+                                 dx, dxc, part, N, C);
         TP_CUDA_LAUNCHED();
     } else {
         layernorm_dx_kernel<<<blocks_for(N, kThreads / 32), kThreads, 0, st>>>(dy, x, w, mean, rstd,
@@ -274,4 +283,27 @@ extern "C" void tp_cuda_layernorm_backward(tp_backend_t *be, const float *dy, co
     }
     layernorm_dwdb_final_kernel<<<blocks_for(C, 32), kThreads, 0, st>>>(part, dw, db, C, nchunk);
     TP_CUDA_LAUNCHED();
+}
+
+extern "C" void tp_cuda_layernorm_backward(tp_backend_t *be, const float *dy, const float *x,
+                                           const float *w, const float *mean, const float *rstd,
+                                           float *dx, float *dw, float *db, int64_t N, int64_t C)
+{
+    if (N <= 0 || C <= 0) return;
+    layernorm_backward(be, dy, x, w, mean, rstd, dx, NULL, dw, db, N, C);
+}
+
+/* Under "bf16", for rows the one-pass kernel takes, dx's bf16 copy is written from the registers
+ * that hold dx (saving to_compute's read of dx); otherwise false, and backend.c runs the two
+ * ops. */
+extern "C" bool tp_cuda_layernorm_backward_c(tp_backend_t *be, const float *dy, const float *x,
+                                             const float *w, const float *mean, const float *rstd,
+                                             float *dx, tp_cval_t *dx_c, float *dw, float *db,
+                                             int64_t N, int64_t C)
+{
+    if (tp_cuda_precision(be) != TP_PREC_BF16 || N <= 0 || C <= 0 ||
+        !layernorm_rows_ok(dy, x, w, dx, N, C) || (uintptr_t)dx_c % 8 != 0)
+        return false;
+    layernorm_backward(be, dy, x, w, mean, rstd, dx, cval_bf16(dx_c), dw, db, N, C);
+    return true;
 }

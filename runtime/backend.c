@@ -234,6 +234,12 @@ static bool overlap(const void *a, size_t na, const void *b, size_t nb)
     return a && b && na && nb && x < y + nb && y < x + na;
 }
 
+/* Elements of a row-major rows x cols matrix with rows ld apart. */
+static size_t span(int64_t rows, int64_t cols, int64_t ld)
+{
+    return rows > 0 && cols > 0 ? (size_t)((rows - 1) * ld + cols) : 0;
+}
+
 /* A fused linear op's profile entry: its product's shape and what came with it. */
 static void profile_linear(tp_backend_t *be, int h, const char *what, bool ta, bool tb, int64_t M,
                            int64_t N, int64_t K)
@@ -244,6 +250,26 @@ static void profile_linear(tp_backend_t *be, int h, const char *what, bool ta, b
              (long long)M, (long long)N, (long long)K,
              tp_backend_compute_bytes(be) == 2 ? " bf16" : "");
     tp_profile_op(be, h, key, 2.0 * (double)M * (double)N * (double)K);
+}
+
+void tp_op_gemm_to_c(tp_backend_t *be, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
+                     float alpha, const tp_cval_t *A, int64_t lda, const tp_cval_t *B, int64_t ldb,
+                     tp_cval_t *C, int64_t ldc)
+{
+    size_t cb = tp_backend_compute_bytes(be), nc = span(M, N, ldc) * cb;
+    size_t na = (ta ? span(K, M, lda) : span(M, K, lda)) * cb;
+    size_t nb = (tb ? span(N, K, ldb) : span(K, N, ldb)) * cb;
+    if (ldc < N || overlap(C, nc, A, na) || overlap(C, nc, B, nb)) {
+        fprintf(stderr, "tp_op_gemm_to_c: C overlaps A or B, or ldc < N (backend.h's contract)\n");
+        abort();
+    }
+    int h = tp_profile_mark(be);
+    if (be->iface->gemm_to_c)
+        be->iface->gemm_to_c(be, ta, tb, M, N, K, alpha, A, lda, B, ldb, C, ldc);
+    else
+        be->iface->gemm(be, ta, tb, M, N, K, alpha, tp_cval_cf32(A), lda, tp_cval_cf32(B), ldb,
+                        0.0f, tp_cval_f32(C), ldc);
+    profile_linear(be, h, ">c", ta, tb, M, N, K);
 }
 
 void tp_op_linear_forward_c(tp_backend_t *be, const tp_cval_t *x, const tp_cval_t *w,
@@ -424,33 +450,38 @@ void tp_op_act_backward_c(tp_backend_t *be, tp_act_t act, const tp_cval_t *x, co
     tp_profile_op(be, h, "act_backward", 0);
 }
 
-void tp_op_xent_backward_c(tp_backend_t *be, const float *logits, const float *lse,
-                           const int32_t *labels, tp_cval_t *dlogits, int64_t ldd, int64_t B,
-                           int64_t C, float scale)
+void tp_op_xent_backward_c(tp_backend_t *be, const tp_cval_t *logits, int64_t ld, const float *lse,
+                           const int32_t *labels, tp_cval_t *dlogits, int64_t B, int64_t C,
+                           float scale)
 {
-    size_t cb = tp_backend_compute_bytes(be);
-    bool in_place =
-        cb == sizeof(float) && (const void *)dlogits == (const void *)logits && ldd == C;
-    if (ldd < C || (!in_place && B > 0 &&
-                    overlap(logits, (size_t)(B * C) * sizeof(float), dlogits,
-                            (size_t)((B - 1) * ldd + C) * cb))) {
-        fprintf(stderr, "tp_op_xent_backward_c: dlogits overlaps the logits or ldd < C "
-                        "(backend.h's contract)\n");
+    size_t nb = B > 0 ? (size_t)((B - 1) * ld + C) * tp_backend_compute_bytes(be) : 0;
+    if (ld < C ||
+        ((const void *)dlogits != (const void *)logits && overlap(logits, nb, dlogits, nb))) {
+        fprintf(stderr, "tp_op_xent_backward_c: dlogits overlaps the logits without being them, "
+                        "or ld < C (backend.h's contract)\n");
         abort();
     }
     int h = tp_profile_mark(be);
     if (be->iface->xent_backward_c)
-        be->iface->xent_backward_c(be, logits, lse, labels, dlogits, ldd, B, C, scale);
+        be->iface->xent_backward_c(be, logits, ld, lse, labels, dlogits, B, C, scale);
     else
-        be->iface->xent_backward(be, logits, lse, labels, tp_cval_f32(dlogits), ldd, B, C, scale);
+        be->iface->xent_backward(be, tp_cval_cf32(logits), ld, lse, labels, tp_cval_f32(dlogits), B,
+                                 C, scale);
     tp_profile_op(be, h, "xent_backward", 0);
 }
 
-void tp_op_xent_forward(tp_backend_t *be, const float *logits, const int32_t *labels, float *lse,
-                        float *loss, int64_t B, int64_t C)
+void tp_op_xent_forward(tp_backend_t *be, const tp_cval_t *logits, int64_t ld,
+                        const int32_t *labels, float *lse, float *loss, int64_t B, int64_t C)
 {
+    if (ld < C) {
+        fprintf(stderr, "tp_op_xent_forward: ld < C (backend.h's contract)\n");
+        abort();
+    }
     int h = tp_profile_mark(be);
-    be->iface->xent_forward(be, logits, labels, lse, loss, B, C);
+    if (be->iface->xent_forward_c)
+        be->iface->xent_forward_c(be, logits, ld, labels, lse, loss, B, C);
+    else
+        be->iface->xent_forward(be, tp_cval_cf32(logits), ld, labels, lse, loss, B, C);
     tp_profile_op(be, h, "xent_forward", 0);
 }
 
@@ -668,6 +699,30 @@ void tp_op_layernorm_backward(tp_backend_t *be, const float *dy, const float *x,
     int h = tp_profile_mark(be);
     be->iface->layernorm_backward(be, dy, x, w, mean, rstd, dx, dw, db, N, C);
     tp_profile_op(be, h, "layernorm_backward", 0);
+}
+
+void tp_op_layernorm_backward_c(tp_backend_t *be, const float *dy, const float *x, const float *w,
+                                const float *mean, const float *rstd, float *dx, tp_cval_t *dx_c,
+                                float *dw, float *db, int64_t N, int64_t C)
+{
+    size_t n = N > 0 && C > 0 ? (size_t)(N * C) : 0, nc = n * tp_backend_compute_bytes(be);
+    size_t nf = n * sizeof(float), nw = C > 0 ? (size_t)C * sizeof(float) : 0;
+    bool self = tp_backend_compute_bytes(be) == sizeof(float) && (void *)dx_c == (void *)dx;
+    if (!self &&
+        (overlap(dx_c, nc, dx, nf) || overlap(dx_c, nc, dy, nf) || overlap(dx_c, nc, x, nf) ||
+         overlap(dx_c, nc, dw, nw) || overlap(dx_c, nc, db, nw))) {
+        fprintf(stderr, "tp_op_layernorm_backward_c: dx_c overlaps another array "
+                        "(backend.h's contract)\n");
+        abort();
+    }
+    int h = tp_profile_mark(be);
+    if (be->iface->layernorm_backward_c &&
+        be->iface->layernorm_backward_c(be, dy, x, w, mean, rstd, dx, dx_c, dw, db, N, C)) {
+        tp_profile_op(be, h, "layernorm_backward", 0);
+        return;
+    }
+    tp_op_layernorm_backward(be, dy, x, w, mean, rstd, dx, dw, db, N, C);
+    tp_op_to_compute(be, dx, dx_c, N * C);
 }
 
 void tp_op_attention_forward(tp_backend_t *be, const tp_cval_t *qkv, tp_cval_t *out, float *att,

@@ -96,6 +96,13 @@ void tp_op_gemm(tp_backend_t *be, bool trans_a, bool trans_b, int64_t M, int64_t
 void tp_op_gemm_c(tp_backend_t *be, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                   float alpha, const tp_cval_t *A, int64_t lda, const tp_cval_t *B, int64_t ldb,
                   float beta, float *C, int64_t ldc);
+/* tp_op_gemm_c whose result is a compute copy (a product whose only readers take one: the LM
+ * head's logits, read by cross-entropy): C = alpha op(A) op(B), accumulated in fp32 and rounded
+ * once into the compute type. C is overwritten (beta 0); rows ldc apart, elements past N in a
+ * row are not written. C must not overlap A or B. */
+void tp_op_gemm_to_c(tp_backend_t *be, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                     float alpha, const tp_cval_t *A, int64_t lda, const tp_cval_t *B, int64_t ldb,
+                     tp_cval_t *C, int64_t ldc);
 /* Linear layers on compute copies (PyTorch's Linear: W [out, in], x [N, in], y [N, out]): the
  * products with the elementwise work around them, which a backend may fuse into the product
  * (cuda: one cuBLASLt call with a bias epilogue, the residual as its C matrix; elsewhere, or for
@@ -186,19 +193,21 @@ void tp_op_softmax_xent_forward(tp_backend_t *be, const float *logits, const int
 /* dlogits = scale * (probs - onehot(labels)); dlogits may be probs (in place). */
 void tp_op_softmax_xent_backward(tp_backend_t *be, const float *probs, const int32_t *labels,
                                  float *dlogits, int64_t B, int64_t C, float scale);
-/* Softmax cross-entropy without the [B, C] probabilities (a GPT's largest array): the forward
- * keeps each row's log-sum-exp, lse[b] = log sum_c exp(logits[b, c]), and the loss
- * loss[b] = lse[b] - logits[b, labels[b]]; the backward recomputes the probabilities from the
- * logits while it writes dlogits[b, c] = scale * (exp(logits[b, c] - lse[b]) - onehot(labels)),
- * a compute copy (it feeds the LM head's products) with rows ldd >= C elements apart (elements
- * past C are not written). dlogits may be the logits themselves (ldd = C) when compute copies are
- * float32, and must not overlap them under "bf16". Logits may be -inf, as in
- * tp_op_softmax_xent_forward. */
-void tp_op_xent_forward(tp_backend_t *be, const float *logits, const int32_t *labels, float *lse,
-                        float *loss, int64_t B, int64_t C);
-void tp_op_xent_backward_c(tp_backend_t *be, const float *logits, const float *lse,
-                           const int32_t *labels, tp_cval_t *dlogits, int64_t ldd, int64_t B,
-                           int64_t C, float scale);
+/* Softmax cross-entropy without the [B, C] probabilities (a GPT's largest array), on logits that
+ * are a compute copy (the LM head's product writes them so: bf16 under "bf16", as PyTorch's
+ * autocast and llm.c keep them) with rows ld >= C elements apart (elements past C are neither
+ * read nor written). The forward keeps each row's log-sum-exp, lse[b] = log sum_c
+ * exp(logits[b, c]), and the loss loss[b] = lse[b] - logits[b, labels[b]], computed in fp32.
+ * The backward recomputes the probabilities from the logits while it writes
+ * dlogits[b, c] = scale * (exp(logits[b, c] - lse[b]) - onehot(labels)), a compute copy with the
+ * same row stride (it feeds the LM head's products): either the logits themselves (in place: each
+ * element is read before it is written; the logits are gone afterwards) or an array that does not
+ * overlap them. Logits may be -inf, as in tp_op_softmax_xent_forward. */
+void tp_op_xent_forward(tp_backend_t *be, const tp_cval_t *logits, int64_t ld,
+                        const int32_t *labels, float *lse, float *loss, int64_t B, int64_t C);
+void tp_op_xent_backward_c(tp_backend_t *be, const tp_cval_t *logits, int64_t ld, const float *lse,
+                           const int32_t *labels, tp_cval_t *dlogits, int64_t B, int64_t C,
+                           float scale);
 /* Sum of squares, accumulated in double in fixed-size chunks combined in order, so the result
  * is the same for any thread count. *out is ONE double in backend memory; accumulate adds to it,
  * else it is overwritten (n == 0 then stores 0). Queued like every op: the host does not wait,
@@ -242,6 +251,13 @@ void tp_op_layernorm_forward(tp_backend_t *be, const float *x, const float *w, c
 void tp_op_layernorm_backward(tp_backend_t *be, const float *dy, const float *x, const float *w,
                               const float *mean, const float *rstd, float *dx, float *dw, float *db,
                               int64_t N, int64_t C);
+/* tp_op_layernorm_backward, then dx_c = a compute copy of the whole of dx (after accumulating):
+ * the residual stream's gradient, which the next products read. cuda under "bf16" writes both in
+ * the same pass over the rows; elsewhere tp_op_to_compute follows (dx_c may be dx under "fp32",
+ * and then nothing more happens). dx_c must not overlap the other arrays otherwise. */
+void tp_op_layernorm_backward_c(tp_backend_t *be, const float *dy, const float *x, const float *w,
+                                const float *mean, const float *rstd, float *dx, tp_cval_t *dx_c,
+                                float *dw, float *db, int64_t N, int64_t C);
 /* Causal multi-head self-attention. qkv [B, T, 3C], a compute copy (what the qkv projection
  * writes: tp_op_linear_forward_to_c), holds q, k, v (in that order, C each; head h uses channels
  * [h*hs, (h+1)*hs) of each, hs = C/NH); out [B, T, C], a compute copy (it feeds the output

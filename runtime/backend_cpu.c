@@ -323,12 +323,12 @@ static void cpu_softmax_xent_backward(tp_backend_t *be, const float *probs, cons
             dlogits[b * C + c] = scale * (probs[b * C + c] - (c == labels[b] ? 1.0f : 0.0f));
 }
 
-static void cpu_xent_forward(tp_backend_t *be, const float *logits, const int32_t *labels,
-                             float *lse, float *loss, int64_t B, int64_t C)
+static void cpu_xent_forward(tp_backend_t *be, const float *logits, int64_t ld,
+                             const int32_t *labels, float *lse, float *loss, int64_t B, int64_t C)
 {
 #pragma omp parallel for schedule(static)
     for (int64_t b = 0; b < B; b++) {
-        const float *z = logits + b * C;
+        const float *z = logits + b * ld;
         float mx = z[0];
         for (int64_t c = 1; c < C; c++)
             mx = z[c] > mx ? z[c] : mx;
@@ -341,14 +341,14 @@ static void cpu_xent_forward(tp_backend_t *be, const float *logits, const int32_
 }
 
 /* In place (dlogits == logits) each element is read before it is written. */
-static void cpu_xent_backward(tp_backend_t *be, const float *logits, const float *lse,
-                              const int32_t *labels, float *dlogits, int64_t ldd, int64_t B,
-                              int64_t C, float scale)
+static void cpu_xent_backward(tp_backend_t *be, const float *logits, int64_t ld, const float *lse,
+                              const int32_t *labels, float *dlogits, int64_t B, int64_t C,
+                              float scale)
 {
 #pragma omp parallel for schedule(static)
     for (int64_t b = 0; b < B; b++) {
-        const float *z = logits + b * C;
-        float *d = dlogits + b * ldd, l = lse[b];
+        const float *z = logits + b * ld;
+        float *d = dlogits + b * ld, l = lse[b];
         for (int64_t c = 0; c < C; c++)
             d[c] = scale * (expf(z[c] - l) - (c == labels[b] ? 1.0f : 0.0f));
     }

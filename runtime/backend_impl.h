@@ -41,9 +41,14 @@ typedef struct tp_backend_iface {
     void (*act_forward_c)(tp_backend_t *be, tp_act_t act, const float *x, tp_cval_t *y, int64_t n);
     void (*act_backward_c)(tp_backend_t *be, tp_act_t act, const tp_cval_t *x, const float *dy,
                            tp_cval_t *dx, int64_t n);
-    void (*xent_backward_c)(tp_backend_t *be, const float *logits, const float *lse,
-                            const int32_t *labels, tp_cval_t *dlogits, int64_t ldd, int64_t B,
-                            int64_t C, float scale);
+    void (*gemm_to_c)(tp_backend_t *be, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
+                      float alpha, const tp_cval_t *A, int64_t lda, const tp_cval_t *B, int64_t ldb,
+                      tp_cval_t *C, int64_t ldc);
+    void (*xent_forward_c)(tp_backend_t *be, const tp_cval_t *logits, int64_t ld,
+                           const int32_t *labels, float *lse, float *loss, int64_t B, int64_t C);
+    void (*xent_backward_c)(tp_backend_t *be, const tp_cval_t *logits, int64_t ld, const float *lse,
+                            const int32_t *labels, tp_cval_t *dlogits, int64_t B, int64_t C,
+                            float scale);
     /* Optional fused linear ops (backend.h): true when done; false (nothing queued) leaves the
      * op to backend.c, which runs the ops it is made of. NULL: always those. */
     bool (*linear_forward_c)(tp_backend_t *be, const tp_cval_t *x, const tp_cval_t *w,
@@ -85,11 +90,10 @@ typedef struct tp_backend_iface {
                                  float *probs, float *loss, int64_t B, int64_t C);
     void (*softmax_xent_backward)(tp_backend_t *be, const float *probs, const int32_t *labels,
                                   float *dlogits, int64_t B, int64_t C, float scale);
-    void (*xent_forward)(tp_backend_t *be, const float *logits, const int32_t *labels, float *lse,
-                         float *loss, int64_t B, int64_t C);
-    void (*xent_backward)(tp_backend_t *be, const float *logits, const float *lse,
-                          const int32_t *labels, float *dlogits, int64_t ldd, int64_t B, int64_t C,
-                          float scale);
+    void (*xent_forward)(tp_backend_t *be, const float *logits, int64_t ld, const int32_t *labels,
+                         float *lse, float *loss, int64_t B, int64_t C);
+    void (*xent_backward)(tp_backend_t *be, const float *logits, int64_t ld, const float *lse,
+                          const int32_t *labels, float *dlogits, int64_t B, int64_t C, float scale);
     void (*sumsq_to)(tp_backend_t *be, const float *x, int64_t n, double *out, bool accumulate);
     void (*sum_to)(tp_backend_t *be, const float *x, int64_t n, double *out, bool accumulate);
     void (*clip_by_norm)(tp_backend_t *be, float *x, int64_t n, const double *sumsq,
@@ -112,6 +116,10 @@ typedef struct tp_backend_iface {
     void (*layernorm_backward)(tp_backend_t *be, const float *dy, const float *x, const float *w,
                                const float *mean, const float *rstd, float *dx, float *dw,
                                float *db, int64_t N, int64_t C);
+    /* Optional (NULL, or false with nothing queued: layernorm_backward, then to_compute). */
+    bool (*layernorm_backward_c)(tp_backend_t *be, const float *dy, const float *x, const float *w,
+                                 const float *mean, const float *rstd, float *dx, tp_cval_t *dx_c,
+                                 float *dw, float *db, int64_t N, int64_t C);
     void (*attention_forward)(tp_backend_t *be, const tp_cval_t *qkv, tp_cval_t *out, float *att,
                               int64_t B, int64_t T, int64_t C, int64_t NH);
     /* Optional: NULL means B * NH * T * T. */

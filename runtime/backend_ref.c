@@ -183,11 +183,11 @@ static void ref_softmax_xent_backward(tp_backend_t *be, const float *probs, cons
             dlogits[b * C + c] = scale * (probs[b * C + c] - (c == labels[b] ? 1.0f : 0.0f));
 }
 
-static void ref_xent_forward(tp_backend_t *be, const float *logits, const int32_t *labels,
-                             float *lse, float *loss, int64_t B, int64_t C)
+static void ref_xent_forward(tp_backend_t *be, const float *logits, int64_t ld,
+                             const int32_t *labels, float *lse, float *loss, int64_t B, int64_t C)
 {
     for (int64_t b = 0; b < B; b++) {
-        const float *z = logits + b * C;
+        const float *z = logits + b * ld;
         double mx, sum;
         ref_row_max_sum(z, C, &mx, &sum);
         lse[b] = (float)(log(sum) + mx);
@@ -195,14 +195,15 @@ static void ref_xent_forward(tp_backend_t *be, const float *logits, const int32_
     }
 }
 
-static void ref_xent_backward(tp_backend_t *be, const float *logits, const float *lse,
-                              const int32_t *labels, float *dlogits, int64_t ldd, int64_t B,
-                              int64_t C, float scale)
+/* In place (dlogits == logits) each element is read before it is written. */
+static void ref_xent_backward(tp_backend_t *be, const float *logits, int64_t ld, const float *lse,
+                              const int32_t *labels, float *dlogits, int64_t B, int64_t C,
+                              float scale)
 {
     for (int64_t b = 0; b < B; b++)
         for (int64_t c = 0; c < C; c++) {
-            float p = (float)exp((double)logits[b * C + c] - lse[b]);
-            dlogits[b * ldd + c] = scale * (p - (c == labels[b] ? 1.0f : 0.0f));
+            float p = (float)exp((double)logits[b * ld + c] - lse[b]);
+            dlogits[b * ld + c] = scale * (p - (c == labels[b] ? 1.0f : 0.0f));
         }
 }
 

@@ -1,7 +1,8 @@
 /* `tulpar bench gemm --gpt`: the matrix products of one GPT training step at their real shapes
  * (forward, input gradient and weight gradient of each block's four linear layers, and the tied
  * LM head's three), each timed twice in the same run: on float32 operands (tp_op_gemm: the
- * baseline) and on compute copies (tp_op_gemm_c: bf16 operands under runtime.precision "bf16").
+ * baseline) and on compute copies (tp_op_gemm_c: bf16 operands under runtime.precision "bf16";
+ * the LM head's forward also writes one, tp_op_gemm_to_c, as the model's logits are).
  * The LM head's two products that read the logits' gradient are also timed with its rows padded
  * to multiples of 8 and 64 elements, since a bf16 row of an odd vocabulary (50257) is only
  * 2-byte aligned and tensor-core kernels want 16-byte rows. A second table times the block's
@@ -28,6 +29,7 @@ typedef struct product {
     int64_t M, N, K, lda, ldb;
     float beta;
     double ms[2]; /* [0]: float32 operands, [1]: compute copies */
+    bool to_c;    /* the compute-copy variant writes a compute copy too (tp_op_gemm_to_c) */
 } product_t;
 
 #define MAX_PRODUCTS 20
@@ -46,18 +48,22 @@ static int gpt_products(int64_t N, int64_t C, int64_t V, product_t *p)
                {"mlp proj forward", "mlp proj dX", "mlp proj dW", 1, 4}};
     for (int l = 0; l < 4; l++) {
         int64_t out = lin[l].out * C, in = lin[l].in * C;
-        p[n++] = (product_t){lin[l].fwd, false, true, N, out, in, in, in, 0.0f, {0, 0}};
-        p[n++] = (product_t){lin[l].dx, false, false, N, in, out, out, in, 0.0f, {0, 0}};
-        p[n++] = (product_t){lin[l].dw, true, false, out, in, N, out, in, 1.0f, {0, 0}};
+        p[n++] = (product_t){lin[l].fwd, false, true, N, out, in, in, in, 0.0f, {0, 0}, false};
+        p[n++] = (product_t){lin[l].dx, false, false, N, in, out, out, in, 0.0f, {0, 0}, false};
+        p[n++] = (product_t){lin[l].dw, true, false, out, in, N, out, in, 1.0f, {0, 0}, false};
     }
     int64_t v8 = (V + 7) / 8 * 8, v64 = (V + 63) / 64 * 64;
-    p[n++] = (product_t){"lm head forward", false, true, N, V, C, C, C, 0.0f, {0, 0}};
-    p[n++] = (product_t){"lm head dW", true, false, V, C, N, V, C, 1.0f, {0, 0}};
-    p[n++] = (product_t){"lm head dX", false, false, N, C, V, V, C, 0.0f, {0, 0}};
-    p[n++] = (product_t){"lm head dW, rows of 8", true, false, V, C, N, v8, C, 1.0f, {0, 0}};
-    p[n++] = (product_t){"lm head dX, rows of 8", false, false, N, C, V, v8, C, 0.0f, {0, 0}};
-    p[n++] = (product_t){"lm head dW, rows of 64", true, false, V, C, N, v64, C, 1.0f, {0, 0}};
-    p[n++] = (product_t){"lm head dX, rows of 64", false, false, N, C, V, v64, C, 0.0f, {0, 0}};
+    /* to_c: the model's logits are a compute copy */
+    p[n++] = (product_t){"lm head forward", false, true, N, V, C, C, C, 0.0f, {0, 0}, true};
+    p[n++] = (product_t){"lm head dW", true, false, V, C, N, V, C, 1.0f, {0, 0}, false};
+    p[n++] = (product_t){"lm head dX", false, false, N, C, V, V, C, 0.0f, {0, 0}, false};
+    p[n++] = (product_t){"lm head dW, rows of 8", true, false, V, C, N, v8, C, 1.0f, {0, 0}, false};
+    p[n++] =
+        (product_t){"lm head dX, rows of 8", false, false, N, C, V, v8, C, 0.0f, {0, 0}, false};
+    p[n++] =
+        (product_t){"lm head dW, rows of 64", true, false, V, C, N, v64, C, 1.0f, {0, 0}, false};
+    p[n++] =
+        (product_t){"lm head dX, rows of 64", false, false, N, C, V, v64, C, 0.0f, {0, 0}, false};
     return n;
 }
 
@@ -90,7 +96,10 @@ static void call_product(tp_backend_t *be, const void *what, bool c, const void 
 {
     const product_t *p = what;
     const operands_t *o = operands;
-    if (c)
+    if (c && p->to_c) /* o->C has room: a compute copy's elements are at most a float's size */
+        tp_op_gemm_to_c(be, p->ta, p->tb, p->M, p->N, p->K, 1.0f, o->Ac, p->lda, o->Bc, p->ldb,
+                        (tp_cval_t *)(void *)o->C, p->N);
+    else if (c)
         tp_op_gemm_c(be, p->ta, p->tb, p->M, p->N, p->K, 1.0f, o->Ac, p->lda, o->Bc, p->ldb,
                      p->beta, o->C, p->N);
     else

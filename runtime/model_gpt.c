@@ -7,9 +7,10 @@
  * start of each forward; the LayerNorm, attention and GELU outputs, whose only readers are
  * products; qkv, whose only reader is attention (its tensor-core kernels copy bf16 tiles as they
  * are); the MLP's pre-activation (which the fused GELU product stores for GELU's derivative);
- * and the gradients that feed products (the logits', qkv's, the MLP's, and a copy of the residual
- * stream's). The residual stream, its gradient, the LayerNorm statistics, the other
- * products' outputs, logits and losses stay float32.
+ * the logits, whose only reader is cross-entropy (as under PyTorch's autocast: the loss itself is
+ * computed in fp32), and whose gradient overwrites them; and the gradients that feed products
+ * (qkv's, the MLP's, and a copy of the residual stream's). The residual stream, its gradient, the
+ * LayerNorm statistics, the other products' outputs and the losses stay float32.
  *
  * Memory: per layer only what backward needs is kept (LayerNorm inputs' statistics, the
  * normalised inputs, qkv, attention probabilities, attention output, the MLP's pre-activation
@@ -54,9 +55,10 @@ struct tp_gpt {
     gpt_layer_acts_t *layer;
     tp_cval_t *lnf;
     float *lnf_mean, *lnf_rstd;
-    float *logits, *lse; /* [BT V], [BT]: each row's log-sum-exp; losses go to m->target_loss */
-    tp_cval_t *dlogits;  /* [BT ldd]: the logits themselves when compute copies are float32 */
-    int64_t ldd; /* dlogits' row stride: V, or V rounded up to 8 elements (16 bytes) in bf16 */
+    /* [BT ldd]: a compute copy, and after the backward's first op their gradient (in place) */
+    tp_cval_t *logits;
+    int64_t ldd; /* the logits' row stride: V, or V rounded up to 8 elements (16 bytes) in bf16 */
+    float *lse;  /* [BT]: each row's log-sum-exp; losses go to m->target_loss */
     float *host_logits;
     /* gradient scratch */
     float *dres, *dln, *dfch;
@@ -224,7 +226,10 @@ static tp_status_t gpt_prepare(tp_model_t *m)
     ALLOC_C(g->lnf, BT * C, "ln_f");
     ALLOC(g->lnf_mean, BT, "ln_f mean");
     ALLOC(g->lnf_rstd, BT, "ln_f rstd");
-    ALLOC(g->logits, BT * d.V, "logits");
+    /* bf16 rows of an odd vocabulary (50257) would start 2-byte aligned; cuBLAS and the
+     * cross-entropy kernels read vectors, so the rows are padded to 8 elements (never read). */
+    g->ldd = tp_backend_compute_bytes(be) == sizeof(float) ? d.V : (d.V + 7) / 8 * 8;
+    ALLOC_C(g->logits, BT * g->ldd, "logits");
     ALLOC(g->lse, BT, "log-sum-exp");
     ALLOC(g->dres, BT * C, "residual gradient");
     ALLOC(g->dln, BT * C, "gradient scratch");
@@ -235,13 +240,7 @@ static tp_status_t gpt_prepare(tp_model_t *m)
         ALLOC_C(g->wc, m->numel, "compute copy of the weights");
         ALLOC_C(g->dres_c, BT * C, "residual gradient (compute copy)");
         ALLOC_C(g->dfch_c, BT * 4 * C, "mlp gradient (compute copy)");
-        /* bf16 rows of an odd vocabulary (50257) would start 2-byte aligned; tensor-core
-         * kernels load 16-byte vectors, so the rows are padded to 8 elements (never read). */
-        g->ldd = (d.V + 7) / 8 * 8;
-        ALLOC_C(g->dlogits, BT * g->ldd, "logits gradient");
     } else {
-        g->ldd = d.V;
-        g->dlogits = as_cval(g->logits); /* the logits are not needed once it is written */
         g->wc = as_cval(m->param_buf);
         g->dres_c = as_cval(g->dres);
         g->dfch_c = as_cval(g->dfch);
@@ -274,7 +273,6 @@ static void gpt_release(tp_model_t *m)
         tp_backend_release(be, g->wc);
         tp_backend_release(be, g->dres_c);
         tp_backend_release(be, g->dfch_c);
-        tp_backend_release(be, g->dlogits);
     }
     tp_backend_release(be, g->tokens);
     tp_backend_release(be, g->targets);
@@ -358,11 +356,12 @@ static int64_t gpt_forward(tp_model_t *m, const tp_pass_ctx_t *ctx, int64_t B, i
     }
     tp_op_layernorm_forward(be, x, g->lnfw.data, g->lnfb.data, g->lnf, g->lnf_mean, g->lnf_rstd, N,
                             C);
-    /* Tied LM head: logits = lnf wte^T. */
-    tp_op_gemm_c(be, false, true, N, V, C, 1.0f, g->lnf, C, wc(m, &g->wte), C, 0.0f, g->logits, V);
+    /* Tied LM head: logits = lnf wte^T, a compute copy (bf16 under "bf16"). */
+    tp_op_gemm_to_c(be, false, true, N, V, C, 1.0f, g->lnf, C, wc(m, &g->wte), C, g->logits,
+                    g->ldd);
     if (correct) *correct = 0;
     if (!g->have_targets) return 0;
-    tp_op_xent_forward(be, g->logits, g->targets, g->lse, m->target_loss, N, V);
+    tp_op_xent_forward(be, g->logits, g->ldd, g->targets, g->lse, m->target_loss, N, V);
     return N;
 }
 
@@ -371,21 +370,21 @@ static void gpt_backward(tp_model_t *m, const tp_pass_ctx_t *ctx, int64_t B, flo
     struct tp_gpt *g = m->gpt;
     tp_backend_t *be = m->be;
     int64_t T = g->cur_T, C = g->d.C, NH = g->d.n_head, V = g->d.V, N = B * T, L = g->d.n_layer;
-    tp_cval_t *dlogits = g->dlogits;
-    tp_op_xent_backward_c(be, g->logits, g->lse, g->targets, dlogits, g->ldd, N, V, scale);
+    tp_cval_t *dlogits = g->logits; /* in place: the logits are not needed again */
+    tp_op_xent_backward_c(be, g->logits, g->ldd, g->lse, g->targets, dlogits, N, V, scale);
     tp_op_gemm_c(be, true, false, V, C, N, 1.0f, dlogits, g->ldd, g->lnf, C, 1.0f, g->wte.grad, C);
     tp_op_gemm_c(be, false, false, N, C, V, 1.0f, dlogits, g->ldd, wc(m, &g->wte), C, 0.0f, g->dln,
                  C);
     tp_op_fill(be, g->dres, 0.0f, N * C);
     const float *top = L > 0 ? g->layer[L - 1].res3 : g->encoded;
-    tp_op_layernorm_backward(be, g->dln, top, g->lnfw.data, g->lnf_mean, g->lnf_rstd, g->dres,
-                             g->lnfw.grad, g->lnfb.grad, N, C);
+    /* Each LayerNorm backward also leaves the compute copy of dres the next products read. */
+    tp_op_layernorm_backward_c(be, g->dln, top, g->lnfw.data, g->lnf_mean, g->lnf_rstd, g->dres,
+                               g->dres_c, g->lnfw.grad, g->lnfb.grad, N, C);
     tp_model_grads_ready(m, g->lnfw.offset);
     for (int64_t l = L - 1; l >= 0; l--) {
         gpt_layer_acts_t *a = &g->layer[l];
         const float *x = l > 0 ? g->layer[l - 1].res3 : g->encoded;
         /* res3 = res2 + mlp(ln2(res2)): dres flows to res2 unchanged, plus the MLP path. */
-        tp_op_to_compute(be, g->dres, g->dres_c, N * C);
         /* The MLP's projection: its weight and bias gradients, then its input gradient through
          * GELU into the pre-activation (with fc's bias gradient), one fused product on cuda. */
         tp_op_linear_grad_c(be, g->dres_c, a->fch_gelu, bp(g, l, FCPW)->grad, NULL, N, 4 * C, C);
@@ -395,20 +394,24 @@ static void gpt_backward(tp_model_t *m, const tp_pass_ctx_t *ctx, int64_t B, flo
         tp_model_grads_ready(m, bp(g, l, FCPW)->offset);
         linear_backward(m, g->dfch_c, NULL, a->ln2, bp(g, l, FCW), NULL, g->dln, N);
         tp_model_grads_ready(m, bp(g, l, FCW)->offset);
-        tp_op_layernorm_backward(be, g->dln, a->res2, bp(g, l, LN2W)->data, a->ln2_mean,
-                                 a->ln2_rstd, g->dres, bp(g, l, LN2W)->grad, bp(g, l, LN2B)->grad,
-                                 N, C);
+        tp_op_layernorm_backward_c(be, g->dln, a->res2, bp(g, l, LN2W)->data, a->ln2_mean,
+                                   a->ln2_rstd, g->dres, g->dres_c, bp(g, l, LN2W)->grad,
+                                   bp(g, l, LN2B)->grad, N, C);
         tp_model_grads_ready(m, bp(g, l, LN2W)->offset);
         /* res2 = x + proj(attention(ln1(x))) */
-        tp_op_to_compute(be, g->dres, g->dres_c, N * C);
         linear_backward(m, g->dres_c, g->dres, a->atty, bp(g, l, PROJW), bp(g, l, PROJB), g->dln,
                         N);
         tp_model_grads_ready(m, bp(g, l, PROJW)->offset);
         tp_op_attention_backward(be, g->dln, a->qkv, a->att, a->atty, g->dqkv, B, T, C, NH);
         linear_backward(m, g->dqkv, NULL, a->ln1, bp(g, l, QKVW), bp(g, l, QKVB), g->dln, N);
         tp_model_grads_ready(m, bp(g, l, QKVW)->offset);
-        tp_op_layernorm_backward(be, g->dln, x, bp(g, l, LN1W)->data, a->ln1_mean, a->ln1_rstd,
-                                 g->dres, bp(g, l, LN1W)->grad, bp(g, l, LN1B)->grad, N, C);
+        if (l > 0) /* below layer 0 only the embeddings' backward reads dres, in float32 */
+            tp_op_layernorm_backward_c(be, g->dln, x, bp(g, l, LN1W)->data, a->ln1_mean,
+                                       a->ln1_rstd, g->dres, g->dres_c, bp(g, l, LN1W)->grad,
+                                       bp(g, l, LN1B)->grad, N, C);
+        else
+            tp_op_layernorm_backward(be, g->dln, x, bp(g, l, LN1W)->data, a->ln1_mean, a->ln1_rstd,
+                                     g->dres, bp(g, l, LN1W)->grad, bp(g, l, LN1B)->grad, N, C);
         tp_model_grads_ready(m, bp(g, l, LN1W)->offset);
     }
     /* wte (offset 0) also took the tied head's gradient at the start: final only now. */
@@ -421,8 +424,8 @@ const float *tp_gpt_fetch_logits(tp_model_t *m, int64_t B, int64_t t)
     struct tp_gpt *g = m->gpt;
     int64_t T = g->cur_T, V = g->d.V;
     for (int64_t b = 0; b < B; b++)
-        tp_backend_download(m->be, g->host_logits + b * V, g->logits + (b * T + t) * V,
-                            (size_t)V * sizeof(float));
+        tp_backend_download_compute(m->be, g->host_logits + b * V,
+                                    tp_cval_at(m->be, g->logits, (b * T + t) * g->ldd), V);
     return g->host_logits;
 }
 

@@ -120,7 +120,7 @@ if p.returncode == 0 and p1.returncode == 0:
     # 2 layers x 2 micro-batches per step; the LM head's product carries its shape and FLOPs.
     att = ops.get("attention_forward", {})
     h.check(att.get("calls_per_step") == 4, "attention_forward 4 calls per step (%s)" % att.get("calls_per_step"))
-    head = ops.get("gemm NT 128x256x32", {})  # 4 sequences x 32 positions per micro-batch
+    head = ops.get("gemm>c NT 128x256x32", {})  # 4 sequences x 32 positions per micro-batch
     h.check(head.get("calls_per_step") == 2 and head.get("flops_per_step") == 2 * 2 * 128 * 256 * 32,
             "the LM head's gemm entry: shape, calls and FLOPs (%s)" % head)
     total = sum(o["ms_per_step"] for o in pj["ops"])

@@ -147,6 +147,24 @@ bool emu_linear_grad_c(tp_backend_t *be, const tp_cval_t *dy, const tp_cval_t *x
 
 // The product into a compute copy as backend_cuda.cu asks cuBLASLt for it: the bias vector of
 // the output's type (bf16 under "bf16"), the product plus bias in float32, stored rounded.
+// cuBLAS with a bf16 C: fp32 accumulators rounded once as they are stored.
+void emu_gemm_to_c(tp_backend_t *be, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
+                   const tp_cval_t *A, int64_t lda, const tp_cval_t *B, int64_t ldb, tp_cval_t *C,
+                   int64_t ldc)
+{
+    if (state(be)->precision != TP_PREC_BF16) {
+        emu_gemm_c(be, ta, tb, M, N, K, alpha, A, lda, B, ldb, 0.0f, tp_cval_f32(C), ldc);
+        return;
+    }
+    if (M <= 0 || N <= 0) return;
+    float *acc = (float *)malloc((size_t)(M * N) * sizeof(float));
+    if (!acc) abort();
+    emu_gemm_c(be, ta, tb, M, N, K, alpha, A, lda, B, ldb, 0.0f, acc, N);
+    for (int64_t r = 0; r < M; r++)
+        tp_emu_to_compute(be, acc + r * N, tp_cval_at(be, C, r * ldc), N);
+    free(acc);
+}
+
 bool emu_linear_forward_to_c(tp_backend_t *be, const tp_cval_t *x, const tp_cval_t *w,
                              const float *b, tp_cval_t *y, float *scratch, int64_t N, int64_t in,
                              int64_t out)
@@ -222,6 +240,8 @@ const tp_backend_iface_t emu_iface = {
     .bias_grad_c = tp_emu_bias_grad_c,
     .act_forward_c = tp_emu_act_forward_c,
     .act_backward_c = tp_emu_act_backward_c,
+    .gemm_to_c = emu_gemm_to_c,
+    .xent_forward_c = tp_emu_xent_forward_c,
     .xent_backward_c = tp_emu_xent_backward_c,
     .linear_forward_c = emu_linear_forward_c,
     .linear_grad_c = emu_linear_grad_c,
@@ -255,6 +275,7 @@ const tp_backend_iface_t emu_iface = {
     .embedding_backward = tp_emu_embedding_backward,
     .layernorm_forward = tp_emu_layernorm_forward,
     .layernorm_backward = tp_emu_layernorm_backward,
+    .layernorm_backward_c = tp_emu_layernorm_backward_c,
     .attention_forward = tp_emu_attention_forward,
     .attention_att_numel = tp_emu_attention_att_numel,
     .attention_backward = tp_emu_attention_backward,

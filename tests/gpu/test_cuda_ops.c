@@ -71,10 +71,11 @@
 
 /* ---- gemm ---------------------------------------------------------------------------------- */
 
-/* c: tp_op_gemm_c, operands as compute copies (the ref multiplies their rounded values); with
- * pad > 0 they start one element past an aligned address, as a weight's slice of the weights'
- * copy may. */
-static void gemm_case(bool c, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
+/* c: 0 tp_op_gemm; 1 tp_op_gemm_c, operands as compute copies (the ref multiplies their rounded
+ * values); 2 tp_op_gemm_to_c, the result a compute copy too (beta 0; the ref's result rounded as
+ * the copy is, so one rounding boundary's ulp remains). With pad > 0 the copies start one
+ * element past an aligned address, as a weight's slice of the weights' copy may. */
+static void gemm_case(int c, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
                       float beta, int64_t pad)
 {
     char sh[160];
@@ -95,21 +96,29 @@ static void gemm_case(bool c, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
         for (int64_t j = N; j < ldc; j++)
             C0[i * ldc + j] = NAN;
     float *Cr = hdup(C0, nc);
-    float *dC = dputf(C0, nc);
+    float *dC = c == 2 ? NULL : dputf(C0, nc);
+    tp_cval_t *dCc = NULL;
     size_t na = (size_t)(ra * lda), nb = (size_t)(rb * ldb);
     if (c) {
         hround(A, na);
         hround(B, nb);
         tp_cval_t *(*put)(const float *, size_t) = pad ? dputc_off : dputc;
-        tp_op_gemm_c(g_gpu, ta, tb, M, N, K, alpha, put(A, na), lda, put(B, nb), ldb, beta, dC,
-                     ldc);
+        if (c == 2) {
+            dCc = put(C0, nc);
+            tp_op_gemm_to_c(g_gpu, ta, tb, M, N, K, alpha, put(A, na), lda, put(B, nb), ldb, dCc,
+                            ldc);
+        } else {
+            tp_op_gemm_c(g_gpu, ta, tb, M, N, K, alpha, put(A, na), lda, put(B, nb), ldb, beta, dC,
+                         ldc);
+        }
     } else {
         tp_op_gemm(g_gpu, ta, tb, M, N, K, alpha, dputf(A, na), lda, dputf(B, nb), ldb, beta, dC,
                    ldc);
     }
     tp_op_gemm(g_ref, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, Cr, ldc);
-    float *Cg = dgetf(dC, nc);
-    const char *op = c ? "gemm_c" : "gemm";
+    float *Cg = c == 2 ? dgetc(dCc, nc) : dgetf(dC, nc);
+    if (c == 2) hround(Cr, nc);
+    const char *op = c == 2 ? "gemm_to_c" : c ? "gemm_c" : "gemm";
     snprintf(sh, sizeof sh, "ta=%d tb=%d M=%lld N=%lld K=%lld alpha=%g beta=%g pad=%lld", ta, tb,
              (long long)M, (long long)N, (long long)K, (double)alpha, (double)beta, (long long)pad);
     double e = 0, maxref = 1e-30;
@@ -123,7 +132,7 @@ static void gemm_case(bool c, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
         }
         pad_ok &= memcmp(Cg + i * ldc + N, C0 + i * ldc + N, (size_t)(ldc - N) * 4) == 0;
     }
-    expect(op, sh, e / maxref, c ? K_GEMM_C : K_GEMM);
+    expect(op, sh, e / maxref, c == 1 ? K_GEMM_C : K_GEMM);
     CHECKF(pad_ok, "[%s] %s(%s): wrote into the ldc padding", g_prec_name[g_prec], op, sh);
     case_end();
 }
@@ -133,11 +142,11 @@ static void test_gemm(void)
     static const int64_t shapes[][3] = {{1, 1, 1},       {7, 33, 130},   {33, 7, 1},
                                         {130, 1, 7},     {5, 130, 33},   {64, 65, 257},
                                         {127, 129, 255}, {257, 67, 1031}};
-    for (int c = 0; c < 2; c++)
+    for (int c = 0; c < 3; c++)
         for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
             for (int ta = 0; ta < 2; ta++)
                 for (int tb = 0; tb < 2; tb++)
-                    for (int bi = 0; bi < 2; bi++)
+                    for (int bi = 0; bi < (c == 2 ? 1 : 2); bi++)
                         for (int pad = 0; pad <= 3; pad += 3)
                             gemm_case(c, ta, tb, shapes[s][0], shapes[s][1], shapes[s][2],
                                       pad ? -0.5f : 1.0f, bi ? 0.75f : 0.0f, pad);
@@ -150,12 +159,12 @@ static void test_gemm(void)
         gemm_case(c, true, false, 2304, 768, 128, 1.0f, 1.0f, 0);
         gemm_case(c, false, true, 257, 3072, 768, 1.0f, 0.0f, 0);
     }
-    /* The tied LM head on compute copies, with GPT-2's odd vocabulary (rows of dlogits 50257
-     * elements: 2-byte aligned in bf16): logits = x wte^T, dwte += dlogits^T x, dx = dlogits wte.
-     */
-    gemm_case(true, false, true, 32, 50257, 768, 1.0f, 0.0f, 0);
-    gemm_case(true, true, false, 50257, 768, 32, 1.0f, 1.0f, 0);
-    gemm_case(true, false, false, 32, 768, 50257, 1.0f, 0.0f, 0);
+    /* The tied LM head on compute copies, with GPT-2's odd vocabulary (rows of 50257 elements:
+     * 2-byte aligned in bf16): logits = x wte^T (into a compute copy, as the model writes them),
+     * dwte += dlogits^T x, dx = dlogits wte. */
+    gemm_case(2, false, true, 32, 50257, 768, 1.0f, 0.0f, 0);
+    gemm_case(1, true, false, 50257, 768, 32, 1.0f, 1.0f, 0);
+    gemm_case(1, false, false, 32, 768, 50257, 1.0f, 0.0f, 0);
 }
 
 /* ---- linear ops: products with fused bias, residual and bias gradient ---------------------- */
@@ -541,38 +550,43 @@ static void test_softmax_xent(void)
         }
         expect("softmax_xent_backward", sh, tp_test_rel_err(dgetf(dg, n), dr, n), K_ELEM);
 
-        /* Without probabilities (the GPT's loss): each row's log-sum-exp, then the gradient
-         * recomputed from the logits into a compute copy whose rows are ldd apart (elements past
-         * C must stay unwritten), or in place over the logits where compute copies are float32.
-         * The ref rounds its result as the compute copy does. */
+        /* Without probabilities (the GPT's loss), on logits that are a compute copy with rows
+         * ld apart (their padding NaN, so a read past C shows; the ref reads the same rounded
+         * values): each row's log-sum-exp, then the gradient recomputed from the logits into a
+         * compute copy with the same row stride (elements past C must stay unwritten), or in
+         * place over the logits (the GPT's way) in the padded-vocabulary cases. */
+        int64_t ld = s % 2 ? C + 7 : C;
+        size_t nd = (size_t)(B * ld);
+        float *zl = hnan(nd);
+        for (int64_t b = 0; b < B; b++)
+            memcpy(zl + b * ld, z + b * C, (size_t)C * 4);
+        hround(zl, nd);
         float *lse_r = hnan((size_t)B), *loss_r = hnan((size_t)B);
-        tp_op_xent_forward(g_ref, z, lab, lse_r, loss_r, B, C);
-        float *dz2 = dputf(z, n), *lse_g = dnan((size_t)B), *loss_g = dnan((size_t)B);
-        tp_op_xent_forward(g_gpu, dz2, dlab, lse_g, loss_g, B, C);
-        expect("xent_forward lse", sh,
-               tp_test_err_floor(dgetf(lse_g, (size_t)B), lse_r, (size_t)B, 1.0), K_ELEM);
-        expect("xent_forward loss", sh,
-               tp_test_err_floor(dgetf(loss_g, (size_t)B), loss_r, (size_t)B, 1.0), K_ELEM);
-        bool in_place = pad > 0 && !gpu_bf16();
-        int64_t ldd = !in_place && s % 2 ? C + 7 : C;
-        size_t nd = (size_t)(B * ldd);
+        tp_op_xent_forward(g_ref, CV(zl), ld, lab, lse_r, loss_r, B, C);
+        tp_cval_t *dzl = dputc(zl, nd);
+        float *lse_g = dnan((size_t)B), *loss_g = dnan((size_t)B);
+        tp_op_xent_forward(g_gpu, dzl, ld, dlab, lse_g, loss_g, B, C);
+        char sh2[128];
+        snprintf(sh2, sizeof sh2, "%s ld=%lld", sh, (long long)ld);
+        expect("xent_forward lse", sh2,
+               tp_test_err_floor(dgetf(lse_g, (size_t)B), lse_r, (size_t)B, 1.0), K_F32);
+        expect("xent_forward loss", sh2,
+               tp_test_err_floor(dgetf(loss_g, (size_t)B), loss_r, (size_t)B, 1.0), K_F32);
+        bool in_place = pad > 0;
         float *xr = hnan(nd);
-        tp_op_xent_backward_c(g_ref, z, lse_r, lab, CV(xr), ldd, B, C, scale);
-        tp_cval_t *dgx = in_place ? (tp_cval_t *)(void *)dz2
-                         : skew   ? dputc_off(hnan(nd), nd)
-                                  : dnanc(nd);
-        tp_op_xent_backward_c(g_gpu, dz2, lse_g, dlab, dgx, ldd, B, C, scale);
+        tp_op_xent_backward_c(g_ref, CV(zl), ld, lse_r, lab, CV(xr), B, C, scale);
+        tp_cval_t *dgx = in_place ? dzl : skew ? dputc_off(hnan(nd), nd) : dnanc(nd);
+        tp_op_xent_backward_c(g_gpu, dzl, ld, lse_g, dlab, dgx, B, C, scale);
         float *xg = dgetc(dgx, nd), *xg_rows = hkeep(xmalloc(n * 4)),
               *xr_rows = hkeep(xmalloc(n * 4));
         bool pad_ok = true;
         for (int64_t b = 0; b < B; b++) {
-            memcpy(xg_rows + b * C, xg + b * ldd, (size_t)C * 4);
-            memcpy(xr_rows + b * C, xr + b * ldd, (size_t)C * 4);
-            for (int64_t c = C; c < ldd; c++)
-                pad_ok &= isnan(xg[b * ldd + c]);
+            memcpy(xg_rows + b * C, xg + b * ld, (size_t)C * 4);
+            memcpy(xr_rows + b * C, xr + b * ld, (size_t)C * 4);
+            for (int64_t c = C; c < ld; c++)
+                pad_ok &= isnan(xg[b * ld + c]);
         }
-        char sh2[128];
-        snprintf(sh2, sizeof sh2, "%s ldd=%lld%s", sh, (long long)ldd, in_place ? " in place" : "");
+        if (in_place) strncat(sh2, " in place", sizeof sh2 - strlen(sh2) - 1);
         expect("xent_backward_c", sh2, tp_test_rel_err(xg_rows, hround(xr_rows, n), n), K_ELEM);
         CHECKF(pad_ok, "[%s] xent_backward_c(%s): wrote past C", g_prec_name[g_prec], sh2);
         case_end();
@@ -825,6 +839,20 @@ static void test_layernorm(void)
             expect("layernorm_backward dx", sh, tp_test_rel_err(dgetf(gx, n), gxr, n), K_ELEM);
             expect("layernorm_backward dw", sh, tp_test_rel_err(dgetf(gw, nC), gwr, nC), K_ELEM);
             expect("layernorm_backward db", sh, tp_test_rel_err(dgetf(gb, nC), gbr, nC), K_ELEM);
+            /* With dx's compute copy (the GPT's residual gradient): the same dx, dw and db to the
+             * bit, and a copy of dx as to_compute would make it. */
+            float *gx2 = dputf(dx0, n), *gw2 = dputf(dw0, nC), *gb2 = dputf(db0, nC);
+            tp_cval_t *gxc = dnanc(n);
+            tp_op_layernorm_backward_c(g_gpu, ddy, dxin, dw, dm, drs, gx2, gxc, gw2, gb2, N, C);
+            float *hx = dgetf(gx, n), *hx2 = dgetf(gx2, n);
+            expect("layernorm_backward_c dx (= plain op's)", sh, bytes_differ(hx2, hx, n * 4),
+                   K_EXACT);
+            expect("layernorm_backward_c dw db (= plain op's)", sh,
+                   bytes_differ(dgetf(gw2, nC), dgetf(gw, nC), nC * 4) +
+                       bytes_differ(dgetf(gb2, nC), dgetf(gb, nC), nC * 4),
+                   K_EXACT);
+            expect("layernorm_backward_c dx_c", sh,
+                   tp_test_rel_err(dgetc(gxc, n), hround(hx, n), n), K_EXACT);
             case_end();
         }
 }

@@ -82,6 +82,13 @@ static void test_gemm(void)
                         expect("gemm", sh, e / maxref, 1e-6 + 2.4e-7 * (double)K);
                         CHECKF(pad_ok, "gemm(%s): wrote into the ldc padding", sh);
                         same_bits("gemm", sh, Cc, Cc2, nc * sizeof(float));
+                        if (beta == 0.0f) { /* with float32 compute copies, gemm_to_c is gemm */
+                            float *Ct = fdup(C0, nc);
+                            tp_op_gemm_to_c(g_cpu, ta, tb, M, N, K, alpha, CV(A), lda, CV(B), ldb,
+                                            CV(Ct), ldc);
+                            same_bits("gemm_to_c = gemm", sh, Ct, Cc, nc * sizeof(float));
+                            free(Ct);
+                        }
                         free(A);
                         free(B);
                         free(C0);
@@ -440,39 +447,47 @@ static void test_softmax_xent(void)
         same_bits("softmax_xent_backward", sh, dc, dc2, n * sizeof(float));
 
         /* Without probabilities (tp_op_xent_*, the GPT's loss): the row's log-sum-exp and the
-         * loss, which on cpu is softmax_xent_forward's to the bit (the same sum); the gradient
-         * recomputed from the logits, into rows ldd apart (elements past C untouched) and in
-         * place over the logits. */
-        float *er = poisoned((size_t)B), *ec = poisoned((size_t)B);
-        float *xlr = poisoned((size_t)B), *xlc = poisoned((size_t)B);
-        tp_op_xent_forward(g_ref, z, lab, er, xlr, B, C);
-        tp_op_xent_forward(g_cpu, z, lab, ec, xlc, B, C);
+         * loss, which on cpu is softmax_xent_forward's to the bit (the same sum), also from rows
+         * ld apart whose padding is NaN (so a read past C shows); the gradient recomputed from
+         * the logits, into rows ld apart (elements past C untouched) and in place over them. */
+        int64_t ld = C + 5;
+        float *zl = poisoned((size_t)(B * ld));
+        for (int64_t b = 0; b < B; b++)
+            memcpy(zl + b * ld, z + b * C, (size_t)C * sizeof(float));
+        float *er = poisoned((size_t)B), *ec = poisoned((size_t)B), *ec2 = poisoned((size_t)B);
+        float *xlr = poisoned((size_t)B), *xlc = poisoned((size_t)B), *xlc2 = poisoned((size_t)B);
+        tp_op_xent_forward(g_ref, CV(zl), ld, lab, er, xlr, B, C);
+        tp_op_xent_forward(g_cpu, CV(zl), ld, lab, ec, xlc, B, C);
+        tp_op_xent_forward(g_cpu, CV(z), C, lab, ec2, xlc2, B, C);
         expect("xent_forward lse", sh, tp_test_err_floor(ec, er, (size_t)B, 1.0), 1e-6);
         expect("xent_forward loss", sh, tp_test_err_floor(xlc, xlr, (size_t)B, 1.0), 1e-6);
         same_bits("xent_forward loss = softmax_xent_forward loss", sh, xlc, lc,
                   (size_t)B * sizeof(float));
-        int64_t ldd = C + 5;
-        float *xr = poisoned((size_t)(B * ldd)), *xc = poisoned((size_t)(B * ldd));
-        tp_op_xent_backward_c(g_ref, z, er, lab, CV(xr), ldd, B, C, scale);
-        tp_op_xent_backward_c(g_cpu, z, ec, lab, CV(xc), ldd, B, C, scale);
-        float *xin = xmalloc(n * sizeof(float));
-        memcpy(xin, z, n * sizeof(float));
-        tp_op_xent_backward_c(g_cpu, xin, ec, lab, CV(xin), C, B, C, scale);
+        same_bits("xent_forward lse, rows ld apart = rows C apart", sh, ec, ec2,
+                  (size_t)B * sizeof(float));
+        float *xr = poisoned((size_t)(B * ld)), *xc = poisoned((size_t)(B * ld));
+        tp_op_xent_backward_c(g_ref, CV(zl), ld, er, lab, CV(xr), B, C, scale);
+        tp_op_xent_backward_c(g_cpu, CV(zl), ld, ec, lab, CV(xc), B, C, scale);
+        float *xin = xmalloc((size_t)(B * ld) * sizeof(float));
+        memcpy(xin, zl, (size_t)(B * ld) * sizeof(float));
+        tp_op_xent_backward_c(g_cpu, CV(xin), ld, ec, lab, CV(xin), B, C, scale);
         double xe = 0, xmax = 1e-30;
         bool untouched = true, same = true;
         for (int64_t b = 0; b < B; b++) {
             for (int64_t c = 0; c < C; c++) {
-                xe = fmax(xe, fabs((double)xc[b * ldd + c] - xr[b * ldd + c]));
-                xmax = fmax(xmax, fabs(xr[b * ldd + c]));
-                same &= memcmp(&xc[b * ldd + c], &xin[b * C + c], sizeof(float)) == 0;
+                xe = fmax(xe, fabs((double)xc[b * ld + c] - xr[b * ld + c]));
+                xmax = fmax(xmax, fabs(xr[b * ld + c]));
+                same &= memcmp(&xc[b * ld + c], &xin[b * ld + c], sizeof(float)) == 0;
             }
-            for (int64_t c = C; c < ldd; c++)
-                untouched &= isnan(xc[b * ldd + c]) && isnan(xr[b * ldd + c]);
+            for (int64_t c = C; c < ld; c++)
+                untouched &=
+                    isnan(xc[b * ld + c]) && isnan(xr[b * ld + c]) && isnan(xin[b * ld + c]);
         }
         expect("xent_backward_c", sh, xe / xmax, 1e-6);
-        CHECKF(untouched, "xent_backward_c(%s): wrote past C in rows of ldd = %lld", sh,
-               (long long)ldd);
+        CHECKF(untouched, "xent_backward_c(%s): wrote past C in rows of ld = %lld", sh,
+               (long long)ld);
         CHECKF(same, "xent_backward_c(%s): in place differs from out of place", sh);
+        free(zl), free(ec2), free(xlc2);
         free(z), free(lab), free(pr), free(pc), free(pc2), free(lr), free(lc), free(lc2);
         free(dr), free(dc), free(dc2), free(er), free(ec), free(xlr), free(xlc), free(xr), free(xc);
         free(xin);

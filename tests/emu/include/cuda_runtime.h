@@ -153,6 +153,12 @@ static inline float __int_as_float(int i)
     memcpy(&f, &i, sizeof f);
     return f;
 }
+static inline float __uint_as_float(unsigned int u)
+{
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
 static inline int min(int a, int b)
 {
     return a < b ? a : b;
