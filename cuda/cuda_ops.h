@@ -85,7 +85,7 @@ void tp_cuda_layernorm_backward(tp_backend_t *be, const float *dy, const float *
                                 float *db, int64_t N, int64_t C);
 bool tp_cuda_layernorm_backward_c(tp_backend_t *be, const float *dy, const float *x, const float *w,
                                   const float *mean, const float *rstd, float *dx, tp_cval_t *dx_c,
-                                  float *dw, float *db, int64_t N, int64_t C);
+                                  float *dw, float *db, float *dsum, int64_t N, int64_t C);
 /* kernels_transformer.cu */
 int64_t tp_cuda_attention_att_numel(tp_backend_t *be, int64_t B, int64_t T, int64_t NH);
 void tp_cuda_attention_forward(tp_backend_t *be, const tp_cval_t *qkv, tp_cval_t *out, float *att,

@@ -104,7 +104,10 @@ __global__ void __launch_bounds__(kThreads)
  * 4 (lane + 32 i). A row is read once, into registers: dy and xhat give both dx and the lane's
  * share of dw and db, which the warps then add up in warp order in shared memory and the block
  * writes as its chunk's partials (the layout of layernorm_dwdb_partial_kernel's, kLnRows rows per
- * chunk). The two-kernel path reads dy and x from memory twice (the rows do not stay in L2). */
+ * chunk). The two-kernel path reads dy and x from memory twice (the rows do not stay in L2).
+ * With np = 3 the block also sums the new dx over its rows (the bias gradient of the projection
+ * that wrote the residual stream, which would otherwise read dx again): each warp into its own
+ * slice of shared memory (registers are at their limit), the slices then added in warp order. */
 /* 64 rows per block: 256 blocks for GPT-2's 16 x 1024 rows, which at 2 blocks per SM (C = 768:
  * 128 registers) all run at once on an H100, and half the partials of 32. */
 constexpr int kLnRows = 64;
@@ -113,11 +116,16 @@ template <int V>
 __global__ void __launch_bounds__(kThreads)
     layernorm_backward_rows_kernel(const float *dy, const float *x, const float *w,
                                    const float *mean, const float *rstd, float *dx,
-                                   __nv_bfloat16 *dxc, float *part, int64_t N, int64_t C)
+                                   __nv_bfloat16 *dxc, float *part, int np, int64_t N, int64_t C)
 {
     __shared__ float red[2][128 * V];
+    __shared__ float4 sdx[kThreads / 32][32 * V]; /* per warp: its rows' sum of dx (np = 3) */
     const int lane = threadIdx.x & 31, warp = threadIdx.x / 32, nwarp = kThreads / 32;
     const int64_t r0 = (int64_t)blockIdx.x * kLnRows, r1 = min(r0 + kLnRows, N);
+    if (np == 3)
+#pragma unroll
+        for (int i = 0; i < V; i++)
+            sdx[warp][lane + 32 * i] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     float4 pw[V], pb[V];
 #pragma unroll
     for (int i = 0; i < V; i++)
@@ -161,6 +169,10 @@ __global__ void __launch_bounds__(kThreads)
             o.w += rs * (__fmul_rn(d[i].w, wv.w) - sg - xh[i].w * sgx);
             vec_store4(dx + r * C + c, o);
             if (dxc) vec_store4(dxc + r * C + c, o); /* the next products' bf16 copy of dx */
+            if (np == 3) {
+                float4 &s = sdx[warp][lane + 32 * i];
+                s = make_float4(s.x + o.x, s.y + o.y, s.z + o.z, s.w + o.w);
+            }
         }
     }
     /* The warps' partials added in warp order (each writes or adds its own channels). */
@@ -179,10 +191,17 @@ __global__ void __launch_bounds__(kThreads)
             }
         __syncthreads();
     }
-    float *pk = part + (int64_t)blockIdx.x * 2 * C;
+    float *pk = part + (int64_t)blockIdx.x * np * C;
     for (int64_t c = threadIdx.x; c < C; c += kThreads) {
         pk[c] = red[0][c];
         pk[C + c] = red[1][c];
+        if (np == 3) { /* the warps' dx sums, in warp order */
+            const float *s0 = &sdx[0][0].x;
+            float s = 0.0f;
+            for (int k = 0; k < nwarp; k++)
+                s += s0[k * 128 * V + c];
+            pk[2 * C + c] = s;
+        }
     }
 }
 
@@ -190,45 +209,47 @@ __global__ void __launch_bounds__(kThreads)
 template <int Vmax>
 void layernorm_rows_launch(int v, unsigned blocks, cudaStream_t st, const float *dy, const float *x,
                            const float *w, const float *mean, const float *rstd, float *dx,
-                           __nv_bfloat16 *dxc, float *part, int64_t N, int64_t C)
+                           __nv_bfloat16 *dxc, float *part, int np, int64_t N, int64_t C)
 {
     if (v == Vmax)
         layernorm_backward_rows_kernel<Vmax>
-            <<<blocks, kThreads, 0, st>>>(dy, x, w, mean, rstd, dx, dxc, part, N, C);
+            <<<blocks, kThreads, 0, st>>>(dy, x, w, mean, rstd, dx, dxc, part, np, N, C);
     else if constexpr (Vmax > 1)
-        layernorm_rows_launch<Vmax - 1>(v, blocks, st, dy, x, w, mean, rstd, dx, dxc, part, N, C);
+        layernorm_rows_launch<Vmax - 1>(v, blocks, st, dy, x, w, mean, rstd, dx, dxc, part, np, N,
+                                        C);
 }
 
-/* dw += sum of the chunks' partials, db likewise, in a fixed order (double: cheap here, and
- * closer to the reference). A block takes 32 channels (one per lane, so reads are coalesced) and
- * its 8 warps every 8th chunk each, then adds the warps' sums in warp order: 8 chains of loads
- * in flight per channel instead of one chain as long as the number of chunks. */
+/* dw += sum of the chunks' partials, db likewise (and ds, the third partial, when the chunks
+ * have np = 3), in a fixed order (double: cheap here, and closer to the reference). A block takes
+ * 32 channels (one per lane, so reads are coalesced) and its 8 warps every 8th chunk each, then
+ * adds the warps' sums in warp order: 8 chains of loads in flight per channel instead of one
+ * chain as long as the number of chunks. */
 __global__ void __launch_bounds__(kThreads)
-    layernorm_dwdb_final_kernel(const float *part, float *dw, float *db, int64_t C, int64_t nchunk)
+    layernorm_dwdb_final_kernel(const float *part, int np, float *dw, float *db, float *ds,
+                                int64_t C, int64_t nchunk)
 {
-    __shared__ double sw[kThreads / 32][32], sb[kThreads / 32][32];
+    __shared__ double sw[3][kThreads / 32][32];
     const int lane = threadIdx.x & 31, warp = threadIdx.x / 32, nwarp = kThreads / 32;
     for (int64_t c0 = (int64_t)blockIdx.x * 32; c0 < C; c0 += (int64_t)gridDim.x * 32) {
         const int64_t c = c0 + lane;
-        double w = 0.0, b = 0.0;
+        double acc[3] = {0.0, 0.0, 0.0};
         if (c < C)
-            for (int64_t k = warp; k < nchunk; k += nwarp) {
-                w += part[k * 2 * C + c];
-                b += part[k * 2 * C + C + c];
-            }
-        sw[warp][lane] = w;
-        sb[warp][lane] = b;
+            for (int64_t k = warp; k < nchunk; k += nwarp)
+                for (int j = 0; j < np; j++)
+                    acc[j] += part[(k * np + j) * C + c];
+        for (int j = 0; j < np; j++)
+            sw[j][warp][lane] = acc[j];
         __syncthreads();
         if (warp == 0 && c < C) {
-            w = b = 0.0;
-            for (int k = 0; k < nwarp; k++) {
-                w += sw[k][lane];
-                b += sb[k][lane];
+            float *out[3] = {dw, db, ds};
+            for (int j = 0; j < np; j++) {
+                double t = 0.0;
+                for (int k = 0; k < nwarp; k++)
+                    t += sw[j][k][lane];
+                out[j][c] += (float)t;
             }
-            dw[c] += (float)w;
-            db[c] += (float)b;
         }
-        __syncthreads(); /* sw and sb are free for the next 32 channels */
+        __syncthreads(); /* sw is free for the next 32 channels */
     }
 }
 
@@ -259,18 +280,20 @@ static bool layernorm_rows_ok(const float *dy, const float *x, const float *w, c
            ((uintptr_t)dy | (uintptr_t)x | (uintptr_t)w | (uintptr_t)dx) % 16 == 0;
 }
 
-/* dxc: NULL, or a bf16 copy of dx to write as well (one-pass kernel only). */
+/* dxc: NULL, or a bf16 copy of dx to write as well; ds: NULL, or where to add dx's column sums
+ * (both for the one-pass kernel only). */
 static void layernorm_backward(tp_backend_t *be, const float *dy, const float *x, const float *w,
                                const float *mean, const float *rstd, float *dx, __nv_bfloat16 *dxc,
-                               float *dw, float *db, int64_t N, int64_t C)
+                               float *dw, float *db, float *ds, int64_t N, int64_t C)
 {
     cudaStream_t st = tp_cuda_stream(be);
     const bool rows = layernorm_rows_ok(dy, x, w, dx, N, C);
     const int64_t chunk = rows ? kLnRows : kLnChunk, nchunk = (N + chunk - 1) / chunk;
-    float *part = (float *)tp_cuda_scratch(be, 0, (size_t)(nchunk * 2 * C) * sizeof(float));
+    const int np = ds ? 3 : 2;
+    float *part = (float *)tp_cuda_scratch(be, 0, (size_t)(nchunk * np * C) * sizeof(float));
     if (rows) {
         layernorm_rows_launch<8>((int)((C + 127) / 128), (unsigned)nchunk, st, dy, x, w, mean, rstd,
-                                 dx, dxc, part, N, C);
+                                 dx, dxc, part, np, N, C);
         TP_CUDA_LAUNCHED();
     } else {
         layernorm_dx_kernel<<<blocks_for(N, kThreads / 32), kThreads, 0, st>>>(dy, x, w, mean, rstd,
@@ -281,7 +304,8 @@ static void layernorm_backward(tp_backend_t *be, const float *dy, const float *x
                                                                  nchunk);
         TP_CUDA_LAUNCHED();
     }
-    layernorm_dwdb_final_kernel<<<blocks_for(C, 32), kThreads, 0, st>>>(part, dw, db, C, nchunk);
+    layernorm_dwdb_final_kernel<<<blocks_for(C, 32), kThreads, 0, st>>>(part, np, dw, db, ds, C,
+                                                                        nchunk);
     TP_CUDA_LAUNCHED();
 }
 
@@ -290,20 +314,22 @@ extern "C" void tp_cuda_layernorm_backward(tp_backend_t *be, const float *dy, co
                                            float *dx, float *dw, float *db, int64_t N, int64_t C)
 {
     if (N <= 0 || C <= 0) return;
-    layernorm_backward(be, dy, x, w, mean, rstd, dx, NULL, dw, db, N, C);
+    layernorm_backward(be, dy, x, w, mean, rstd, dx, NULL, dw, db, NULL, N, C);
 }
 
-/* Under "bf16", for rows the one-pass kernel takes, dx's bf16 copy is written from the registers
- * that hold dx (saving to_compute's read of dx); otherwise false, and backend.c runs the two
- * ops. */
+/* For rows the one-pass kernel takes: under "bf16" dx's bf16 copy is written from the registers
+ * that hold dx (saving to_compute's read of dx), and dsum is summed in the same pass (saving
+ * bias_grad's). Otherwise false, and backend.c runs the separate ops. */
 extern "C" bool tp_cuda_layernorm_backward_c(tp_backend_t *be, const float *dy, const float *x,
                                              const float *w, const float *mean, const float *rstd,
                                              float *dx, tp_cval_t *dx_c, float *dw, float *db,
-                                             int64_t N, int64_t C)
+                                             float *dsum, int64_t N, int64_t C)
 {
-    if (tp_cuda_precision(be) != TP_PREC_BF16 || N <= 0 || C <= 0 ||
-        !layernorm_rows_ok(dy, x, w, dx, N, C) || (uintptr_t)dx_c % 8 != 0)
+    const bool bf16 = tp_cuda_precision(be) == TP_PREC_BF16;
+    if (N <= 0 || C <= 0 || !layernorm_rows_ok(dy, x, w, dx, N, C) ||
+        (bf16 && (uintptr_t)dx_c % 8 != 0) || (!bf16 && (!dsum || (void *)dx_c != (void *)dx)))
         return false;
-    layernorm_backward(be, dy, x, w, mean, rstd, dx, cval_bf16(dx_c), dw, db, N, C);
+    layernorm_backward(be, dy, x, w, mean, rstd, dx, bf16 ? cval_bf16(dx_c) : NULL, dw, db, dsum, N,
+                       C);
     return true;
 }

@@ -703,26 +703,33 @@ void tp_op_layernorm_backward(tp_backend_t *be, const float *dy, const float *x,
 
 void tp_op_layernorm_backward_c(tp_backend_t *be, const float *dy, const float *x, const float *w,
                                 const float *mean, const float *rstd, float *dx, tp_cval_t *dx_c,
-                                float *dw, float *db, int64_t N, int64_t C)
+                                float *dw, float *db, float *dsum, int64_t N, int64_t C)
 {
     size_t n = N > 0 && C > 0 ? (size_t)(N * C) : 0, nc = n * tp_backend_compute_bytes(be);
     size_t nf = n * sizeof(float), nw = C > 0 ? (size_t)C * sizeof(float) : 0;
     bool self = tp_backend_compute_bytes(be) == sizeof(float) && (void *)dx_c == (void *)dx;
     if (!self &&
         (overlap(dx_c, nc, dx, nf) || overlap(dx_c, nc, dy, nf) || overlap(dx_c, nc, x, nf) ||
-         overlap(dx_c, nc, dw, nw) || overlap(dx_c, nc, db, nw))) {
+         overlap(dx_c, nc, dw, nw) || overlap(dx_c, nc, db, nw) || overlap(dx_c, nc, dsum, nw))) {
         fprintf(stderr, "tp_op_layernorm_backward_c: dx_c overlaps another array "
+                        "(backend.h's contract)\n");
+        abort();
+    }
+    if (overlap(dsum, nw, dx, nf) || overlap(dsum, nw, dy, nf) || overlap(dsum, nw, x, nf) ||
+        overlap(dsum, nw, dw, nw) || overlap(dsum, nw, db, nw)) {
+        fprintf(stderr, "tp_op_layernorm_backward_c: dsum overlaps another array "
                         "(backend.h's contract)\n");
         abort();
     }
     int h = tp_profile_mark(be);
     if (be->iface->layernorm_backward_c &&
-        be->iface->layernorm_backward_c(be, dy, x, w, mean, rstd, dx, dx_c, dw, db, N, C)) {
+        be->iface->layernorm_backward_c(be, dy, x, w, mean, rstd, dx, dx_c, dw, db, dsum, N, C)) {
         tp_profile_op(be, h, "layernorm_backward", 0);
         return;
     }
     tp_op_layernorm_backward(be, dy, x, w, mean, rstd, dx, dw, db, N, C);
     tp_op_to_compute(be, dx, dx_c, N * C);
+    if (dsum) tp_op_bias_grad(be, dx, dsum, N, C, false);
 }
 
 void tp_op_attention_forward(tp_backend_t *be, const tp_cval_t *qkv, tp_cval_t *out, float *att,

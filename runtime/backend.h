@@ -251,13 +251,15 @@ void tp_op_layernorm_forward(tp_backend_t *be, const float *x, const float *w, c
 void tp_op_layernorm_backward(tp_backend_t *be, const float *dy, const float *x, const float *w,
                               const float *mean, const float *rstd, float *dx, float *dw, float *db,
                               int64_t N, int64_t C);
-/* tp_op_layernorm_backward, then dx_c = a compute copy of the whole of dx (after accumulating):
- * the residual stream's gradient, which the next products read. cuda under "bf16" writes both in
- * the same pass over the rows; elsewhere tp_op_to_compute follows (dx_c may be dx under "fp32",
- * and then nothing more happens). dx_c must not overlap the other arrays otherwise. */
+/* tp_op_layernorm_backward, then what the products before it need of the new dx (the residual
+ * stream's gradient, after accumulating): dx_c = a compute copy of the whole of dx, which they
+ * read, and, when dsum is not NULL, dsum[c] += sum_r dx[r, c] (the bias gradient of the
+ * projection that wrote the residual stream). cuda does all of it in one pass over the rows;
+ * elsewhere tp_op_to_compute and tp_op_bias_grad follow. dx_c may be dx under "fp32" (no copy is
+ * made) and must not overlap the other arrays otherwise; dsum must not overlap them either. */
 void tp_op_layernorm_backward_c(tp_backend_t *be, const float *dy, const float *x, const float *w,
                                 const float *mean, const float *rstd, float *dx, tp_cval_t *dx_c,
-                                float *dw, float *db, int64_t N, int64_t C);
+                                float *dw, float *db, float *dsum, int64_t N, int64_t C);
 /* Causal multi-head self-attention. qkv [B, T, 3C], a compute copy (what the qkv projection
  * writes: tp_op_linear_forward_to_c), holds q, k, v (in that order, C each; head h uses channels
  * [h*hs, (h+1)*hs) of each, hs = C/NH); out [B, T, C], a compute copy (it feeds the output

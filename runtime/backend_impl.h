@@ -119,7 +119,7 @@ typedef struct tp_backend_iface {
     /* Optional (NULL, or false with nothing queued: layernorm_backward, then to_compute). */
     bool (*layernorm_backward_c)(tp_backend_t *be, const float *dy, const float *x, const float *w,
                                  const float *mean, const float *rstd, float *dx, tp_cval_t *dx_c,
-                                 float *dw, float *db, int64_t N, int64_t C);
+                                 float *dw, float *db, float *dsum, int64_t N, int64_t C);
     void (*attention_forward)(tp_backend_t *be, const tp_cval_t *qkv, tp_cval_t *out, float *att,
                               int64_t B, int64_t T, int64_t C, int64_t NH);
     /* Optional: NULL means B * NH * T * T. */

@@ -313,17 +313,14 @@ static void linear(tp_model_t *m, const tp_cval_t *x, const tp_param_t *w, const
     tp_op_linear_forward_c(m->be, x, wc(m, w), b ? b->data : NULL, r, y, N, in, out);
 }
 
-/* Gradients of linear: dW += dy^T x, db += colsum(dy), dx = dy W. dy32: dy in float32 where the
- * caller has it (the residual stream's gradient), which the bias sums instead of the copy;
- * otherwise the bias gradient may be fused into dW's product. */
-static void linear_backward(tp_model_t *m, const tp_cval_t *dy, const float *dy32,
-                            const tp_cval_t *x, const tp_param_t *w, const tp_param_t *b, float *dx,
-                            int64_t N)
+/* Gradients of linear: dW += dy^T x, db += colsum(dy) when b is not NULL (which may be fused
+ * into dW's product), dx = dy W. */
+static void linear_backward(tp_model_t *m, const tp_cval_t *dy, const tp_cval_t *x,
+                            const tp_param_t *w, const tp_param_t *b, float *dx, int64_t N)
 {
     tp_backend_t *be = m->be;
     int64_t out = w->shape[0], in = w->shape[1];
-    tp_op_linear_grad_c(be, dy, x, w->grad, b && !dy32 ? b->grad : NULL, N, in, out);
-    if (b && dy32) tp_op_bias_grad(be, dy32, b->grad, N, out, false);
+    tp_op_linear_grad_c(be, dy, x, w->grad, b ? b->grad : NULL, N, in, out);
     tp_op_gemm_c(be, false, false, N, in, out, 1.0f, dy, out, wc(m, w), in, 0.0f, dx, in);
 }
 
@@ -377,9 +374,12 @@ static void gpt_backward(tp_model_t *m, const tp_pass_ctx_t *ctx, int64_t B, flo
                  C);
     tp_op_fill(be, g->dres, 0.0f, N * C);
     const float *top = L > 0 ? g->layer[L - 1].res3 : g->encoded;
-    /* Each LayerNorm backward also leaves the compute copy of dres the next products read. */
+    /* Each LayerNorm backward also leaves what the products below it need of dres: its compute
+     * copy, and its column sums, the bias gradient of the projection that wrote the stream (the
+     * MLP's, or attention's). */
     tp_op_layernorm_backward_c(be, g->dln, top, g->lnfw.data, g->lnf_mean, g->lnf_rstd, g->dres,
-                               g->dres_c, g->lnfw.grad, g->lnfb.grad, N, C);
+                               g->dres_c, g->lnfw.grad, g->lnfb.grad,
+                               L > 0 ? bp(g, L - 1, FCPB)->grad : NULL, N, C);
     tp_model_grads_ready(m, g->lnfw.offset);
     for (int64_t l = L - 1; l >= 0; l--) {
         gpt_layer_acts_t *a = &g->layer[l];
@@ -388,27 +388,25 @@ static void gpt_backward(tp_model_t *m, const tp_pass_ctx_t *ctx, int64_t B, flo
         /* The MLP's projection: its weight and bias gradients, then its input gradient through
          * GELU into the pre-activation (with fc's bias gradient), one fused product on cuda. */
         tp_op_linear_grad_c(be, g->dres_c, a->fch_gelu, bp(g, l, FCPW)->grad, NULL, N, 4 * C, C);
-        tp_op_bias_grad(be, g->dres, bp(g, l, FCPB)->grad, N, C, false);
         tp_op_linear_dx_act_c(be, TP_ACT_GELU, g->dres_c, wc(m, bp(g, l, FCPW)), a->fch, g->dfch_c,
                               bp(g, l, FCB)->grad, g->dfch, N, 4 * C, C);
         tp_model_grads_ready(m, bp(g, l, FCPW)->offset);
-        linear_backward(m, g->dfch_c, NULL, a->ln2, bp(g, l, FCW), NULL, g->dln, N);
+        linear_backward(m, g->dfch_c, a->ln2, bp(g, l, FCW), NULL, g->dln, N);
         tp_model_grads_ready(m, bp(g, l, FCW)->offset);
         tp_op_layernorm_backward_c(be, g->dln, a->res2, bp(g, l, LN2W)->data, a->ln2_mean,
                                    a->ln2_rstd, g->dres, g->dres_c, bp(g, l, LN2W)->grad,
-                                   bp(g, l, LN2B)->grad, N, C);
+                                   bp(g, l, LN2B)->grad, bp(g, l, PROJB)->grad, N, C);
         tp_model_grads_ready(m, bp(g, l, LN2W)->offset);
-        /* res2 = x + proj(attention(ln1(x))) */
-        linear_backward(m, g->dres_c, g->dres, a->atty, bp(g, l, PROJW), bp(g, l, PROJB), g->dln,
-                        N);
+        /* res2 = x + proj(attention(ln1(x))); proj's bias gradient came with ln_2's backward */
+        linear_backward(m, g->dres_c, a->atty, bp(g, l, PROJW), NULL, g->dln, N);
         tp_model_grads_ready(m, bp(g, l, PROJW)->offset);
         tp_op_attention_backward(be, g->dln, a->qkv, a->att, a->atty, g->dqkv, B, T, C, NH);
-        linear_backward(m, g->dqkv, NULL, a->ln1, bp(g, l, QKVW), bp(g, l, QKVB), g->dln, N);
+        linear_backward(m, g->dqkv, a->ln1, bp(g, l, QKVW), bp(g, l, QKVB), g->dln, N);
         tp_model_grads_ready(m, bp(g, l, QKVW)->offset);
         if (l > 0) /* below layer 0 only the embeddings' backward reads dres, in float32 */
             tp_op_layernorm_backward_c(be, g->dln, x, bp(g, l, LN1W)->data, a->ln1_mean,
                                        a->ln1_rstd, g->dres, g->dres_c, bp(g, l, LN1W)->grad,
-                                       bp(g, l, LN1B)->grad, N, C);
+                                       bp(g, l, LN1B)->grad, bp(g, l - 1, FCPB)->grad, N, C);
         else
             tp_op_layernorm_backward(be, g->dln, x, bp(g, l, LN1W)->data, a->ln1_mean, a->ln1_rstd,
                                      g->dres, bp(g, l, LN1W)->grad, bp(g, l, LN1B)->grad, N, C);

@@ -842,8 +842,23 @@ static void test_layernorm(void)
             /* With dx's compute copy (the GPT's residual gradient): the same dx, dw and db to the
              * bit, and a copy of dx as to_compute would make it. */
             float *gx2 = dputf(dx0, n), *gw2 = dputf(dw0, nC), *gb2 = dputf(db0, nC);
+            float *ds0 = hrnd(nC, 1.0f), *dsr = hdup(ds0, nC), *gds = dputf(ds0, nC);
             tp_cval_t *gxc = dnanc(n);
-            tp_op_layernorm_backward_c(g_gpu, ddy, dxin, dw, dm, drs, gx2, gxc, gw2, gb2, N, C);
+            tp_op_layernorm_backward_c(g_gpu, ddy, dxin, dw, dm, drs, gx2, gxc, gw2, gb2, gds, N,
+                                       C);
+            tp_op_bias_grad(g_ref, gxr, dsr, N, C, false); /* dsum: the new dx's column sums */
+            expect("layernorm_backward_c dsum", sh, tp_test_rel_err(dgetf(gds, nC), dsr, nC),
+                   K_ELEM);
+            if (!gpu_bf16()) { /* dx_c = dx itself (the GPT's case under "fp32"): dsum alone */
+                float *gx3 = dputf(dx0, n), *gw3 = dputf(dw0, nC), *gb3 = dputf(db0, nC);
+                float *gds3 = dputf(ds0, nC);
+                tp_op_layernorm_backward_c(g_gpu, ddy, dxin, dw, dm, drs, gx3, CV(gx3), gw3, gb3,
+                                           gds3, N, C);
+                expect("layernorm_backward_c dsum", sh, tp_test_rel_err(dgetf(gds3, nC), dsr, nC),
+                       K_ELEM);
+                expect("layernorm_backward_c dx (= plain op's)", sh,
+                       bytes_differ(dgetf(gx3, n), dgetf(gx, n), n * 4), K_EXACT);
+            }
             float *hx = dgetf(gx, n), *hx2 = dgetf(gx2, n);
             expect("layernorm_backward_c dx (= plain op's)", sh, bytes_differ(hx2, hx, n * 4),
                    K_EXACT);

@@ -110,7 +110,8 @@ static void test_layernorm(void)
             /* Backward from the ref's saved statistics; dx, dw and db start non-zero. */
             float *dy = rnd(n, 1.0f), *dx0 = rnd(n, 1.0f), *dw0 = rnd((size_t)C, 1.0f),
                   *db0 = rnd((size_t)C, 1.0f);
-            float *g[3][3], *dxc = poisoned(n);
+            float *g[3][3], *dxc = poisoned(n), *ds0 = rnd((size_t)C, 1.0f);
+            float *ds = fdup(ds0, (size_t)C);
             for (int k = 0; k < 3; k++) {
                 g[k][0] = fdup(dx0, n), g[k][1] = fdup(dw0, (size_t)C), g[k][2] = fdup(db0, C);
                 if (k < 2)
@@ -118,7 +119,7 @@ static void test_layernorm(void)
                                              g[k][2], N, C);
                 else /* the repeat also writes dx's compute copy: float32 here, dx itself */
                     tp_op_layernorm_backward_c(g_cpu, dy, x, w, mr, rr, g[k][0], CV(dxc), g[k][1],
-                                               g[k][2], N, C);
+                                               g[k][2], ds, N, C);
             }
             /* Both start from the same saved fp32 mean and rstd, and x - mean is exact in fp32
              * (Sterbenz), so the offset costs nothing here. dx: fp32 sums over C channels on cpu
@@ -133,7 +134,9 @@ static void test_layernorm(void)
             same_bits("layernorm_backward dw", sh, g[1][1], g[2][1], (size_t)C * sizeof(float));
             same_bits("layernorm_backward db", sh, g[1][2], g[2][2], (size_t)C * sizeof(float));
             same_bits("layernorm_backward_c dx_c", sh, dxc, g[2][0], n * sizeof(float));
-            free(dxc);
+            tp_op_bias_grad(g_cpu, g[2][0], ds0, N, C, false); /* dsum: bias_grad of the new dx */
+            same_bits("layernorm_backward_c dsum", sh, ds, ds0, (size_t)C * sizeof(float));
+            free(dxc), free(ds), free(ds0);
             free(x), free(w), free(b), free(yr), free(yc), free(yc2), free(mr), free(mc);
             free(mc2), free(rr), free(rc), free(rc2), free(dy), free(dx0), free(dw0), free(db0);
             for (int k = 0; k < 3; k++)
