@@ -1,4 +1,4 @@
-# The CUDA kernels on the CPU (tests/emu/README.md): tests/gpu/test_cuda_ops.c, unchanged but for
+# The CUDA kernels on the CPU (tests/emu/README.md): tests/gpu's op test, unchanged but for
 # where its backend comes from, run against the "cuda-emu" backend, whose ops are cuda/kernels_*.cu
 # rewritten by prep.py and executed by emu_runtime.cpp (one fiber per CUDA thread). Built with or
 # without CUDA, so every CI run checks every kernel's logic against the ref oracle; not under the
@@ -40,7 +40,12 @@ if(NOT TULPAR_SANITIZE)
     target_link_libraries(tulpar_cuda_emu PUBLIC tulpar_rt)
     foreach(t gpu/test_cuda_ops unit/test_gpt_reference unit/test_model unit/test_gpt_generate)
         get_filename_component(name ${t} NAME)
-        add_executable(${name}_emu ${CMAKE_CURRENT_LIST_DIR}/../${t}.c)
+        if(name STREQUAL "test_cuda_ops")
+            add_executable(${name}_emu ${TP_CUDA_OPS_TEST_SOURCES})
+            target_compile_definitions(${name}_emu PRIVATE TP_TEST_SHARED_STATE)
+        else()
+            add_executable(${name}_emu ${CMAKE_CURRENT_LIST_DIR}/../${t}.c)
+        endif()
         # C++ objects inside: link with the C++ driver.
         set_target_properties(${name}_emu PROPERTIES LINKER_LANGUAGE CXX)
         target_compile_definitions(${name}_emu PRIVATE TP_CUDA_EMULATED

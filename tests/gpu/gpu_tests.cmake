@@ -4,8 +4,10 @@
 #   gpu.test_cuda_ops    every op of the cuda backend against the ref oracle, fp32 and bf16
 #   gpu.test_cuda_train  50 GPT steps cuda vs cpu, checkpoints across backends, generate
 if(TULPAR_HAVE_CUDA)
+    add_executable(test_comm_nccl ${CMAKE_CURRENT_LIST_DIR}/test_comm_nccl.c)
+    add_executable(test_cuda_ops ${TP_CUDA_OPS_TEST_SOURCES})
+    target_compile_definitions(test_cuda_ops PRIVATE TP_TEST_SHARED_STATE)
     foreach(name test_comm_nccl test_cuda_ops)
-        add_executable(${name} ${CMAKE_CURRENT_LIST_DIR}/${name}.c)
         target_compile_options(${name} PRIVATE ${TULPAR_WARN} -Wno-unused-function)
         target_include_directories(${name} PRIVATE ${CMAKE_CURRENT_LIST_DIR}/../unit)
         target_link_libraries(${name} PRIVATE tulpar_rt CUDA::cudart)

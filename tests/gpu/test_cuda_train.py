@@ -43,7 +43,7 @@ for opt in ("--gpu-backend", "--gpu-precision"):
         del argv[i:i + 2]
 sys.argv[1:] = argv
 
-REL_TOL = 1e-2  # bf16 tolerance (tests/gpu/test_cuda_ops.c)
+REL_TOL = 1e-2  # bf16 tolerance (the table in tests/gpu/test_cuda_ops.c)
 STEPS, RESUME_AT, STOP_AT = 50, 20, 30
 NO_GPU_MARKERS = ("no usable GPU", "built without CUDA")
 

@@ -13,8 +13,15 @@
 
 #include "rng.h"
 
+/* A test made of several files (tests/gpu's op test) defines TP_TEST_SHARED_STATE in each and
+ * the counters and g_seed below once, in one of them; a one-file test gets its own. */
+#ifdef TP_TEST_SHARED_STATE
+extern int tp_test_failures;
+extern int tp_test_checks;
+#else
 static int tp_test_failures = 0;
 static int tp_test_checks = 0;
+#endif
 
 #define CHECK(cond)                                                                                \
     do {                                                                                           \
@@ -81,7 +88,11 @@ static inline void *xcalloc(size_t n, size_t size)
 }
 
 /* Seed of the next random array; a test file may set it in main to pick its inputs. */
+#ifdef TP_TEST_SHARED_STATE
+extern uint64_t g_seed;
+#else
 static uint64_t g_seed = 1;
+#endif
 
 /* Fresh random array (tp_test_fill), a new seed each call. */
 static inline float *rnd(size_t n, float scale)
