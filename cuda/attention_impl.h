@@ -27,16 +27,17 @@ struct AttFwdArgs {
 };
 
 struct AttBwdArgs {
-    const void *qkv; /* the forward's qkv, a compute copy */
-    const float *dout, *lse;
-    const void *out;       /* the forward's output [B, T, C], a compute copy: the tc path's D_i */
-    void *dqkv;            /* a compute copy */
-    float *dsum;           /* D_i [B, NH, T], written before the kernels that read it */
-    __nv_bfloat16 *dout_c; /* tc path: dout in bf16, written with D_i */
+    const void *qkv;  /* the forward's qkv, a compute copy */
+    const void *dout; /* the output's gradient [B, T, C], a compute copy */
+    const float *lse;
+    const void *out; /* the forward's output [B, T, C], a compute copy: the tc path's D_i */
+    void *dqkv;      /* a compute copy */
+    float *dsum;     /* D_i [B, NH, T], written before the kernels that read it */
+    const __nv_bfloat16 *dout_c; /* tc path: dout (bf16 there) */
     int T, C, NH, hs;
     float scale;
     bool vec;   /* tc path: qkv and dout_c rows may be copied 16 bytes at a time (att_vec8_ok) */
-    bool cbf16; /* the compute copies' element type (qkv, out, dqkv): bf16, else float */
+    bool cbf16; /* the compute copies' element type (qkv, dout, out, dqkv): bf16, else float */
 };
 
 /* The tensor-core kernels may copy head rows of bf16 16 bytes at a time: every pointer 16-byte

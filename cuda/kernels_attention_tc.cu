@@ -3,12 +3,12 @@
  * fp32 accumulation) and the softmax, D and dS in fp32, all in registers: the fragment layout of
  * an m16n8 accumulator is, pair by pair, the layout of an m16k16 A operand, so S turns into P (and
  * dP into dS) without going through shared memory. qkv is a compute copy (bf16 here, as the qkv
- * product wrote it) and dout is rounded to bf16 once, by the backward's first kernel; tiles of
- * both are copied into shared memory with cp.async, the next tile landing while the current one
- * is used, and read as mma operands with ldmatrix. out and dqkv are compute copies (bf16 in this
- * precision), written once per element from the fp32 accumulators. Checked in CI on the CPU by
- * tests/emu (the GPU op test's tolerances), whose mma is emulated from the PTX ISA's fragment
- * layout. */
+ * product wrote it), and so is dout (the output projection's input gradient, as that product
+ * wrote it); tiles of both are copied into shared memory with cp.async, the next tile landing while
+ * the current one is used, and read as mma operands with ldmatrix. out and dqkv are compute copies
+ * (bf16 in this precision), written once per element from the fp32 accumulators. Checked in CI on
+ * the CPU by tests/emu (the GPU op test's tolerances), whose mma is emulated from the PTX ISA's
+ * fragment layout. */
 #include "attention_impl.h"
 #include "cuda_ops.h"
 
@@ -514,10 +514,10 @@ __global__ void __launch_bounds__(kTcThreads, fwd_tc_min_blocks(D))
  * its accumulators in registers. No atomics: every element is written once, so the result is
  * the same on every run. */
 
-/* dout's bf16 copy, which the dQ and dK/dV kernels copy into shared memory as it is, and D_i for
- * every (batch, head, position) from it, one warp each, summed in fp32: the same dO as dP is
- * formed from, so sum_j P_ij dP_ij = D_i holds up to the products' rounding (FlashAttention-2
- * reads its bf16 dO for both too). */
+/* D_i for every (batch, head, position), one warp each, summed in fp32 from dout as it is (bf16:
+ * the output projection's input gradient, a compute copy): the same dO as dP is formed from, so
+ * sum_j P_ij dP_ij = D_i holds up to the products' rounding (FlashAttention-2 reads its bf16 dO
+ * for both too). */
 __global__ void __launch_bounds__(256) attention_dsum_kernel(AttBwdArgs a, int64_t rows)
 {
     const int lane = threadIdx.x % 32;
@@ -526,11 +526,8 @@ __global__ void __launch_bounds__(256) attention_dsum_kernel(AttBwdArgs a, int64
     const int64_t t = w % a.T, bh = w / a.T, b = bh / a.NH, h = bh % a.NH;
     const int64_t off = (b * a.T + t) * a.C + h * a.hs;
     float s = 0.0f;
-    for (int d = lane; d < a.hs; d += 32) {
-        const __nv_bfloat16 x = __float2bfloat16(a.dout[off + d]);
-        a.dout_c[off + d] = x;
-        s += __bfloat162float(x) * cval_get(a.out, off + d, a.cbf16);
-    }
+    for (int d = lane; d < a.hs; d += 32)
+        s += cval_get(a.dout_c + off + d) * cval_get(a.out, off + d, a.cbf16);
     for (int o = 16; o > 0; o /= 2)
         s += __shfl_xor_sync(0xffffffffu, s, o);
     if (lane == 0) a.dsum[bh * a.T + t] = s;

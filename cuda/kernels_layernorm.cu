@@ -49,29 +49,32 @@ __global__ void __launch_bounds__(kThreads)
     }
 }
 
-/* dx += rstd (g - mean_c(g) - xhat mean_c(g xhat)), g = dy w (see the reference). */
+/* dx += rstd (g - mean_c(g) - xhat mean_c(g xhat)), g = dy w (see the reference). DY: dy's
+ * element type (a compute copy). */
+template <typename DY>
 __global__ void __launch_bounds__(kThreads)
-    layernorm_dx_kernel(const float *dy, const float *x, const float *w, const float *mean,
+    layernorm_dx_kernel(const DY *dy, const float *x, const float *w, const float *mean,
                         const float *rstd, float *dx, int64_t N, int64_t C)
 {
     const int lane = threadIdx.x & 31, wpb = blockDim.x / 32;
     for (int64_t r = (int64_t)blockIdx.x * wpb + threadIdx.x / 32; r < N;
          r += (int64_t)gridDim.x * wpb) {
-        const float *xr = x + r * C, *d = dy + r * C;
+        const float *xr = x + r * C;
+        const DY *d = dy + r * C;
         const float m = mean[r], rs = rstd[r];
         float sg = 0.0f, sgx = 0.0f;
         /* g rounded once (no fused multiply-add into sg) so that both loops see the same g:
          * with C = 1, g - sg is then exactly 0 as in the ref, not a rounding error that rstd
          * (up to 1/sqrt(1e-5)) magnifies (seen on an H100: 1.65e-5 relative). */
         for (int64_t c = lane; c < C; c += 32) {
-            float g = __fmul_rn(d[c], w[c]);
+            float g = __fmul_rn(cval_get(d + c), w[c]);
             sg += g;
             sgx += g * ((xr[c] - m) * rs);
         }
         sg = warp_sum(sg) / (float)C;
         sgx = warp_sum(sgx) / (float)C;
         for (int64_t c = lane; c < C; c += 32) {
-            float g = __fmul_rn(d[c], w[c]), xhat = (xr[c] - m) * rs;
+            float g = __fmul_rn(cval_get(d + c), w[c]), xhat = (xr[c] - m) * rs;
             dx[r * C + c] += rs * (g - sg - xhat * sgx);
         }
     }
@@ -79,8 +82,9 @@ __global__ void __launch_bounds__(kThreads)
 
 /* part[k] = (sum of dy xhat, sum of dy) over the rows of chunk k, one thread per column (reads
  * coalesced along the row). */
+template <typename DY>
 __global__ void __launch_bounds__(kThreads)
-    layernorm_dwdb_partial_kernel(const float *dy, const float *x, const float *mean,
+    layernorm_dwdb_partial_kernel(const DY *dy, const float *x, const float *mean,
                                   const float *rstd, float *part, int64_t N, int64_t C,
                                   int64_t nchunk)
 {
@@ -90,7 +94,7 @@ __global__ void __launch_bounds__(kThreads)
         int64_t r1 = (k + 1) * kLnChunk < N ? (k + 1) * kLnChunk : N;
         float sw = 0.0f, sb = 0.0f;
         for (int64_t r = k * kLnChunk; r < r1; r++) {
-            float d = dy[r * C + c];
+            float d = cval_get(dy + r * C + c);
             sw += d * ((x[r * C + c] - mean[r]) * rstd[r]);
             sb += d;
         }
@@ -112,11 +116,11 @@ __global__ void __launch_bounds__(kThreads)
  * 128 registers) all run at once on an H100, and half the partials of 32. */
 constexpr int kLnRows = 64;
 
-template <int V>
+template <int V, typename DY>
 __global__ void __launch_bounds__(kThreads)
-    layernorm_backward_rows_kernel(const float *dy, const float *x, const float *w,
-                                   const float *mean, const float *rstd, float *dx,
-                                   __nv_bfloat16 *dxc, float *part, int np, int64_t N, int64_t C)
+    layernorm_backward_rows_kernel(const DY *dy, const float *x, const float *w, const float *mean,
+                                   const float *rstd, float *dx, __nv_bfloat16 *dxc, float *part,
+                                   int np, int64_t N, int64_t C)
 {
     __shared__ float red[2][128 * V];
     __shared__ float4 sdx[kThreads / 32][32 * V]; /* per warp: its rows' sum of dx (np = 3) */
@@ -205,18 +209,18 @@ __global__ void __launch_bounds__(kThreads)
     }
 }
 
-/* layernorm_backward_rows_kernel<v> for v = 1..Vmax. */
-template <int Vmax>
-void layernorm_rows_launch(int v, unsigned blocks, cudaStream_t st, const float *dy, const float *x,
+/* layernorm_backward_rows_kernel<v, DY> for v = 1..Vmax. */
+template <int Vmax, typename DY>
+void layernorm_rows_launch(int v, unsigned blocks, cudaStream_t st, const DY *dy, const float *x,
                            const float *w, const float *mean, const float *rstd, float *dx,
                            __nv_bfloat16 *dxc, float *part, int np, int64_t N, int64_t C)
 {
     if (v == Vmax)
-        layernorm_backward_rows_kernel<Vmax>
+        layernorm_backward_rows_kernel<Vmax, DY>
             <<<blocks, kThreads, 0, st>>>(dy, x, w, mean, rstd, dx, dxc, part, np, N, C);
     else if constexpr (Vmax > 1)
-        layernorm_rows_launch<Vmax - 1>(v, blocks, st, dy, x, w, mean, rstd, dx, dxc, part, np, N,
-                                        C);
+        layernorm_rows_launch<Vmax - 1, DY>(v, blocks, st, dy, x, w, mean, rstd, dx, dxc, part, np,
+                                            N, C);
 }
 
 /* dw += sum of the chunks' partials, db likewise (and ds, the third partial, when the chunks
@@ -271,18 +275,19 @@ extern "C" void tp_cuda_layernorm_forward(tp_backend_t *be, const float *x, cons
     TP_CUDA_LAUNCHED();
 }
 
-/* Whether the one-pass kernel takes these rows (C = 4 k <= 1024, 16-byte aligned rows, one wave
+/* Whether the one-pass kernel takes these rows (C = 4 k <= 1024, 16-byte aligned arrays, one wave
  * of chunks). */
-static bool layernorm_rows_ok(const float *dy, const float *x, const float *w, const float *dx,
+static bool layernorm_rows_ok(const void *dy, const float *x, const float *w, const float *dx,
                               int64_t N, int64_t C)
 {
     return C % 4 == 0 && (C + 127) / 128 <= 8 && (N + kLnRows - 1) / kLnRows <= kMaxBlocks &&
            ((uintptr_t)dy | (uintptr_t)x | (uintptr_t)w | (uintptr_t)dx) % 16 == 0;
 }
 
-/* dxc: NULL, or a bf16 copy of dx to write as well; ds: NULL, or where to add dx's column sums
- * (both for the one-pass kernel only). */
-static void layernorm_backward(tp_backend_t *be, const float *dy, const float *x, const float *w,
+/* DY: dy's element type. dxc: NULL, or a bf16 copy of dx to write as well; ds: NULL, or where to
+ * add dx's column sums (both for the one-pass kernel only). */
+template <typename DY>
+static void layernorm_backward(tp_backend_t *be, const DY *dy, const float *x, const float *w,
                                const float *mean, const float *rstd, float *dx, __nv_bfloat16 *dxc,
                                float *dw, float *db, float *ds, int64_t N, int64_t C)
 {
@@ -292,16 +297,16 @@ static void layernorm_backward(tp_backend_t *be, const float *dy, const float *x
     const int np = ds ? 3 : 2;
     float *part = (float *)tp_cuda_scratch(be, 0, (size_t)(nchunk * np * C) * sizeof(float));
     if (rows) {
-        layernorm_rows_launch<8>((int)((C + 127) / 128), (unsigned)nchunk, st, dy, x, w, mean, rstd,
-                                 dx, dxc, part, np, N, C);
+        layernorm_rows_launch<8, DY>((int)((C + 127) / 128), (unsigned)nchunk, st, dy, x, w, mean,
+                                     rstd, dx, dxc, part, np, N, C);
         TP_CUDA_LAUNCHED();
     } else {
-        layernorm_dx_kernel<<<blocks_for(N, kThreads / 32), kThreads, 0, st>>>(dy, x, w, mean, rstd,
-                                                                               dx, N, C);
+        layernorm_dx_kernel<DY>
+            <<<blocks_for(N, kThreads / 32), kThreads, 0, st>>>(dy, x, w, mean, rstd, dx, N, C);
         TP_CUDA_LAUNCHED();
         dim3 grid(blocks_for(C, kThreads), blocks_for(nchunk, 1));
-        layernorm_dwdb_partial_kernel<<<grid, kThreads, 0, st>>>(dy, x, mean, rstd, part, N, C,
-                                                                 nchunk);
+        layernorm_dwdb_partial_kernel<DY>
+            <<<grid, kThreads, 0, st>>>(dy, x, mean, rstd, part, N, C, nchunk);
         TP_CUDA_LAUNCHED();
     }
     layernorm_dwdb_final_kernel<<<blocks_for(C, 32), kThreads, 0, st>>>(part, np, dw, db, ds, C,
@@ -309,18 +314,30 @@ static void layernorm_backward(tp_backend_t *be, const float *dy, const float *x
     TP_CUDA_LAUNCHED();
 }
 
-extern "C" void tp_cuda_layernorm_backward(tp_backend_t *be, const float *dy, const float *x,
+/* dy a compute copy: bf16 under "bf16". */
+static void layernorm_backward_any(tp_backend_t *be, const tp_cval_t *dy, const float *x,
+                                   const float *w, const float *mean, const float *rstd, float *dx,
+                                   __nv_bfloat16 *dxc, float *dw, float *db, float *ds, int64_t N,
+                                   int64_t C)
+{
+    if (tp_cuda_precision(be) == TP_PREC_BF16)
+        layernorm_backward(be, cval_bf16(dy), x, w, mean, rstd, dx, dxc, dw, db, ds, N, C);
+    else
+        layernorm_backward(be, tp_cval_cf32(dy), x, w, mean, rstd, dx, dxc, dw, db, ds, N, C);
+}
+
+extern "C" void tp_cuda_layernorm_backward(tp_backend_t *be, const tp_cval_t *dy, const float *x,
                                            const float *w, const float *mean, const float *rstd,
                                            float *dx, float *dw, float *db, int64_t N, int64_t C)
 {
     if (N <= 0 || C <= 0) return;
-    layernorm_backward(be, dy, x, w, mean, rstd, dx, NULL, dw, db, NULL, N, C);
+    layernorm_backward_any(be, dy, x, w, mean, rstd, dx, NULL, dw, db, NULL, N, C);
 }
 
 /* For rows the one-pass kernel takes: under "bf16" dx's bf16 copy is written from the registers
  * that hold dx (saving to_compute's read of dx), and dsum is summed in the same pass (saving
  * bias_grad's). Otherwise false, and backend.c runs the separate ops. */
-extern "C" bool tp_cuda_layernorm_backward_c(tp_backend_t *be, const float *dy, const float *x,
+extern "C" bool tp_cuda_layernorm_backward_c(tp_backend_t *be, const tp_cval_t *dy, const float *x,
                                              const float *w, const float *mean, const float *rstd,
                                              float *dx, tp_cval_t *dx_c, float *dw, float *db,
                                              float *dsum, int64_t N, int64_t C)
@@ -329,7 +346,7 @@ extern "C" bool tp_cuda_layernorm_backward_c(tp_backend_t *be, const float *dy, 
     if (N <= 0 || C <= 0 || !layernorm_rows_ok(dy, x, w, dx, N, C) ||
         (bf16 && (uintptr_t)dx_c % 8 != 0) || (!bf16 && (!dsum || (void *)dx_c != (void *)dx)))
         return false;
-    layernorm_backward(be, dy, x, w, mean, rstd, dx, bf16 ? cval_bf16(dx_c) : NULL, dw, db, dsum, N,
-                       C);
+    layernorm_backward_any(be, dy, x, w, mean, rstd, dx, bf16 ? cval_bf16(dx_c) : NULL, dw, db,
+                           dsum, N, C);
     return true;
 }

@@ -258,9 +258,9 @@ __global__ void __launch_bounds__(kAttThreads, dq_min_blocks(D))
     const int q0 = (gridDim.y - 1 - blockIdx.y) * BM, T = a.T;
     const int64_t C3 = 3 * (int64_t)a.C;
     const int64_t qo = (int64_t)b * T * C3 + (int64_t)h * a.hs;
-    const float *ob = a.dout + (int64_t)b * T * a.C + (int64_t)h * a.hs;
+    const int64_t ob = (int64_t)b * T * a.C + (int64_t)h * a.hs; /* dout's head: a compute copy */
     load_tile<D>(sQ, BM, a.qkv, a.cbf16, qo + q0 * C3, C3, T - q0, a.hs);
-    load_tile<D>(sO, BM, ob, false, (int64_t)q0 * a.C, a.C, T - q0, a.hs);
+    load_tile<D>(sO, BM, a.dout, a.cbf16, ob + (int64_t)q0 * a.C, a.C, T - q0, a.hs);
 
     float lse[RM], dpart[RM], accA[RM][DN], accB[RM][DN];
     int tpos[RM];
@@ -348,7 +348,7 @@ __global__ void __launch_bounds__(kAttThreads) attention_backward_dkv_kernel(Att
     const int k0 = blockIdx.y * BM, T = a.T; /* early key tiles have the most work: first */
     const int64_t C3 = 3 * (int64_t)a.C;
     const int64_t qo = (int64_t)b * T * C3 + (int64_t)h * a.hs;
-    const float *ob = a.dout + (int64_t)b * T * a.C + (int64_t)h * a.hs;
+    const int64_t ob = (int64_t)b * T * a.C + (int64_t)h * a.hs; /* dout's head: a compute copy */
     load_tile<D>(sK, BM, a.qkv, a.cbf16, qo + a.C + k0 * C3, C3, T - k0, a.hs);
     load_tile<D>(sV, BM, a.qkv, a.cbf16, qo + 2 * a.C + k0 * C3, C3, T - k0, a.hs);
 
@@ -363,7 +363,7 @@ __global__ void __launch_bounds__(kAttThreads) attention_backward_dkv_kernel(Att
     for (int q0 = k0; q0 < T; q0 += BN) {
         __syncthreads();
         load_tile<D>(sQ, BN, a.qkv, a.cbf16, qo + q0 * C3, C3, T - q0, a.hs);
-        load_tile<D>(sO, BN, ob, false, (int64_t)q0 * a.C, a.C, T - q0, a.hs);
+        load_tile<D>(sO, BN, a.dout, a.cbf16, ob + (int64_t)q0 * a.C, a.C, T - q0, a.hs);
         for (int r = threadIdx.x; r < BN; r += kAttThreads) {
             bool ok = q0 + r < T;
             sL[r] = ok ? a.lse[(int64_t)bh * T + q0 + r] : 0.0f;
@@ -570,7 +570,7 @@ extern "C" void tp_cuda_attention_forward(tp_backend_t *be, const tp_cval_t *qkv
     att_forward_dispatch(hs, grid, false, a.cbf16, tp_cuda_stream(be), a);
 }
 
-extern "C" void tp_cuda_attention_backward(tp_backend_t *be, const float *dout,
+extern "C" void tp_cuda_attention_backward(tp_backend_t *be, const tp_cval_t *dout,
                                            const tp_cval_t *qkv, const float *att,
                                            const tp_cval_t *out, tp_cval_t *dqkv, int64_t B,
                                            int64_t T, int64_t C, int64_t NH)
@@ -598,8 +598,7 @@ extern "C" void tp_cuda_attention_backward(tp_backend_t *be, const float *dout,
     /* bf16 with head sizes up to 64: the tensor-core kernels (D, dQ, dK/dV), as in the forward
      * (whose lse they must match: both form S from bf16 q and k). */
     if (a.cbf16 && hs <= kTcMaxHead) {
-        /* dout's bf16 copy, which the D kernel writes for the dQ and dK/dV kernels */
-        a.dout_c = (__nv_bfloat16 *)tp_cuda_scratch(be, 1, (size_t)(B * T * C) * 2);
+        a.dout_c = cval_bf16(dout); /* copied into shared memory as it is */
         a.vec = att_vec8_ok(qkv, (const char *)qkv + 2 * C, a.dout_c, 3 * C, C, hs);
         tp_cuda_attention_backward_tc(hs, bnh, (int)T, st, a);
         return;

@@ -692,7 +692,7 @@ void tp_op_layernorm_forward(tp_backend_t *be, const float *x, const float *w, c
     tp_profile_op(be, h, "layernorm_forward", 0);
 }
 
-void tp_op_layernorm_backward(tp_backend_t *be, const float *dy, const float *x, const float *w,
+void tp_op_layernorm_backward(tp_backend_t *be, const tp_cval_t *dy, const float *x, const float *w,
                               const float *mean, const float *rstd, float *dx, float *dw, float *db,
                               int64_t N, int64_t C)
 {
@@ -701,21 +701,22 @@ void tp_op_layernorm_backward(tp_backend_t *be, const float *dy, const float *x,
     tp_profile_op(be, h, "layernorm_backward", 0);
 }
 
-void tp_op_layernorm_backward_c(tp_backend_t *be, const float *dy, const float *x, const float *w,
-                                const float *mean, const float *rstd, float *dx, tp_cval_t *dx_c,
-                                float *dw, float *db, float *dsum, int64_t N, int64_t C)
+void tp_op_layernorm_backward_c(tp_backend_t *be, const tp_cval_t *dy, const float *x,
+                                const float *w, const float *mean, const float *rstd, float *dx,
+                                tp_cval_t *dx_c, float *dw, float *db, float *dsum, int64_t N,
+                                int64_t C)
 {
     size_t n = N > 0 && C > 0 ? (size_t)(N * C) : 0, nc = n * tp_backend_compute_bytes(be);
     size_t nf = n * sizeof(float), nw = C > 0 ? (size_t)C * sizeof(float) : 0;
     bool self = tp_backend_compute_bytes(be) == sizeof(float) && (void *)dx_c == (void *)dx;
     if (!self &&
-        (overlap(dx_c, nc, dx, nf) || overlap(dx_c, nc, dy, nf) || overlap(dx_c, nc, x, nf) ||
+        (overlap(dx_c, nc, dx, nf) || overlap(dx_c, nc, dy, nc) || overlap(dx_c, nc, x, nf) ||
          overlap(dx_c, nc, dw, nw) || overlap(dx_c, nc, db, nw) || overlap(dx_c, nc, dsum, nw))) {
         fprintf(stderr, "tp_op_layernorm_backward_c: dx_c overlaps another array "
                         "(backend.h's contract)\n");
         abort();
     }
-    if (overlap(dsum, nw, dx, nf) || overlap(dsum, nw, dy, nf) || overlap(dsum, nw, x, nf) ||
+    if (overlap(dsum, nw, dx, nf) || overlap(dsum, nw, dy, nc) || overlap(dsum, nw, x, nf) ||
         overlap(dsum, nw, dw, nw) || overlap(dsum, nw, db, nw)) {
         fprintf(stderr, "tp_op_layernorm_backward_c: dsum overlaps another array "
                         "(backend.h's contract)\n");
@@ -740,7 +741,7 @@ void tp_op_attention_forward(tp_backend_t *be, const tp_cval_t *qkv, tp_cval_t *
     tp_profile_op(be, h, "attention_forward", 2.0 * (double)B * (double)T * (double)T * (double)C);
 }
 
-void tp_op_attention_backward(tp_backend_t *be, const float *dout, const tp_cval_t *qkv,
+void tp_op_attention_backward(tp_backend_t *be, const tp_cval_t *dout, const tp_cval_t *qkv,
                               const float *att, const tp_cval_t *out, tp_cval_t *dqkv, int64_t B,
                               int64_t T, int64_t C, int64_t NH)
 {

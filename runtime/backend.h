@@ -247,8 +247,10 @@ void tp_op_embedding_backward(tp_backend_t *be, const float *dout, const int32_t
  * products (backward recomputes from x). */
 void tp_op_layernorm_forward(tp_backend_t *be, const float *x, const float *w, const float *b,
                              tp_cval_t *y, float *mean, float *rstd, int64_t N, int64_t C);
-/* ACCUMULATES into dx (the residual stream's gradient), dw and db. */
-void tp_op_layernorm_backward(tp_backend_t *be, const float *dy, const float *x, const float *w,
+/* ACCUMULATES into dx (the residual stream's gradient), dw and db. dy is a compute copy (what the
+ * product after the LayerNorm gives back for its input: bf16 under "bf16", as under PyTorch's
+ * autocast); the arithmetic is fp32. */
+void tp_op_layernorm_backward(tp_backend_t *be, const tp_cval_t *dy, const float *x, const float *w,
                               const float *mean, const float *rstd, float *dx, float *dw, float *db,
                               int64_t N, int64_t C);
 /* tp_op_layernorm_backward, then what the products before it need of the new dx (the residual
@@ -257,9 +259,10 @@ void tp_op_layernorm_backward(tp_backend_t *be, const float *dy, const float *x,
  * projection that wrote the residual stream). cuda does all of it in one pass over the rows;
  * elsewhere tp_op_to_compute and tp_op_bias_grad follow. dx_c may be dx under "fp32" (no copy is
  * made) and must not overlap the other arrays otherwise; dsum must not overlap them either. */
-void tp_op_layernorm_backward_c(tp_backend_t *be, const float *dy, const float *x, const float *w,
-                                const float *mean, const float *rstd, float *dx, tp_cval_t *dx_c,
-                                float *dw, float *db, float *dsum, int64_t N, int64_t C);
+void tp_op_layernorm_backward_c(tp_backend_t *be, const tp_cval_t *dy, const float *x,
+                                const float *w, const float *mean, const float *rstd, float *dx,
+                                tp_cval_t *dx_c, float *dw, float *db, float *dsum, int64_t N,
+                                int64_t C);
 /* Causal multi-head self-attention. qkv [B, T, 3C], a compute copy (what the qkv projection
  * writes: tp_op_linear_forward_to_c), holds q, k, v (in that order, C each; head h uses channels
  * [h*hs, (h+1)*hs) of each, hs = C/NH); out [B, T, C], a compute copy (it feeds the output
@@ -272,10 +275,11 @@ void tp_op_attention_forward(tp_backend_t *be, const tp_cval_t *qkv, tp_cval_t *
  * backends; backends with fused (flash-style) attention keep only per-row statistics. */
 int64_t tp_op_attention_att_numel(tp_backend_t *be, int64_t B, int64_t T, int64_t NH);
 /* dqkv [B, T, 3C] (OVERWRITTEN; a compute copy, it feeds the qkv products) from dout [B, T, C]
- * and the forward's qkv, att and out (its output [B, T, C]: fused backends take
+ * (a compute copy: the output projection's input gradient, as the product gives it back) and the
+ * forward's qkv, att and out (its output [B, T, C]: fused backends take
  * FlashAttention-2's D_i = dout_i . out_i per head from it instead of recomputing the scores for
  * it). */
-void tp_op_attention_backward(tp_backend_t *be, const float *dout, const tp_cval_t *qkv,
+void tp_op_attention_backward(tp_backend_t *be, const tp_cval_t *dout, const tp_cval_t *qkv,
                               const float *att, const tp_cval_t *out, tp_cval_t *dqkv, int64_t B,
                               int64_t T, int64_t C, int64_t NH);
 /* Attention of one new position `pos` per sequence against a KV cache: q [B, C]; kcache and

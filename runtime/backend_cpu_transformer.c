@@ -95,10 +95,11 @@ void tp_cpu_layernorm_forward(tp_backend_t *be, const float *x, const float *w, 
 /* Rows per partial sum of dw and db: fixed, so the result does not depend on the thread count. */
 #define LN_CHUNK 32
 
-void tp_cpu_layernorm_backward(tp_backend_t *be, const float *dy, const float *x, const float *w,
-                               const float *mean, const float *rstd, float *dx, float *dw,
-                               float *db, int64_t N, int64_t C)
+void tp_cpu_layernorm_backward(tp_backend_t *be, const tp_cval_t *dy_c, const float *x,
+                               const float *w, const float *mean, const float *rstd, float *dx,
+                               float *dw, float *db, int64_t N, int64_t C)
 {
+    const float *dy = tp_cval_cf32(dy_c);
     /* One pass over the rows: dx per row, and dw, db summed over each chunk of LN_CHUNK rows
      * into its own partial row; the partials are then added in chunk order. */
     int64_t nchunk = (N + LN_CHUNK - 1) / LN_CHUNK;
@@ -106,7 +107,7 @@ void tp_cpu_layernorm_backward(tp_backend_t *be, const float *dy, const float *x
     float *part = NULL;
     int64_t ld = tp_cpu_scratch(be, nchunk, 2 * C, &part);
     if (!ld) {
-        tp_ref_layernorm_backward(be, dy, x, w, mean, rstd, dx, dw, db, N, C);
+        tp_ref_layernorm_backward(be, dy_c, x, w, mean, rstd, dx, dw, db, N, C);
         return;
     }
 #pragma omp parallel
@@ -348,10 +349,11 @@ TP_SIMD_CLONES static void attention_backward_head(const float *dout, const floa
     }
 }
 
-void tp_cpu_attention_backward(tp_backend_t *be, const float *dout, const tp_cval_t *qkv_c,
+void tp_cpu_attention_backward(tp_backend_t *be, const tp_cval_t *dout_c, const tp_cval_t *qkv_c,
                                const float *att, const tp_cval_t *out_c, tp_cval_t *dqkv_c,
                                int64_t B, int64_t T, int64_t C, int64_t NH)
 {
+    const float *dout = tp_cval_cf32(dout_c);
     float *dqkv = tp_cval_f32(dqkv_c); /* out_c: only fused backends read it */
     const float *qkv = tp_cval_cf32(qkv_c);
     int64_t hs = C / NH, C3 = 3 * C, ld = padded(T);
@@ -359,7 +361,7 @@ void tp_cpu_attention_backward(tp_backend_t *be, const float *dout, const tp_cva
     float *scratch;
     int64_t stride = tp_cpu_scratch(be, nt, (hs + 1 + T) * ld + 3 * T * hs, &scratch);
     if (!stride) {
-        tp_ref_attention_backward(be, dout, qkv_c, att, out_c, dqkv_c, B, T, C, NH);
+        tp_ref_attention_backward(be, dout_c, qkv_c, att, out_c, dqkv_c, B, T, C, NH);
         return;
     }
     float scale = 1.0f / sqrtf((float)hs);

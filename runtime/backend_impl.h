@@ -113,18 +113,19 @@ typedef struct tp_backend_iface {
                                float *dwte, float *dwpe, int64_t B, int64_t T, int64_t C);
     void (*layernorm_forward)(tp_backend_t *be, const float *x, const float *w, const float *b,
                               tp_cval_t *y, float *mean, float *rstd, int64_t N, int64_t C);
-    void (*layernorm_backward)(tp_backend_t *be, const float *dy, const float *x, const float *w,
-                               const float *mean, const float *rstd, float *dx, float *dw,
-                               float *db, int64_t N, int64_t C);
+    void (*layernorm_backward)(tp_backend_t *be, const tp_cval_t *dy, const float *x,
+                               const float *w, const float *mean, const float *rstd, float *dx,
+                               float *dw, float *db, int64_t N, int64_t C);
     /* Optional (NULL, or false with nothing queued: layernorm_backward, then to_compute). */
-    bool (*layernorm_backward_c)(tp_backend_t *be, const float *dy, const float *x, const float *w,
-                                 const float *mean, const float *rstd, float *dx, tp_cval_t *dx_c,
-                                 float *dw, float *db, float *dsum, int64_t N, int64_t C);
+    bool (*layernorm_backward_c)(tp_backend_t *be, const tp_cval_t *dy, const float *x,
+                                 const float *w, const float *mean, const float *rstd, float *dx,
+                                 tp_cval_t *dx_c, float *dw, float *db, float *dsum, int64_t N,
+                                 int64_t C);
     void (*attention_forward)(tp_backend_t *be, const tp_cval_t *qkv, tp_cval_t *out, float *att,
                               int64_t B, int64_t T, int64_t C, int64_t NH);
     /* Optional: NULL means B * NH * T * T. */
     int64_t (*attention_att_numel)(tp_backend_t *be, int64_t B, int64_t T, int64_t NH);
-    void (*attention_backward)(tp_backend_t *be, const float *dout, const tp_cval_t *qkv,
+    void (*attention_backward)(tp_backend_t *be, const tp_cval_t *dout, const tp_cval_t *qkv,
                                const float *att, const tp_cval_t *out, tp_cval_t *dqkv, int64_t B,
                                int64_t T, int64_t C, int64_t NH);
     void (*attention_decode)(tp_backend_t *be, const float *q, const float *kcache,

@@ -55,10 +55,11 @@ void tp_ref_layernorm_forward(tp_backend_t *be, const float *x, const float *w, 
     }
 }
 
-void tp_ref_layernorm_backward(tp_backend_t *be, const float *dy, const float *x, const float *w,
-                               const float *mean, const float *rstd, float *dx, float *dw,
-                               float *db, int64_t N, int64_t C)
+void tp_ref_layernorm_backward(tp_backend_t *be, const tp_cval_t *dy_c, const float *x,
+                               const float *w, const float *mean, const float *rstd, float *dx,
+                               float *dw, float *db, int64_t N, int64_t C)
 {
+    const float *dy = tp_cval_cf32(dy_c);
     /* With xhat = (x - mean) rstd and g = dy w:
      * dx = rstd (g - mean_c(g) - xhat mean_c(g xhat)), dw = sum_r dy xhat, db = sum_r dy. */
     for (int64_t r = 0; r < N; r++) {
@@ -132,10 +133,11 @@ void tp_ref_attention_forward(tp_backend_t *be, const tp_cval_t *qkv_c, tp_cval_
             }
 }
 
-void tp_ref_attention_backward(tp_backend_t *be, const float *dout, const tp_cval_t *qkv_c,
+void tp_ref_attention_backward(tp_backend_t *be, const tp_cval_t *dout_c, const tp_cval_t *qkv_c,
                                const float *att, const tp_cval_t *out_c, tp_cval_t *dqkv_c,
                                int64_t B, int64_t T, int64_t C, int64_t NH)
 {
+    const float *dout = tp_cval_cf32(dout_c);
     float *dqkv = tp_cval_f32(dqkv_c); /* out_c: only fused backends read it */
     const float *qkv = tp_cval_cf32(qkv_c);
     int64_t hs = C / NH, C3 = 3 * C;

@@ -14,12 +14,12 @@ void tp_ref_embedding_backward(tp_backend_t *be, const float *dout, const int32_
                                float *dwte, float *dwpe, int64_t B, int64_t T, int64_t C);
 void tp_ref_layernorm_forward(tp_backend_t *be, const float *x, const float *w, const float *b,
                               tp_cval_t *y_c, float *mean, float *rstd, int64_t N, int64_t C);
-void tp_ref_layernorm_backward(tp_backend_t *be, const float *dy, const float *x, const float *w,
-                               const float *mean, const float *rstd, float *dx, float *dw,
-                               float *db, int64_t N, int64_t C);
+void tp_ref_layernorm_backward(tp_backend_t *be, const tp_cval_t *dy_c, const float *x,
+                               const float *w, const float *mean, const float *rstd, float *dx,
+                               float *dw, float *db, int64_t N, int64_t C);
 void tp_ref_attention_forward(tp_backend_t *be, const tp_cval_t *qkv_c, tp_cval_t *out_c,
                               float *att, int64_t B, int64_t T, int64_t C, int64_t NH);
-void tp_ref_attention_backward(tp_backend_t *be, const float *dout, const tp_cval_t *qkv_c,
+void tp_ref_attention_backward(tp_backend_t *be, const tp_cval_t *dout_c, const tp_cval_t *qkv_c,
                                const float *att, const tp_cval_t *out_c, tp_cval_t *dqkv_c,
                                int64_t B, int64_t T, int64_t C, int64_t NH);
 void tp_ref_attention_decode(tp_backend_t *be, const float *q, const float *kcache,
@@ -33,12 +33,12 @@ void tp_cpu_embedding_backward(tp_backend_t *be, const float *dout, const int32_
                                float *dwte, float *dwpe, int64_t B, int64_t T, int64_t C);
 void tp_cpu_layernorm_forward(tp_backend_t *be, const float *x, const float *w, const float *b,
                               tp_cval_t *y_c, float *mean, float *rstd, int64_t N, int64_t C);
-void tp_cpu_layernorm_backward(tp_backend_t *be, const float *dy, const float *x, const float *w,
-                               const float *mean, const float *rstd, float *dx, float *dw,
-                               float *db, int64_t N, int64_t C);
+void tp_cpu_layernorm_backward(tp_backend_t *be, const tp_cval_t *dy_c, const float *x,
+                               const float *w, const float *mean, const float *rstd, float *dx,
+                               float *dw, float *db, int64_t N, int64_t C);
 void tp_cpu_attention_forward(tp_backend_t *be, const tp_cval_t *qkv_c, tp_cval_t *out_c,
                               float *att, int64_t B, int64_t T, int64_t C, int64_t NH);
-void tp_cpu_attention_backward(tp_backend_t *be, const float *dout, const tp_cval_t *qkv_c,
+void tp_cpu_attention_backward(tp_backend_t *be, const tp_cval_t *dout_c, const tp_cval_t *qkv_c,
                                const float *att, const tp_cval_t *out_c, tp_cval_t *dqkv_c,
                                int64_t B, int64_t T, int64_t C, int64_t NH);
 void tp_cpu_attention_decode(tp_backend_t *be, const float *q, const float *kcache,

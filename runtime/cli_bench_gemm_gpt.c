@@ -2,7 +2,8 @@
  * (forward, input gradient and weight gradient of each block's four linear layers, and the tied
  * LM head's three), each timed twice in the same run: on float32 operands (tp_op_gemm: the
  * baseline) and on compute copies (tp_op_gemm_c: bf16 operands under runtime.precision "bf16";
- * the LM head's forward also writes one, tp_op_gemm_to_c, as the model's logits are).
+ * where the model's product writes one too, tp_op_gemm_to_c: the logits, and the input
+ * gradients that LayerNorm and attention read).
  * The LM head's two products that read the logits' gradient are also timed with its rows padded
  * to multiples of 8 and 64 elements, since a bf16 row of an odd vocabulary (50257) is only
  * 2-byte aligned and tensor-core kernels want 16-byte rows. A second table times the block's
@@ -29,7 +30,8 @@ typedef struct product {
     int64_t M, N, K, lda, ldb;
     float beta;
     double ms[2]; /* [0]: float32 operands, [1]: compute copies */
-    bool to_c;    /* the compute-copy variant writes a compute copy too (tp_op_gemm_to_c) */
+    bool to_c;    /* the compute-copy variant writes a compute copy too (tp_op_gemm_to_c), as the
+                   * model's product does */
 } product_t;
 
 #define MAX_PRODUCTS 20
@@ -49,14 +51,16 @@ static int gpt_products(int64_t N, int64_t C, int64_t V, product_t *p)
     for (int l = 0; l < 4; l++) {
         int64_t out = lin[l].out * C, in = lin[l].in * C;
         p[n++] = (product_t){lin[l].fwd, false, true, N, out, in, in, in, 0.0f, {0, 0}, false};
-        p[n++] = (product_t){lin[l].dx, false, false, N, in, out, out, in, 0.0f, {0, 0}, false};
+        /* the model's input gradients are compute copies, but for the MLP projection's (fused
+         * with GELU's derivative: the second table) */
+        p[n++] = (product_t){lin[l].dx, false, false, N, in, out, out, in, 0.0f, {0, 0}, l < 3};
         p[n++] = (product_t){lin[l].dw, true, false, out, in, N, out, in, 1.0f, {0, 0}, false};
     }
     int64_t v8 = (V + 7) / 8 * 8, v64 = (V + 63) / 64 * 64;
-    /* to_c: the model's logits are a compute copy */
+    /* to_c: the model's logits and the head's input gradient are compute copies */
     p[n++] = (product_t){"lm head forward", false, true, N, V, C, C, C, 0.0f, {0, 0}, true};
     p[n++] = (product_t){"lm head dW", true, false, V, C, N, V, C, 1.0f, {0, 0}, false};
-    p[n++] = (product_t){"lm head dX", false, false, N, C, V, V, C, 0.0f, {0, 0}, false};
+    p[n++] = (product_t){"lm head dX", false, false, N, C, V, V, C, 0.0f, {0, 0}, true};
     p[n++] = (product_t){"lm head dW, rows of 8", true, false, V, C, N, v8, C, 1.0f, {0, 0}, false};
     p[n++] =
         (product_t){"lm head dX, rows of 8", false, false, N, C, V, v8, C, 0.0f, {0, 0}, false};

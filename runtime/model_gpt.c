@@ -8,9 +8,11 @@
  * products; qkv, whose only reader is attention (its tensor-core kernels copy bf16 tiles as they
  * are); the MLP's pre-activation (which the fused GELU product stores for GELU's derivative);
  * the logits, whose only reader is cross-entropy (as under PyTorch's autocast: the loss itself is
- * computed in fp32), and whose gradient overwrites them; and the gradients that feed products
- * (qkv's, the MLP's, and a copy of the residual stream's). The residual stream, its gradient, the
- * LayerNorm statistics, the other products' outputs and the losses stay float32.
+ * computed in fp32), and whose gradient overwrites them; the gradients that feed products (qkv's,
+ * the MLP's, and a copy of the residual stream's); and the products' input gradients, which
+ * LayerNorm's and attention's backward read (as autocast gives them back). The residual stream,
+ * its gradient, the LayerNorm statistics, the other products' outputs and the losses stay
+ * float32.
  *
  * Memory: per layer only what backward needs is kept (LayerNorm inputs' statistics, the
  * normalised inputs, qkv, attention probabilities, attention output, the MLP's pre-activation
@@ -61,7 +63,10 @@ struct tp_gpt {
     float *lse;  /* [BT]: each row's log-sum-exp; losses go to m->target_loss */
     float *host_logits;
     /* gradient scratch */
-    float *dres, *dln, *dfch;
+    float *dres, *dfch;
+    /* [BT C]: a product's input gradient (a compute copy, as the product writes it) on its way to
+     * the LayerNorm or attention backward that reads it */
+    tp_cval_t *dln;
     tp_cval_t *dqkv;
     /* Compute copies: the weights' (numel), and those of dres and dfch, which are dres and dfch
      * themselves when compute copies are float32 (copies == false). */
@@ -232,7 +237,7 @@ static tp_status_t gpt_prepare(tp_model_t *m)
     ALLOC_C(g->logits, BT * g->ldd, "logits");
     ALLOC(g->lse, BT, "log-sum-exp");
     ALLOC(g->dres, BT * C, "residual gradient");
-    ALLOC(g->dln, BT * C, "gradient scratch");
+    ALLOC_C(g->dln, BT * C, "gradient scratch");
     ALLOC_C(g->dqkv, BT * 3 * C, "qkv gradient");
     ALLOC(g->dfch, BT * 4 * C, "mlp gradient");
     g->copies = tp_backend_compute_bytes(be) != sizeof(float);
@@ -314,14 +319,14 @@ static void linear(tp_model_t *m, const tp_cval_t *x, const tp_param_t *w, const
 }
 
 /* Gradients of linear: dW += dy^T x, db += colsum(dy) when b is not NULL (which may be fused
- * into dW's product), dx = dy W. */
+ * into dW's product), dx = dy W (a compute copy, as PyTorch's autocast gives it back). */
 static void linear_backward(tp_model_t *m, const tp_cval_t *dy, const tp_cval_t *x,
-                            const tp_param_t *w, const tp_param_t *b, float *dx, int64_t N)
+                            const tp_param_t *w, const tp_param_t *b, tp_cval_t *dx, int64_t N)
 {
     tp_backend_t *be = m->be;
     int64_t out = w->shape[0], in = w->shape[1];
     tp_op_linear_grad_c(be, dy, x, w->grad, b ? b->grad : NULL, N, in, out);
-    tp_op_gemm_c(be, false, false, N, in, out, 1.0f, dy, out, wc(m, w), in, 0.0f, dx, in);
+    tp_op_gemm_to_c(be, false, false, N, in, out, 1.0f, dy, out, wc(m, w), in, dx, in);
 }
 
 static int64_t gpt_forward(tp_model_t *m, const tp_pass_ctx_t *ctx, int64_t B, int64_t *correct,
@@ -370,8 +375,7 @@ static void gpt_backward(tp_model_t *m, const tp_pass_ctx_t *ctx, int64_t B, flo
     tp_cval_t *dlogits = g->logits; /* in place: the logits are not needed again */
     tp_op_xent_backward_c(be, g->logits, g->ldd, g->lse, g->targets, dlogits, N, V, scale);
     tp_op_gemm_c(be, true, false, V, C, N, 1.0f, dlogits, g->ldd, g->lnf, C, 1.0f, g->wte.grad, C);
-    tp_op_gemm_c(be, false, false, N, C, V, 1.0f, dlogits, g->ldd, wc(m, &g->wte), C, 0.0f, g->dln,
-                 C);
+    tp_op_gemm_to_c(be, false, false, N, C, V, 1.0f, dlogits, g->ldd, wc(m, &g->wte), C, g->dln, C);
     tp_op_fill(be, g->dres, 0.0f, N * C);
     const float *top = L > 0 ? g->layer[L - 1].res3 : g->encoded;
     /* Each LayerNorm backward also leaves what the products below it need of dres: its compute

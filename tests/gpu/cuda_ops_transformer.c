@@ -80,13 +80,15 @@ void test_layernorm(void)
             expect("layernorm_forward mean", sh, tp_test_rel_err(dgetf(mg, nN), mr, nN), K_ELEM);
             expect("layernorm_forward rstd", sh, tp_test_rel_err(dgetf(rg, nN), rr, nN), K_ELEM);
 
-            /* Backward from the ref's saved statistics; dx, dw and db start non-zero. */
-            float *dy = hrnd(n, 1.0f), *dx0 = hrnd(n, 1.0f), *dw0 = hrnd(nC, 1.0f),
+            /* Backward from the ref's saved statistics; dx, dw and db start non-zero. dy is a
+             * compute copy (a product's input gradient): the ref sees it rounded alike. */
+            float *dy = hround(hrnd(n, 1.0f), n), *dx0 = hrnd(n, 1.0f), *dw0 = hrnd(nC, 1.0f),
                   *db0 = hrnd(nC, 1.0f);
             float *gxr = hdup(dx0, n), *gwr = hdup(dw0, nC), *gbr = hdup(db0, nC);
-            float *ddy = dputf(dy, n), *dm = dputf(mr, nN), *drs = dputf(rr, nN);
+            tp_cval_t *ddy = dputc(dy, n);
+            float *dm = dputf(mr, nN), *drs = dputf(rr, nN);
             float *gx = dputf(dx0, n), *gw = dputf(dw0, nC), *gb = dputf(db0, nC);
-            tp_op_layernorm_backward(g_ref, dy, x, w, mr, rr, gxr, gwr, gbr, N, C);
+            tp_op_layernorm_backward(g_ref, CV(dy), x, w, mr, rr, gxr, gwr, gbr, N, C);
             tp_op_layernorm_backward(g_gpu, ddy, dxin, dw, dm, drs, gx, gw, gb, N, C);
             expect("layernorm_backward dx", sh, tp_test_rel_err(dgetf(gx, n), gxr, n), K_ELEM);
             expect("layernorm_backward dw", sh, tp_test_rel_err(dgetf(gw, nC), gwr, nC), K_ELEM);
@@ -147,16 +149,18 @@ void test_attention(void)
         CHECKF(na_gpu >= B * NH * T, "[%s] attention_att_numel(%s) = %lld < B*NH*T",
                g_prec_name[g_prec], sh, (long long)na_gpu);
         if (na_gpu < B * NH * T) na_gpu = B * NH * T;
-        /* qkv is a compute copy (what the qkv product writes): the ref sees it rounded alike */
-        float *qkv = hround(hrnd(nqkv, scale), nqkv), *dout = hrnd(no, 1.0f);
+        /* qkv and dout are compute copies (what the qkv product and the output projection's
+         * input-gradient product write): the ref sees them rounded alike */
+        float *qkv = hround(hrnd(nqkv, scale), nqkv), *dout = hround(hrnd(no, 1.0f), no);
         float *outr = hnan(no), *ar = hnan(na_ref), *dr = hnan(nqkv);
-        float *ddo = dputf(dout, no), *ag = dnan((size_t)na_gpu);
+        float *ag = dnan((size_t)na_gpu);
+        tp_cval_t *ddo = dputc(dout, no);
         tp_cval_t *dq = dputc(qkv, nqkv);
         tp_cval_t *outg = dnanc(no), *dg = dnanc(nqkv); /* compute copies (products' inputs) */
         tp_op_attention_forward(g_ref, CV(qkv), CV(outr), ar, B, T, C, NH);
         tp_op_attention_forward(g_gpu, dq, outg, ag, B, T, C, NH);
         expect("attention_forward out", sh, tp_test_rel_err(dgetc(outg, no), outr, no), K_ATTN);
-        tp_op_attention_backward(g_ref, dout, CV(qkv), ar, CV(outr), CV(dr), B, T, C, NH);
+        tp_op_attention_backward(g_ref, CV(dout), CV(qkv), ar, CV(outr), CV(dr), B, T, C, NH);
         tp_op_attention_backward(g_gpu, ddo, dq, ag, outg, dg, B, T, C, NH);
         expect("attention_backward dqkv", sh, tp_test_rel_err(dgetc(dg, nqkv), dr, nqkv), K_ATTN);
 

@@ -240,7 +240,7 @@ def cmd_summary(a):
         m = re.search(r"op profile \(rank.*?ops ([\d.]+) ms per step", "\n".join(prof))
         out.append("tulpar op profile (runtime.profile; ops %s ms per step), longest op kinds:"
                    % (m.group(1) if m else "?"))
-        for line in prof[head[0]:head[0] + 9]:
+        for line in prof[head[0]:head[0] + 15]:  # the gemm kinds (fused epilogues) are several
             out.append("  " + line.strip())
     out.append("=" * 100)
     print("\n".join(out))

@@ -114,7 +114,7 @@ static void test_layernorm(int64_t N, int64_t C, float offset)
     c.y = zeros(n), c.mean = zeros((size_t)N), c.rstd = zeros((size_t)N), c.g = rnd(n, 1.0f);
     float *dx = zeros(n), *dw = zeros((size_t)C), *db = zeros((size_t)C);
     ln_objective(&c);
-    tp_op_layernorm_backward(g_be, c.g, c.x, c.w, c.mean, c.rstd, dx, dw, db, N, C);
+    tp_op_layernorm_backward(g_be, CV(c.g), c.x, c.w, c.mean, c.rstd, dx, dw, db, N, C);
     char base[48], what[64];
     snprintf(base, sizeof base, "layernorm(N=%lld C=%lld offset=%g)", (long long)N, (long long)C,
              (double)offset);
@@ -154,7 +154,7 @@ static void test_attention(int64_t B, int64_t T, int64_t C, int64_t NH)
     c.att = zeros((size_t)(B * NH * T * T)), c.g = rnd((size_t)(B * T * C), 1.0f);
     float *dqkv = zeros(nq);
     attn_objective(&c);
-    tp_op_attention_backward(g_be, c.g, CV(c.qkv), c.att, CV(c.out), CV(dqkv), B, T, C, NH);
+    tp_op_attention_backward(g_be, CV(c.g), CV(c.qkv), c.att, CV(c.out), CV(dqkv), B, T, C, NH);
     char what[64];
     snprintf(what, sizeof what, "attention(B=%lld T=%lld C=%lld NH=%lld) dqkv", (long long)B,
              (long long)T, (long long)C, (long long)NH);
@@ -235,8 +235,8 @@ static void block_backward(block_t *k)
     tp_op_gemm(be, true, false, C, C, N, 1.0f, k->a, C, g, C, 1.0f, k->dp[P_WP], C);
     tp_op_bias_grad(be, g, k->dp[P_BP], N, C, false);
     tp_op_gemm(be, false, true, N, C, C, 1.0f, g, C, k->p[P_WP], C, 0.0f, k->da, C);
-    tp_op_attention_backward(be, k->da, CV(k->qkv), k->att, CV(k->a), CV(k->dqkv), k->B, k->T, C,
-                             k->NH);
+    tp_op_attention_backward(be, CV(k->da), CV(k->qkv), k->att, CV(k->a), CV(k->dqkv), k->B, k->T,
+                             C, k->NH);
     tp_op_gemm(be, true, false, C, 3 * C, N, 1.0f, k->h, C, k->dqkv, 3 * C, 1.0f, k->dp[P_WQKV],
                3 * C);
     tp_op_bias_grad(be, k->dqkv, k->dp[P_BQKV], N, 3 * C, false);
@@ -244,8 +244,8 @@ static void block_backward(block_t *k)
                C);
     /* dx = dL/dx through the layernorm (accumulated onto zero) plus the residual path. */
     tp_op_fill(be, k->dx, 0.0f, N * C);
-    tp_op_layernorm_backward(be, k->dh, k->x, k->p[P_LNW], k->mean, k->rstd, k->dx, k->dp[P_LNW],
-                             k->dp[P_LNB], N, C);
+    tp_op_layernorm_backward(be, CV(k->dh), k->x, k->p[P_LNW], k->mean, k->rstd, k->dx,
+                             k->dp[P_LNW], k->dp[P_LNB], N, C);
     tp_op_axpy(be, k->dx, g, 1.0f, N * C);
 }
 

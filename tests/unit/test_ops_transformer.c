@@ -115,11 +115,11 @@ static void test_layernorm(void)
             for (int k = 0; k < 3; k++) {
                 g[k][0] = fdup(dx0, n), g[k][1] = fdup(dw0, (size_t)C), g[k][2] = fdup(db0, C);
                 if (k < 2)
-                    tp_op_layernorm_backward(k ? g_cpu : g_ref, dy, x, w, mr, rr, g[k][0], g[k][1],
-                                             g[k][2], N, C);
+                    tp_op_layernorm_backward(k ? g_cpu : g_ref, CV(dy), x, w, mr, rr, g[k][0],
+                                             g[k][1], g[k][2], N, C);
                 else /* the repeat also writes dx's compute copy: float32 here, dx itself */
-                    tp_op_layernorm_backward_c(g_cpu, dy, x, w, mr, rr, g[k][0], CV(dxc), g[k][1],
-                                               g[k][2], ds, N, C);
+                    tp_op_layernorm_backward_c(g_cpu, CV(dy), x, w, mr, rr, g[k][0], CV(dxc),
+                                               g[k][1], g[k][2], ds, N, C);
             }
             /* Both start from the same saved fp32 mean and rstd, and x - mean is exact in fp32
              * (Sterbenz), so the offset costs nothing here. dx: fp32 sums over C channels on cpu
@@ -215,9 +215,9 @@ static void test_attention(void)
          * poisoned dqkv (overwritten). */
         nan_upper(ar, B * NH, T);
         float *dr = poisoned(nqkv), *dc = poisoned(nqkv), *dc2 = poisoned(nqkv);
-        tp_op_attention_backward(g_ref, dout, CV(qkv), ar, CV(outr), CV(dr), B, T, C, NH);
-        tp_op_attention_backward(g_cpu, dout, CV(qkv), ar, CV(outr), CV(dc), B, T, C, NH);
-        tp_op_attention_backward(g_cpu, dout, CV(qkv), ar, CV(outr), CV(dc2), B, T, C, NH);
+        tp_op_attention_backward(g_ref, CV(dout), CV(qkv), ar, CV(outr), CV(dr), B, T, C, NH);
+        tp_op_attention_backward(g_cpu, CV(dout), CV(qkv), ar, CV(outr), CV(dc), B, T, C, NH);
+        tp_op_attention_backward(g_cpu, CV(dout), CV(qkv), ar, CV(outr), CV(dc2), B, T, C, NH);
         /* fp32 dot products (hs terms) and fp32 sums over up to T positions on both sides; the
          * softmax Jacobian's difference datt - sum(att datt) can cancel, hence 4x. */
         expect("attention_backward", sh, tp_test_rel_err(dc, dr, nqkv), 4 * tol);
@@ -308,9 +308,9 @@ static void test_threads(void)
         float *rstd = mean + N, *dx = rstd + N, *dw = dx + no, *db = dw + C, *dte = db + C;
         float *dpe = dte + V * C, *emb = dpe + T * C;
         tp_op_attention_forward(be, CV(qkv), CV(out), att, B, T, C, NH);
-        tp_op_attention_backward(be, dout, CV(qkv), att, CV(out), CV(dqkv), B, T, C, NH);
+        tp_op_attention_backward(be, CV(dout), CV(qkv), att, CV(out), CV(dqkv), B, T, C, NH);
         tp_op_layernorm_forward(be, qkv, w, w, CV(y), mean, rstd, N, C);
-        tp_op_layernorm_backward(be, dout, qkv, w, mean, rstd, dx, dw, db, N, C);
+        tp_op_layernorm_backward(be, CV(dout), qkv, w, mean, rstd, dx, dw, db, N, C);
         tp_op_embedding_forward(be, tok, wte, wpe, emb, B, T, C);
         tp_op_embedding_backward(be, dout, tok, dte, dpe, B, T, C);
         tp_backend_free(be);
@@ -356,10 +356,10 @@ static void print_speed(void)
     float *dw = rnd((size_t)C, 1.0f), *db = rnd((size_t)C, 1.0f);
     double fwd, bwd, lnf, lnb;
     TIME_MIN(fwd, tp_op_attention_forward(g_cpu, CV(qkv), CV(out), att, B, T, C, NH));
-    TIME_MIN(bwd,
-             tp_op_attention_backward(g_cpu, dout, CV(qkv), att, CV(out), CV(dqkv), B, T, C, NH));
+    TIME_MIN(bwd, tp_op_attention_backward(g_cpu, CV(dout), CV(qkv), att, CV(out), CV(dqkv), B, T,
+                                           C, NH));
     TIME_MIN(lnf, tp_op_layernorm_forward(g_cpu, x, w, w, CV(y), mean, rstd, N, C));
-    TIME_MIN(lnb, tp_op_layernorm_backward(g_cpu, dout, x, w, mean, rstd, dx, dw, db, N, C));
+    TIME_MIN(lnb, tp_op_layernorm_backward(g_cpu, CV(dout), x, w, mean, rstd, dx, dw, db, N, C));
     printf("speed (cpu, %d threads, B=%lld T=%lld C=%lld NH=%lld, best of 15): attention fwd "
            "%.3f ms + bwd %.3f ms = %.3f ms; layernorm (N=%lld) fwd %.3f ms, bwd %.3f ms\n",
            tp_backend_threads(g_cpu), (long long)B, (long long)T, (long long)C, (long long)NH, fwd,
