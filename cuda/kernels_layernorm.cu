@@ -236,21 +236,24 @@ __global__ void __launch_bounds__(kThreads)
     const int lane = threadIdx.x & 31, warp = threadIdx.x / 32, nwarp = kThreads / 32;
     for (int64_t c0 = (int64_t)blockIdx.x * 32; c0 < C; c0 += (int64_t)gridDim.x * 32) {
         const int64_t c = c0 + lane;
-        double acc[3] = {0.0, 0.0, 0.0};
+        double acc[3] = {0.0, 0.0, 0.0}; /* unrolled loops over j: registers, not a stack array */
         if (c < C)
             for (int64_t k = warp; k < nchunk; k += nwarp)
-                for (int j = 0; j < np; j++)
-                    acc[j] += part[(k * np + j) * C + c];
-        for (int j = 0; j < np; j++)
+#pragma unroll
+                for (int j = 0; j < 3; j++)
+                    if (j < np) acc[j] += part[(k * np + j) * C + c];
+#pragma unroll
+        for (int j = 0; j < 3; j++)
             sw[j][warp][lane] = acc[j];
         __syncthreads();
         if (warp == 0 && c < C) {
             float *out[3] = {dw, db, ds};
-            for (int j = 0; j < np; j++) {
+#pragma unroll
+            for (int j = 0; j < 3; j++) {
                 double t = 0.0;
                 for (int k = 0; k < nwarp; k++)
                     t += sw[j][k][lane];
-                out[j][c] += (float)t;
+                if (j < np) out[j][c] += (float)t;
             }
         }
         __syncthreads(); /* sw is free for the next 32 channels */

@@ -30,8 +30,9 @@ typedef struct tp_backend_iface {
     void (*gemm)(tp_backend_t *be, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
                  const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
                  int64_t ldc);
-    /* Compute-copy ops (backend.h). Optional, all or none: NULL means compute copies are
-     * float32 (backends without "bf16"), and backend.c runs the float32 op on them. */
+    /* Compute-copy ops (backend.h). Optional, all or none (checked when the backend is created):
+     * NULL means compute copies are float32 (backends without "bf16"), and backend.c runs the
+     * float32 op on them. */
     void (*gemm_c)(tp_backend_t *be, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
                    const tp_cval_t *A, int64_t lda, const tp_cval_t *B, int64_t ldb, float beta,
                    float *C, int64_t ldc);

@@ -51,6 +51,17 @@ tp_status_t tp_backend_create(const char *name, int threads, tp_backend_t **out)
 tp_status_t tp_backend_create_with(const tp_backend_iface_t *iface, int threads, tp_backend_t **out)
 {
     *out = NULL;
+    /* Compute-copy ops come all or none (backend_impl.h): with gemm_c, compute copies may be bf16,
+     * and backend.c's float32 fallbacks for the others would write past them. */
+    const bool c = iface->gemm_c;
+    if ((c != !!iface->to_compute) || (c != !!iface->bias_grad_c) ||
+        (c != !!iface->act_forward_c) || (c != !!iface->act_backward_c) ||
+        (c != !!iface->gemm_to_c) || (c != !!iface->xent_forward_c) ||
+        (c != !!iface->xent_backward_c))
+        return TP_ERR(TP_ERR_UNSUPPORTED,
+                      "backend '%s' implements some of the compute-copy ops but not all "
+                      "(backend_impl.h)",
+                      iface->name);
     tp_backend_t *be = tp_calloc(1, sizeof *be, "backend");
     if (!be) return TP_ERR_NOMEM;
     be->iface = iface;

@@ -29,9 +29,10 @@ typedef struct product {
     bool ta, tb;
     int64_t M, N, K, lda, ldb;
     float beta;
-    double ms[2]; /* [0]: float32 operands, [1]: compute copies */
-    bool to_c;    /* the compute-copy variant writes a compute copy too (tp_op_gemm_to_c), as the
-                   * model's product does */
+    double ms[2];  /* [0]: float32 operands, [1]: compute copies */
+    bool to_c;     /* the compute-copy variant writes a compute copy too (tp_op_gemm_to_c), as the
+                    * model's product does */
+    int64_t ldc_c; /* that compute copy's row stride when it is not N (the model's padded logits) */
 } product_t;
 
 #define MAX_PRODUCTS 20
@@ -50,24 +51,25 @@ static int gpt_products(int64_t N, int64_t C, int64_t V, product_t *p)
                {"mlp proj forward", "mlp proj dX", "mlp proj dW", 1, 4}};
     for (int l = 0; l < 4; l++) {
         int64_t out = lin[l].out * C, in = lin[l].in * C;
-        p[n++] = (product_t){lin[l].fwd, false, true, N, out, in, in, in, 0.0f, {0, 0}, false};
+        p[n++] = (product_t){lin[l].fwd, false, true, N, out, in, in, in, 0.0f, {0, 0}, false, 0};
         /* the model's input gradients are compute copies, but for the MLP projection's (fused
          * with GELU's derivative: the second table) */
-        p[n++] = (product_t){lin[l].dx, false, false, N, in, out, out, in, 0.0f, {0, 0}, l < 3};
-        p[n++] = (product_t){lin[l].dw, true, false, out, in, N, out, in, 1.0f, {0, 0}, false};
+        p[n++] = (product_t){lin[l].dx, false, false, N, in, out, out, in, 0.0f, {0, 0}, l < 3, 0};
+        p[n++] = (product_t){lin[l].dw, true, false, out, in, N, out, in, 1.0f, {0, 0}, false, 0};
     }
     int64_t v8 = (V + 7) / 8 * 8, v64 = (V + 63) / 64 * 64;
     /* to_c: the model's logits and the head's input gradient are compute copies */
-    p[n++] = (product_t){"lm head forward", false, true, N, V, C, C, C, 0.0f, {0, 0}, true};
-    p[n++] = (product_t){"lm head dW", true, false, V, C, N, V, C, 1.0f, {0, 0}, false};
-    p[n++] = (product_t){"lm head dX", false, false, N, C, V, V, C, 0.0f, {0, 0}, true};
-    p[n++] = (product_t){"lm head dW, rows of 8", true, false, V, C, N, v8, C, 1.0f, {0, 0}, false};
+    p[n++] = (product_t){"lm head forward", false, true, N, V, C, C, C, 0.0f, {0, 0}, true, v8};
+    p[n++] = (product_t){"lm head dW", true, false, V, C, N, V, C, 1.0f, {0, 0}, false, 0};
+    p[n++] = (product_t){"lm head dX", false, false, N, C, V, V, C, 0.0f, {0, 0}, true, 0};
     p[n++] =
-        (product_t){"lm head dX, rows of 8", false, false, N, C, V, v8, C, 0.0f, {0, 0}, false};
+        (product_t){"lm head dW, rows of 8", true, false, V, C, N, v8, C, 1.0f, {0, 0}, false, 0};
     p[n++] =
-        (product_t){"lm head dW, rows of 64", true, false, V, C, N, v64, C, 1.0f, {0, 0}, false};
+        (product_t){"lm head dX, rows of 8", false, false, N, C, V, v8, C, 0.0f, {0, 0}, true, 0};
     p[n++] =
-        (product_t){"lm head dX, rows of 64", false, false, N, C, V, v64, C, 0.0f, {0, 0}, false};
+        (product_t){"lm head dW, rows of 64", true, false, V, C, N, v64, C, 1.0f, {0, 0}, false, 0};
+    p[n++] = (product_t){
+        "lm head dX, rows of 64", false, false, N, C, V, v64, C, 0.0f, {0, 0}, false, 0};
     return n;
 }
 
@@ -100,9 +102,9 @@ static void call_product(tp_backend_t *be, const void *what, bool c, const void 
 {
     const product_t *p = what;
     const operands_t *o = operands;
-    if (c && p->to_c) /* o->C has room: a compute copy's elements are at most a float's size */
+    if (c && p->to_c) /* o->C holds M x max(N, ldc_c) floats */
         tp_op_gemm_to_c(be, p->ta, p->tb, p->M, p->N, p->K, 1.0f, o->Ac, p->lda, o->Bc, p->ldb,
-                        (tp_cval_t *)(void *)o->C, p->N);
+                        (tp_cval_t *)(void *)o->C, p->ldc_c ? p->ldc_c : p->N);
     else if (c)
         tp_op_gemm_c(be, p->ta, p->tb, p->M, p->N, p->K, 1.0f, o->Ac, p->lda, o->Bc, p->ldb,
                      p->beta, o->C, p->N);
@@ -292,7 +294,8 @@ static tp_status_t run(tp_backend_t *be, int64_t N, int64_t C, int64_t V, int64_
     int64_t na = 0, nb = 0, nc = 0;
     for (int i = 0; i < n; i++) {
         int64_t a = rows_of(p[i].ta, p[i].M, p[i].K) * p[i].lda;
-        int64_t b = rows_of(p[i].tb, p[i].K, p[i].N) * p[i].ldb, c = p[i].M * p[i].N;
+        int64_t b = rows_of(p[i].tb, p[i].K, p[i].N) * p[i].ldb;
+        int64_t c = p[i].M * (p[i].ldc_c > p[i].N ? p[i].ldc_c : p[i].N);
         na = a > na ? a : na;
         nb = b > nb ? b : nb;
         nc = c > nc ? c : nc;
