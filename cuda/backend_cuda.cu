@@ -699,8 +699,9 @@ extern "C" const tp_backend_iface_t tp_backend_cuda_iface = {
     .maxpool_backward = tp_cuda_maxpool_backward,
     .softmax_xent_forward = tp_cuda_softmax_xent_forward,
     .softmax_xent_backward = tp_cuda_softmax_xent_backward,
-    .xent_forward = tp_cuda_xent_forward,
-    .xent_backward = tp_cuda_xent_backward,
+    // xent through xent_forward_c / xent_backward_c (a compute-copy backend)
+    .xent_forward = nullptr,
+    .xent_backward = nullptr,
     .sumsq_to = tp_cuda_sumsq_to,
     .sum_to = tp_cuda_sum_to,
     .clip_by_norm = tp_cuda_clip_by_norm,

@@ -32,20 +32,6 @@ void tp_cuda_dropout_forward(tp_backend_t *be, const float *x, float *y, uint8_t
                              int64_t row0);
 void tp_cuda_dropout_backward(tp_backend_t *be, const float *dy, const uint8_t *mask, float *dx,
                               int64_t n, float p);
-void tp_cuda_softmax_xent_forward(tp_backend_t *be, const float *logits, const int32_t *labels,
-                                  float *probs, float *loss, int64_t B, int64_t C);
-void tp_cuda_softmax_xent_backward(tp_backend_t *be, const float *probs, const int32_t *labels,
-                                   float *dlogits, int64_t B, int64_t C, float scale);
-void tp_cuda_xent_forward(tp_backend_t *be, const float *logits, int64_t ld, const int32_t *labels,
-                          float *lse, float *loss, int64_t B, int64_t C);
-void tp_cuda_xent_backward(tp_backend_t *be, const float *logits, int64_t ld, const float *lse,
-                           const int32_t *labels, float *dlogits, int64_t B, int64_t C,
-                           float scale);
-void tp_cuda_xent_forward_c(tp_backend_t *be, const tp_cval_t *logits, int64_t ld,
-                            const int32_t *labels, float *lse, float *loss, int64_t B, int64_t C);
-void tp_cuda_xent_backward_c(tp_backend_t *be, const tp_cval_t *logits, int64_t ld,
-                             const float *lse, const int32_t *labels, tp_cval_t *dlogits, int64_t B,
-                             int64_t C, float scale);
 void tp_cuda_sumsq_to(tp_backend_t *be, const float *x, int64_t n, double *out, bool accumulate);
 void tp_cuda_sum_to(tp_backend_t *be, const float *x, int64_t n, double *out, bool accumulate);
 void tp_cuda_clip_by_norm(tp_backend_t *be, float *x, int64_t n, const double *sumsq,
@@ -60,6 +46,16 @@ void tp_cuda_sgd(tp_backend_t *be, float *p, const float *g, float *buf, int64_t
 void tp_cuda_axpy(tp_backend_t *be, float *y, const float *x, float alpha, int64_t n);
 void tp_cuda_add(tp_backend_t *be, const float *a, const float *b, float *out, int64_t n);
 
+/* kernels_xent.cu (the tp_op_xent_* ops only as compute-copy ops: the backend has them all) */
+void tp_cuda_softmax_xent_forward(tp_backend_t *be, const float *logits, const int32_t *labels,
+                                  float *probs, float *loss, int64_t B, int64_t C);
+void tp_cuda_softmax_xent_backward(tp_backend_t *be, const float *probs, const int32_t *labels,
+                                   float *dlogits, int64_t B, int64_t C, float scale);
+void tp_cuda_xent_forward_c(tp_backend_t *be, const tp_cval_t *logits, int64_t ld,
+                            const int32_t *labels, float *lse, float *loss, int64_t B, int64_t C);
+void tp_cuda_xent_backward_c(tp_backend_t *be, const tp_cval_t *logits, int64_t ld,
+                             const float *lse, const int32_t *labels, tp_cval_t *dlogits, int64_t B,
+                             int64_t C, float scale);
 /* kernels_conv.cu */
 void tp_cuda_im2col(tp_backend_t *be, const float *x, float *col, int64_t B, int64_t C, int64_t H,
                     int64_t W, int64_t k);

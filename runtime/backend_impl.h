@@ -91,6 +91,7 @@ typedef struct tp_backend_iface {
                                  float *probs, float *loss, int64_t B, int64_t C);
     void (*softmax_xent_backward)(tp_backend_t *be, const float *probs, const int32_t *labels,
                                   float *dlogits, int64_t B, int64_t C, float scale);
+    /* Backends without compute-copy ops only (with them, xent_forward_c and xent_backward_c). */
     void (*xent_forward)(tp_backend_t *be, const float *logits, int64_t ld, const int32_t *labels,
                          float *lse, float *loss, int64_t B, int64_t C);
     void (*xent_backward)(tp_backend_t *be, const float *logits, int64_t ld, const float *lse,

@@ -389,8 +389,9 @@ static void gpt_backward(tp_model_t *m, const tp_pass_ctx_t *ctx, int64_t B, flo
         gpt_layer_acts_t *a = &g->layer[l];
         const float *x = l > 0 ? g->layer[l - 1].res3 : g->encoded;
         /* res3 = res2 + mlp(ln2(res2)): dres flows to res2 unchanged, plus the MLP path. */
-        /* The MLP's projection: its weight and bias gradients, then its input gradient through
-         * GELU into the pre-activation (with fc's bias gradient), one fused product on cuda. */
+        /* The MLP's projection: its weight gradient (its bias gradient came with the LayerNorm
+         * backward above), then its input gradient through GELU into the pre-activation (with
+         * fc's bias gradient), one fused product on cuda. */
         tp_op_linear_grad_c(be, g->dres_c, a->fch_gelu, bp(g, l, FCPW)->grad, NULL, N, 4 * C, C);
         tp_op_linear_dx_act_c(be, TP_ACT_GELU, g->dres_c, wc(m, bp(g, l, FCPW)), a->fch, g->dfch_c,
                               bp(g, l, FCB)->grad, g->dfch, N, 4 * C, C);

@@ -15,9 +15,9 @@ if(NOT TULPAR_SANITIZE)
     endif()
     set(emu_gen ${CMAKE_CURRENT_BINARY_DIR}/emu)
     set(emu_sources)
-    foreach(src kernels_basic.cu kernels_conv.cu kernels_transformer.cu kernels_layernorm.cu
-            kernels_attention_tc.cu cuda_ops.h cuda_common.h cuda_vec.h attention_impl.h
-            kernel_grid.h)
+    foreach(src kernels_basic.cu kernels_xent.cu kernels_conv.cu kernels_transformer.cu
+            kernels_layernorm.cu kernels_attention_tc.cu cuda_ops.h cuda_common.h cuda_vec.h
+            attention_impl.h kernel_grid.h)
         string(REGEX REPLACE "\\.cu$" ".cpp" out ${src})
         add_custom_command(
             OUTPUT ${emu_gen}/${out}

@@ -15,19 +15,11 @@ static void gemm_case(int c, bool ta, bool tb, int64_t M, int64_t N, int64_t K, 
     int64_t ra = ta ? K : M, ca = ta ? M : K, lda = ca + pad;
     int64_t rb = tb ? N : K, cb = tb ? K : N, ldb = cb + pad, ldc = N + pad;
     float *A = hrnd((size_t)(ra * lda), 1.0f), *B = hrnd((size_t)(rb * ldb), 1.0f);
-    /* Padding must never be read: NaN there would reach C. */
-    for (int64_t i = 0; i < ra; i++)
-        for (int64_t j = ca; j < lda; j++)
-            A[i * lda + j] = NAN;
-    for (int64_t i = 0; i < rb; i++)
-        for (int64_t j = cb; j < ldb; j++)
-            B[i * ldb + j] = NAN;
+    tp_test_nan_pad(A, ra, ca, lda);
+    tp_test_nan_pad(B, rb, cb, ldb);
     size_t nc = (size_t)(M * ldc);
     /* beta = 0 must ignore C entirely (NaN * 0 is NaN). */
-    float *C0 = beta == 0.0f ? hnan(nc) : hrnd(nc, 1.0f);
-    for (int64_t i = 0; i < M; i++)
-        for (int64_t j = N; j < ldc; j++)
-            C0[i * ldc + j] = NAN;
+    float *C0 = tp_test_nan_pad(beta == 0.0f ? hnan(nc) : hrnd(nc, 1.0f), M, N, ldc);
     float *Cr = hdup(C0, nc);
     float *dC = c == 2 ? NULL : dputf(C0, nc);
     tp_cval_t *dCc = NULL;

@@ -42,19 +42,12 @@ static void test_gemm(void)
                         int64_t ldc = N + pad;
                         float *A = rnd((size_t)(ra * lda), 1.0f),
                               *B = rnd((size_t)(rb * ldb), 1.0f);
-                        /* Padding must never be read: NaN there would reach C. */
-                        for (int64_t i = 0; i < ra; i++)
-                            for (int64_t j = ca; j < lda; j++)
-                                A[i * lda + j] = NAN;
-                        for (int64_t i = 0; i < rb; i++)
-                            for (int64_t j = cb; j < ldb; j++)
-                                B[i * ldb + j] = NAN;
+                        tp_test_nan_pad(A, ra, ca, lda);
+                        tp_test_nan_pad(B, rb, cb, ldb);
                         size_t nc = (size_t)(M * ldc);
                         /* beta = 0 must ignore C entirely (NaN * 0 is NaN). */
-                        float *C0 = beta == 0.0f ? poisoned(nc) : rnd(nc, 1.0f);
-                        for (int64_t i = 0; i < M; i++)
-                            for (int64_t j = N; j < ldc; j++)
-                                C0[i * ldc + j] = NAN;
+                        float *C0 =
+                            tp_test_nan_pad(beta == 0.0f ? poisoned(nc) : rnd(nc, 1.0f), M, N, ldc);
                         float *Cr = fdup(C0, nc), *Cc = fdup(C0, nc), *Cc2 = fdup(C0, nc);
                         tp_op_gemm(g_ref, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, Cr, ldc);
                         tp_op_gemm(g_cpu, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, Cc, ldc);

@@ -111,6 +111,16 @@ static inline float *poisoned(size_t n)
     return x;
 }
 
+/* NaN in columns cols..ld-1 of each of the rows of a row-major matrix with rows ld apart: padding
+ * an op must neither read (NaN would reach its result) nor write (the NaN must survive). */
+static inline float *tp_test_nan_pad(float *x, int64_t rows, int64_t cols, int64_t ld)
+{
+    for (int64_t i = 0; i < rows; i++)
+        for (int64_t j = cols; j < ld; j++)
+            x[i * ld + j] = NAN;
+    return x;
+}
+
 static inline float *fdup(const float *x, size_t n)
 {
     float *y = xmalloc(n * sizeof(float));
