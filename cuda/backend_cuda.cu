@@ -1,7 +1,8 @@
 // The CUDA backend object: device choice, stream, cuBLAS handle, precision, device memory, gemm
 // and scratch buffers, and the interface struct that points at the kernels (kernels_*.cu). It
 // does not hold kernels other than gemm's K == 0 case; ops are in kernels_basic.cu,
-// kernels_conv.cu, kernels_transformer.cu and kernels_attention_tc.cu.
+// kernels_xent.cu, kernels_conv.cu, kernels_transformer.cu, kernels_layernorm.cu and
+// kernels_attention_tc.cu.
 #include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
