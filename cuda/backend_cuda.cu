@@ -705,7 +705,6 @@ extern "C" const tp_backend_iface_t tp_backend_cuda_iface = {
     .xent_backward = nullptr,
     .sumsq_to = tp_cuda_sumsq_to,
     .sum_to = tp_cuda_sum_to,
-    .clip_by_norm = tp_cuda_clip_by_norm,
     .scale = tp_cuda_scale,
     .fill = tp_cuda_fill,
     .copy = tp_cuda_copy,

@@ -34,15 +34,14 @@ void tp_cuda_dropout_backward(tp_backend_t *be, const float *dy, const uint8_t *
                               int64_t n, float p);
 void tp_cuda_sumsq_to(tp_backend_t *be, const float *x, int64_t n, double *out, bool accumulate);
 void tp_cuda_sum_to(tp_backend_t *be, const float *x, int64_t n, double *out, bool accumulate);
-void tp_cuda_clip_by_norm(tp_backend_t *be, float *x, int64_t n, const double *sumsq,
-                          double max_norm);
 void tp_cuda_scale(tp_backend_t *be, float *x, float alpha, int64_t n);
 void tp_cuda_fill(tp_backend_t *be, float *x, float value, int64_t n);
 void tp_cuda_copy(tp_backend_t *be, float *dst, const float *src, int64_t n);
 void tp_cuda_adamw(tp_backend_t *be, float *p, const float *g, float *m, float *v, int64_t n,
-                   float lr, float beta1, float beta2, float eps, float wd, float bc1, float bc2);
+                   float lr, float beta1, float beta2, float eps, float wd, float bc1, float bc2,
+                   tp_clip_t clip);
 void tp_cuda_sgd(tp_backend_t *be, float *p, const float *g, float *buf, int64_t n, float lr,
-                 float momentum, float wd, bool nesterov, bool first);
+                 float momentum, float wd, bool nesterov, bool first, tp_clip_t clip);
 void tp_cuda_axpy(tp_backend_t *be, float *y, const float *x, float alpha, int64_t n);
 void tp_cuda_add(tp_backend_t *be, const float *a, const float *b, float *out, int64_t n);
 

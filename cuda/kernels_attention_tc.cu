@@ -189,8 +189,11 @@ __device__ __forceinline__ void cp_async16(void *dst, const void *src, int src_b
     emu_cp_async16(dst, src, src_bytes);
 #else
     const uint32_t d = (uint32_t)__cvta_generic_to_shared(dst);
+    /* "memory": the compiler must not move shared-memory accesses across the copy (CUTLASS's
+     * form); the barriers around every tile make that so today, the clobber keeps it so. */
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d),
-                 "l"(__cvta_generic_to_global(src)), "r"(src_bytes));
+                 "l"(__cvta_generic_to_global(src)), "r"(src_bytes)
+                 : "memory");
 #endif
 }
 
@@ -199,7 +202,7 @@ __device__ __forceinline__ void cp_async_commit()
 #ifdef TP_EMU_CUDA_RUNTIME_H
     emu_cp_async_commit();
 #else
-    asm volatile("cp.async.commit_group;\n" ::);
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
 #endif
 }
 

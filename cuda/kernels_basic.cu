@@ -376,28 +376,6 @@ void tp_cuda_sum_to(tp_backend_t *be, const float *x, int64_t n, double *out, bo
     chunked_sum<false>(be, x, n, out, accumulate);
 }
 
-// Every thread derives the factor from the device-side sum of squares: no host round trip. The
-// arithmetic is tp_clip_factor's (double sqrt and division, then one rounding to float).
-static __global__ void clip_by_norm_kernel(float *x, int64_t n, const double *sumsq,
-                                           double max_norm)
-{
-    double norm = sqrt(*sumsq);
-    if (!(norm > max_norm)) return;
-    float s = (float)(max_norm / (norm + 1e-6));
-    GRID_STRIDE(i, n)
-    {
-        x[i] *= s;
-    }
-}
-
-void tp_cuda_clip_by_norm(tp_backend_t *be, float *x, int64_t n, const double *sumsq,
-                          double max_norm)
-{
-    clip_by_norm_kernel<<<blocks_for(n, EW_THREADS), EW_THREADS, 0, tp_cuda_stream(be)>>>(
-        x, n, sumsq, max_norm);
-    TP_CUDA_LAUNCHED();
-}
-
 // ---- elementwise --------------------------------------------------------------------------------
 
 static __global__ void scale_kernel(float *x, float alpha, int64_t n)
@@ -489,13 +467,25 @@ void tp_cuda_add(tp_backend_t *be, const float *a, const float *b, float *out, i
 
 // ---- optimizers (tp_adamw_elem, tp_sgd_elem) -------------------------------------------------
 
+// The clipping factor, with tp_clip_factor's arithmetic (double sqrt and division, then one
+// rounding to float), from the sum of squares in device memory: no host round trip. Each thread
+// derives it once and applies it to its grid-stride elements.
+static __device__ __forceinline__ float clip_factor(tp_clip_t clip)
+{
+    if (!clip.sumsq) return 1.0f;
+    double norm = sqrt(*clip.sumsq);
+    return clip.max_norm > 0 && norm > clip.max_norm ? (float)(clip.max_norm / (norm + 1e-6))
+                                                     : 1.0f;
+}
+
 static __global__ void adamw_kernel(float *p, const float *g, float *m, float *v, int64_t n,
                                     float lr, float b1, float b2, float eps, float wd, float bc1,
-                                    float bc2)
+                                    float bc2, tp_clip_t clip)
 {
+    const float s = clip_factor(clip);
     GRID_STRIDE(i, n)
     {
-        float gi = g[i];
+        float gi = __fmul_rn(g[i], s); // rounded as a clipped gradient in memory would be
         float mi = b1 * m[i] + (1.0f - b1) * gi;
         float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
         m[i] = mi;
@@ -507,12 +497,13 @@ static __global__ void adamw_kernel(float *p, const float *g, float *m, float *v
 }
 
 static __global__ void sgd_kernel(float *p, const float *g, float *buf, int64_t n, float lr,
-                                  float mu, float wd, bool nesterov, bool first)
+                                  float mu, float wd, bool nesterov, bool first, tp_clip_t clip)
 {
+    const float s = clip_factor(clip);
     GRID_STRIDE(i, n)
     {
         float pi = p[i];
-        float gi = g[i] + wd * pi;
+        float gi = __fmul_rn(g[i], s) + wd * pi;
         float b = first ? gi : mu * buf[i] + gi;
         buf[i] = b;
         p[i] = pi - lr * (nesterov ? gi + mu * b : b);
@@ -520,19 +511,20 @@ static __global__ void sgd_kernel(float *p, const float *g, float *buf, int64_t 
 }
 
 void tp_cuda_adamw(tp_backend_t *be, float *p, const float *g, float *m, float *v, int64_t n,
-                   float lr, float beta1, float beta2, float eps, float wd, float bc1, float bc2)
+                   float lr, float beta1, float beta2, float eps, float wd, float bc1, float bc2,
+                   tp_clip_t clip)
 {
     if (n <= 0) return;
     adamw_kernel<<<blocks_for(n, EW_THREADS), EW_THREADS, 0, tp_cuda_stream(be)>>>(
-        p, g, m, v, n, lr, beta1, beta2, eps, wd, bc1, bc2);
+        p, g, m, v, n, lr, beta1, beta2, eps, wd, bc1, bc2, clip);
     TP_CUDA_LAUNCHED();
 }
 
 void tp_cuda_sgd(tp_backend_t *be, float *p, const float *g, float *buf, int64_t n, float lr,
-                 float momentum, float wd, bool nesterov, bool first)
+                 float momentum, float wd, bool nesterov, bool first, tp_clip_t clip)
 {
     if (n <= 0) return;
     sgd_kernel<<<blocks_for(n, EW_THREADS), EW_THREADS, 0, tp_cuda_stream(be)>>>(
-        p, g, buf, n, lr, momentum, wd, nesterov, first);
+        p, g, buf, n, lr, momentum, wd, nesterov, first, clip);
     TP_CUDA_LAUNCHED();
 }

@@ -79,23 +79,46 @@ __global__ void __launch_bounds__(kThreads) iota_kernel(int32_t *v, int64_t n)
         v[i] = (int32_t)i;
 }
 
-/* After a stable sort of (token, row) by token, the block at the first entry of each run of
- * equal tokens adds that token's rows into its dwte row in ascending row order, which is the
- * reference's order: bit-identical, and no two blocks touch the same dwte row. */
+/* After a stable sort of (token, row) by token, the blocks at the first entry of each run of
+ * equal tokens add that token's rows into its dwte row in ascending row order, which is the
+ * reference's order: bit-identical, and no two blocks touch the same dwte element. Block (x, y)
+ * owns channels [y kThreads, (y + 1) kThreads) of its runs, one channel per thread. A run can be
+ * long (a byte-level model's space is ~15% of its tokens: thousands of rows per step), so its
+ * rows are taken kThreads at a time into shared memory and each thread then issues its loads
+ * for several rows ahead of the additions (unrolled): the additions stay in order, the loads
+ * overlap instead of waiting on each other. */
 __global__ void __launch_bounds__(kThreads)
     embedding_dwte_kernel(const float *dout, const int32_t *tok_sorted, const int32_t *row_sorted,
                           float *dwte, int64_t N, int64_t C)
 {
+    __shared__ int32_t srow[kThreads];
+    __shared__ int scount;
+    const int t = threadIdx.x;
+    const int64_t c = (int64_t)blockIdx.y * kThreads + t;
     for (int64_t i = blockIdx.x; i < N; i += gridDim.x) {
-        int32_t tok = tok_sorted[i];
-        if (i > 0 && tok_sorted[i - 1] == tok) continue; /* not the head of its run */
+        const int32_t tok = tok_sorted[i];
+        if (i > 0 && tok_sorted[i - 1] == tok) continue; /* not the head of its run (block-wide) */
         float *e = dwte + (int64_t)tok * C;
-        for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
-            float acc = e[c];
-            for (int64_t u = i; u < N && tok_sorted[u] == tok; u++)
-                acc += dout[(int64_t)row_sorted[u] * C + c];
-            e[c] = acc;
+        float acc = c < C ? e[c] : 0.0f;
+        for (int64_t u0 = i;; u0 += kThreads) {
+            __syncthreads(); /* the previous chunk's srow and scount are no longer read */
+            const int64_t u = u0 + t;
+            /* The run is a prefix of the chunk: exactly one thread sees where it ends. */
+            const bool in = u < N && tok_sorted[u] == tok;
+            const bool next_in = u + 1 < N && t + 1 < kThreads && tok_sorted[u + 1] == tok;
+            srow[t] = in ? row_sorted[u] : 0;
+            if (t == 0 && !in) scount = 0;
+            if (in && !next_in) scount = t + 1;
+            __syncthreads();
+            const int n = scount;
+            if (c < C) {
+#pragma unroll 8
+                for (int k = 0; k < n; k++)
+                    acc += dout[(int64_t)srow[k] * C + c];
+            }
+            if (n < kThreads) break;
         }
+        if (c < C) e[c] = acc;
     }
 }
 
@@ -485,9 +508,9 @@ void att_backward_launch(int B_NH, int T, cudaStream_t st, const AttBwdArgs &a)
 void att_check(int64_t B, int64_t T, int64_t C, int64_t NH)
 {
     if (C / NH > 128) fatal("CUDA attention supports head sizes up to 128");
-    /* the tensor-core kernels' grids are 1-D: heads x 64-row tiles */
+    /* the tensor-core kernels' grids are 1-D: heads x 64-row tiles, and D_i's a warp per row */
     if (B * NH > INT_MAX || 3 * C > INT_MAX || T > INT_MAX - 128 || (T + 31) / 32 > kMaxBlocks ||
-        B * NH * ((T + kTcBM - 1) / kTcBM) > INT_MAX)
+        B * NH * ((T + kTcBM - 1) / kTcBM) > INT_MAX || (B * NH * T + 7) / 8 > INT_MAX)
         fatal("CUDA attention: shape too large");
 }
 
@@ -531,8 +554,8 @@ extern "C" void tp_cuda_embedding_backward(tp_backend_t *be, const float *dout,
     TP_CUDA_LAUNCHED();
     TP_CUDA_FATAL(cub::DeviceRadixSort::SortPairs(temp, temp_bytes, tokens, tok_sorted, rows,
                                                   row_sorted, (int)N, 0, 32, st));
-    embedding_dwte_kernel<<<blocks_for(N, 1), kThreads, 0, st>>>(dout, tok_sorted, row_sorted, dwte,
-                                                                 N, C);
+    dim3 gte(blocks_for(N, 1), blocks_for(C, kThreads));
+    embedding_dwte_kernel<<<gte, kThreads, 0, st>>>(dout, tok_sorted, row_sorted, dwte, N, C);
     TP_CUDA_LAUNCHED();
 }
 

@@ -28,10 +28,14 @@ static const int64_t kXentMaxBlocks = 32768;
 // row's address mod 16 (its scalar head), so with C not a multiple of 4 a row's loss can differ
 // in the last bits with its position in the batch; for the same inputs at the same addresses
 // the result is the same on every run.
+// Every xent kernel is declared for at most kXentThreads (__launch_bounds__), so the compiler
+// keeps it within the registers a block that size may have.
+static const int kXentThreads = 512;
+
 static int xent_threads(int64_t C)
 {
     int64_t t = (C / 8 + 31) / 32 * 32;
-    return (int)(t < 32 ? 32 : t > 512 ? 512 : t);
+    return (int)(t < 32 ? 32 : t > kXentThreads ? kXentThreads : t);
 }
 
 // 16-byte accesses: cuda_vec.h. The probabilities are stored evict-first (vec_store4_cs): they
@@ -158,8 +162,9 @@ static __device__ __forceinline__ float label_logit(const L *z, int32_t y, int64
     return y >= 0 && y < C ? cval_get(z + y) : __int_as_float(0x7fc00000);
 }
 
-static __global__ void softmax_xent_forward_kernel(const float *logits, const int32_t *labels,
-                                                   float *probs, float *loss, int64_t B, int64_t C)
+static __global__ void __launch_bounds__(kXentThreads)
+    softmax_xent_forward_kernel(const float *logits, const int32_t *labels, float *probs,
+                                float *loss, int64_t B, int64_t C)
 {
     __shared__ float shm[32], shs[32];
     const int tid = threadIdx.x, T = blockDim.x;
@@ -207,8 +212,9 @@ static __global__ void softmax_xent_forward_kernel(const float *logits, const in
 // G: dlogits' element type. Its vector stores (16 bytes of float, 8 of bf16) line up with the
 // probabilities' float4 loads when the two rows have the same phase (vec_phase).
 template <typename G>
-static __global__ void softmax_xent_backward_kernel(const float *probs, const int32_t *labels,
-                                                    G *dlogits, int64_t B, int64_t C, float scale)
+static __global__ void __launch_bounds__(kXentThreads)
+    softmax_xent_backward_kernel(const float *probs, const int32_t *labels, G *dlogits, int64_t B,
+                                 int64_t C, float scale)
 {
     const int tid = threadIdx.x, T = blockDim.x;
     for (int64_t b = blockIdx.x; b < B; b += gridDim.x) {
@@ -249,8 +255,9 @@ static __global__ void softmax_xent_backward_kernel(const float *probs, const in
 // logits' element type (a compute copy: bf16 under "bf16", which halves both passes' reads); rows
 // ld apart.
 template <typename L>
-static __global__ void xent_forward_kernel(const L *logits, int64_t ld, const int32_t *labels,
-                                           float *lse, float *loss, int64_t B, int64_t C)
+static __global__ void __launch_bounds__(kXentThreads)
+    xent_forward_kernel(const L *logits, int64_t ld, const int32_t *labels, float *lse, float *loss,
+                        int64_t B, int64_t C)
 {
     __shared__ float shm[32], shs[32];
     for (int64_t b = blockIdx.x; b < B; b += gridDim.x) {
@@ -275,9 +282,9 @@ static __device__ __forceinline__ float4 xent_exp4(float4 x, float lse)
 // (dlogits == logits) every element is read by the thread that then writes it: the two rows have
 // the same phase, so the vector path's elements are the same.
 template <typename L>
-static __global__ void xent_backward_kernel(const L *logits, int64_t ld, const float *lse,
-                                            const int32_t *labels, L *dlogits, int64_t B, int64_t C,
-                                            float scale)
+static __global__ void __launch_bounds__(kXentThreads)
+    xent_backward_kernel(const L *logits, int64_t ld, const float *lse, const int32_t *labels,
+                         L *dlogits, int64_t B, int64_t C, float scale)
 {
     const int tid = threadIdx.x, T = blockDim.x;
     for (int64_t b = blockIdx.x; b < B; b += gridDim.x) {

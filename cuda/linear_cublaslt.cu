@@ -165,6 +165,14 @@ static void lt_desc_make(const tp_lt_matmul_t *p, lt_desc_t *d)
         cublasLtMatrixLayoutCreate(&d->d, p->cd, (uint64_t)p->m, (uint64_t)p->n, p->ldd));
 }
 
+// C's layout: D's own descriptor when C is D (dW += ..., or a beta-0 product that names D as
+// its unused C), the form cuBLASLt documents for in-place products ("C == D and Cdesc ==
+// Ddesc"); two descriptors with the same contents are not documented as in place.
+static cublasLtMatrixLayout_t c_layout(const tp_lt_matmul_t *p, const lt_desc_t *d)
+{
+    return p->C == p->D ? d->d : d->c;
+}
+
 // This call's epilogue vectors (host-side attributes: nothing is allocated). The bias vector's
 // type is left at its default, D's type.
 static void lt_desc_point(const tp_lt_matmul_t *p, lt_desc_t *d)
@@ -248,8 +256,8 @@ static lt_entry_t *entry_add(tp_lt_t *lt, const lt_key_t *key, const tp_lt_matmu
     cublasLtMatmulHeuristicResult_t res[LT_ALGOS];
     memset(res, 0, sizeof res);
     int found = 0;
-    cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(lt->handle, d->op, d->a, d->b, d->c, d->d,
-                                                       pref, LT_ALGOS, res, &found);
+    cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(
+        lt->handle, d->op, d->a, d->b, c_layout(p, d), d->d, pref, LT_ALGOS, res, &found);
     (void)cublasLtMatmulPreferenceDestroy(pref);
     for (int i = 0; st == CUBLAS_STATUS_SUCCESS && i < found; i++)
         if (res[i].state == CUBLAS_STATUS_SUCCESS) e->algo[e->n_algo++] = res[i].algo;
@@ -279,7 +287,7 @@ extern "C" bool tp_lt_matmul(tp_lt_t *lt, const tp_lt_matmul_t *p)
     bool done = false;
     while (!done && e->n_algo > 0) {
         cublasStatus_t st = cublasLtMatmul(lt->handle, d->op, &p->alpha, p->A, d->a, p->B, d->b,
-                                           &p->beta, p->C, d->c, p->D, d->d, &e->algo[0],
+                                           &p->beta, p->C, c_layout(p, d), p->D, d->d, &e->algo[0],
                                            lt->workspace, lt->workspace_bytes, lt->stream);
         if (st == CUBLAS_STATUS_NOT_SUPPORTED || st == CUBLAS_STATUS_INVALID_VALUE) {
             // The heuristic offered what the call then refused (nothing was queued): drop that

@@ -601,14 +601,6 @@ void tp_op_sum_to(tp_backend_t *be, const float *x, int64_t n, double *out, bool
     tp_profile_op(be, h, "sum_to", 0);
 }
 
-void tp_op_clip_by_norm(tp_backend_t *be, float *x, int64_t n, const double *sumsq, double max_norm)
-{
-    if (max_norm <= 0 || n <= 0) return;
-    int h = tp_profile_mark(be);
-    be->iface->clip_by_norm(be, x, n, sumsq, max_norm);
-    tp_profile_op(be, h, "clip_by_norm", 0);
-}
-
 double tp_op_sumsq(tp_backend_t *be, const float *x, int64_t n)
 {
     double host = 0;
@@ -653,18 +645,21 @@ void tp_op_copy(tp_backend_t *be, float *dst, const float *src, int64_t n)
 }
 
 void tp_op_adamw(tp_backend_t *be, float *p, const float *g, float *m, float *v, int64_t n,
-                 float lr, float beta1, float beta2, float eps, float wd, float bc1, float bc2)
+                 float lr, float beta1, float beta2, float eps, float wd, float bc1, float bc2,
+                 tp_clip_t clip)
 {
+    if (clip.max_norm <= 0) clip = TP_CLIP_NONE;
     int h = tp_profile_mark(be);
-    be->iface->adamw(be, p, g, m, v, n, lr, beta1, beta2, eps, wd, bc1, bc2);
+    be->iface->adamw(be, p, g, m, v, n, lr, beta1, beta2, eps, wd, bc1, bc2, clip);
     tp_profile_op(be, h, "adamw", 0);
 }
 
 void tp_op_sgd(tp_backend_t *be, float *p, const float *g, float *buf, int64_t n, float lr,
-               float momentum, float wd, bool nesterov, bool first)
+               float momentum, float wd, bool nesterov, bool first, tp_clip_t clip)
 {
+    if (clip.max_norm <= 0) clip = TP_CLIP_NONE;
     int h = tp_profile_mark(be);
-    be->iface->sgd(be, p, g, buf, n, lr, momentum, wd, nesterov, first);
+    be->iface->sgd(be, p, g, buf, n, lr, momentum, wd, nesterov, first, clip);
     tp_profile_op(be, h, "sgd", 0);
 }
 

@@ -215,24 +215,31 @@ void tp_op_xent_backward_c(tp_backend_t *be, const tp_cval_t *logits, int64_t ld
 void tp_op_sumsq_to(tp_backend_t *be, const float *x, int64_t n, double *out, bool accumulate);
 /* Sum of x in double, in index order on ref (chunked like sumsq elsewhere); *out as above. */
 void tp_op_sum_to(tp_backend_t *be, const float *x, int64_t n, double *out, bool accumulate);
-/* Gradient clipping from a sum of squares in backend memory, without reading it on the host:
- * with norm = sqrt(*sumsq), when max_norm > 0 and norm > max_norm, x *= (float)(max_norm /
- * (norm + 1e-6)); otherwise x is left alone. */
-void tp_op_clip_by_norm(tp_backend_t *be, float *x, int64_t n, const double *sumsq,
-                        double max_norm);
 /* tp_op_sumsq_to, read back to the host (waits for the backend). */
 double tp_op_sumsq(tp_backend_t *be, const float *x, int64_t n);
 void tp_op_scale(tp_backend_t *be, float *x, float alpha, int64_t n);
 void tp_op_fill(tp_backend_t *be, float *x, float value, int64_t n);
 void tp_op_copy(tp_backend_t *be, float *dst, const float *src, int64_t n);
-/* AdamW (decoupled weight decay): m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
- * p -= lr * (m / bc1 / (sqrt(v / bc2) + eps) + wd * p), with bc = 1 - beta^t. */
+/* Global-norm gradient clipping, folded into the optimizer update so that the gradient is not
+ * rewritten in a pass of its own: the update reads g * s instead of g, where s =
+ * tp_clip_factor(*sumsq, max_norm) (backend_impl.h): with norm = sqrt(*sumsq), s = (float)(max_norm
+ * / (norm + 1e-6)) when max_norm > 0 and norm > max_norm, else 1. sumsq is ONE double in backend
+ * memory (tp_op_sumsq_to's result), read by the backend, never by the host, so clipping adds no
+ * host synchronisation. TP_CLIP_NONE: no clipping (s = 1, the gradient as it is). */
+typedef struct tp_clip {
+    const double *sumsq;
+    double max_norm;
+} tp_clip_t;
+#define TP_CLIP_NONE ((tp_clip_t){NULL, 0.0})
+/* AdamW (decoupled weight decay), with g the clipped gradient: m = b1 m + (1-b1) g;
+ * v = b2 v + (1-b2) g^2; p -= lr * (m / bc1 / (sqrt(v / bc2) + eps) + wd * p), bc = 1 - beta^t. */
 void tp_op_adamw(tp_backend_t *be, float *p, const float *g, float *m, float *v, int64_t n,
-                 float lr, float beta1, float beta2, float eps, float wd, float bc1, float bc2);
-/* SGD with momentum (PyTorch semantics): g' = g + wd p; buf = first ? g' : mu buf + g';
- * p -= lr * (nesterov ? g' + mu buf : buf). */
+                 float lr, float beta1, float beta2, float eps, float wd, float bc1, float bc2,
+                 tp_clip_t clip);
+/* SGD with momentum (PyTorch semantics), with g the clipped gradient: g' = g + wd p;
+ * buf = first ? g' : mu buf + g'; p -= lr * (nesterov ? g' + mu buf : buf). */
 void tp_op_sgd(tp_backend_t *be, float *p, const float *g, float *buf, int64_t n, float lr,
-               float momentum, float wd, bool nesterov, bool first);
+               float momentum, float wd, bool nesterov, bool first, tp_clip_t clip);
 
 /* ---- transformer ops: rows are the B*T token positions, C channels ---- */
 /* out[b,t,:] = wte[tokens[b,t],:] + wpe[t,:]; tokens in [0, V). */

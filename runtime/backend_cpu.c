@@ -389,16 +389,6 @@ static void cpu_sum_to(tp_backend_t *be, const float *x, int64_t n, double *out,
     tp_backend_ref_iface.sum_to(be, x, n, out, accumulate);
 }
 
-static void cpu_clip_by_norm(tp_backend_t *be, float *x, int64_t n, const double *sumsq,
-                             double max_norm)
-{
-    float s = tp_clip_factor(*sumsq, max_norm);
-    if (s == 1.0f) return;
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n; i++)
-        x[i] *= s;
-}
-
 static void cpu_scale(tp_backend_t *be, float *x, float alpha, int64_t n)
 {
 #pragma omp parallel for schedule(static)
@@ -434,19 +424,22 @@ static void cpu_add(tp_backend_t *be, const float *a, const float *b, float *out
 }
 
 static void cpu_adamw(tp_backend_t *be, float *p, const float *g, float *m, float *v, int64_t n,
-                      float lr, float b1, float b2, float eps, float wd, float bc1, float bc2)
+                      float lr, float b1, float b2, float eps, float wd, float bc1, float bc2,
+                      tp_clip_t clip)
 {
+    float s = tp_clip_factor_host(clip);
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < n; i++)
-        tp_adamw_elem(&p[i], g[i], &m[i], &v[i], lr, b1, b2, eps, wd, bc1, bc2);
+        tp_adamw_elem(&p[i], g[i] * s, &m[i], &v[i], lr, b1, b2, eps, wd, bc1, bc2);
 }
 
 static void cpu_sgd(tp_backend_t *be, float *p, const float *g, float *buf, int64_t n, float lr,
-                    float mu, float wd, bool nesterov, bool first)
+                    float mu, float wd, bool nesterov, bool first, tp_clip_t clip)
 {
+    float s = tp_clip_factor_host(clip);
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < n; i++)
-        tp_sgd_elem(&p[i], g[i], &buf[i], lr, mu, wd, nesterov, first);
+        tp_sgd_elem(&p[i], g[i] * s, &buf[i], lr, mu, wd, nesterov, first);
 }
 
 const tp_backend_iface_t tp_backend_cpu_iface = {
@@ -476,7 +469,6 @@ const tp_backend_iface_t tp_backend_cpu_iface = {
     .xent_backward = cpu_xent_backward,
     .sumsq_to = cpu_sumsq_to,
     .sum_to = cpu_sum_to,
-    .clip_by_norm = cpu_clip_by_norm,
     .scale = cpu_scale,
     .fill = cpu_fill,
     .copy = cpu_copy,

@@ -98,15 +98,14 @@ typedef struct tp_backend_iface {
                           const int32_t *labels, float *dlogits, int64_t B, int64_t C, float scale);
     void (*sumsq_to)(tp_backend_t *be, const float *x, int64_t n, double *out, bool accumulate);
     void (*sum_to)(tp_backend_t *be, const float *x, int64_t n, double *out, bool accumulate);
-    void (*clip_by_norm)(tp_backend_t *be, float *x, int64_t n, const double *sumsq,
-                         double max_norm);
     void (*scale)(tp_backend_t *be, float *x, float alpha, int64_t n);
     void (*fill)(tp_backend_t *be, float *x, float value, int64_t n);
     void (*copy)(tp_backend_t *be, float *dst, const float *src, int64_t n);
     void (*adamw)(tp_backend_t *be, float *p, const float *g, float *m, float *v, int64_t n,
-                  float lr, float beta1, float beta2, float eps, float wd, float bc1, float bc2);
+                  float lr, float beta1, float beta2, float eps, float wd, float bc1, float bc2,
+                  tp_clip_t clip);
     void (*sgd)(tp_backend_t *be, float *p, const float *g, float *buf, int64_t n, float lr,
-                float momentum, float wd, bool nesterov, bool first);
+                float momentum, float wd, bool nesterov, bool first, tp_clip_t clip);
 
     /* Transformer ops (backend.h). */
     void (*embedding_forward)(tp_backend_t *be, const int32_t *tokens, const float *wte,
@@ -194,12 +193,18 @@ void *tp_host_alloc(tp_backend_t *be, size_t bytes);
 void tp_host_release(tp_backend_t *be, void *ptr);
 void tp_host_copy(tp_backend_t *be, void *dst, const void *src, size_t bytes);
 
-/* The scale tp_op_clip_by_norm applies for sum of squares sq (the same float on every backend),
- * or 1 when there is nothing to clip. */
+/* The factor a clipped optimizer update applies to the gradient for sum of squares sq (tp_clip_t:
+ * the same float on every backend), or 1 when there is nothing to clip. */
 static inline float tp_clip_factor(double sq, double max_norm)
 {
     double norm = sqrt(sq);
     return max_norm > 0 && norm > max_norm ? (float)(max_norm / (norm + 1e-6)) : 1.0f;
+}
+
+/* A host backend's clipping factor: it may read sumsq, which is in host memory there. */
+static inline float tp_clip_factor_host(tp_clip_t clip)
+{
+    return clip.sumsq ? tp_clip_factor(*clip.sumsq, clip.max_norm) : 1.0f;
 }
 
 /* Chunk size of the deterministic sum of squares (shared so ref and cpu agree bit for bit). */

@@ -228,15 +228,6 @@ static void ref_sum_to(tp_backend_t *be, const float *x, int64_t n, double *out,
     *out = accumulate ? *out + total : total;
 }
 
-static void ref_clip_by_norm(tp_backend_t *be, float *x, int64_t n, const double *sumsq,
-                             double max_norm)
-{
-    float s = tp_clip_factor(*sumsq, max_norm);
-    if (s == 1.0f) return;
-    for (int64_t i = 0; i < n; i++)
-        x[i] *= s;
-}
-
 static void ref_scale(tp_backend_t *be, float *x, float alpha, int64_t n)
 {
     for (int64_t i = 0; i < n; i++)
@@ -268,17 +259,20 @@ static void ref_add(tp_backend_t *be, const float *a, const float *b, float *out
 }
 
 static void ref_adamw(tp_backend_t *be, float *p, const float *g, float *m, float *v, int64_t n,
-                      float lr, float b1, float b2, float eps, float wd, float bc1, float bc2)
+                      float lr, float b1, float b2, float eps, float wd, float bc1, float bc2,
+                      tp_clip_t clip)
 {
+    float s = tp_clip_factor_host(clip);
     for (int64_t i = 0; i < n; i++)
-        tp_adamw_elem(&p[i], g[i], &m[i], &v[i], lr, b1, b2, eps, wd, bc1, bc2);
+        tp_adamw_elem(&p[i], g[i] * s, &m[i], &v[i], lr, b1, b2, eps, wd, bc1, bc2);
 }
 
 static void ref_sgd(tp_backend_t *be, float *p, const float *g, float *buf, int64_t n, float lr,
-                    float mu, float wd, bool nesterov, bool first)
+                    float mu, float wd, bool nesterov, bool first, tp_clip_t clip)
 {
+    float s = tp_clip_factor_host(clip);
     for (int64_t i = 0; i < n; i++)
-        tp_sgd_elem(&p[i], g[i], &buf[i], lr, mu, wd, nesterov, first);
+        tp_sgd_elem(&p[i], g[i] * s, &buf[i], lr, mu, wd, nesterov, first);
 }
 
 const tp_backend_iface_t tp_backend_ref_iface = {
@@ -306,7 +300,6 @@ const tp_backend_iface_t tp_backend_ref_iface = {
     .xent_backward = ref_xent_backward,
     .sumsq_to = ref_sumsq_to,
     .sum_to = ref_sum_to,
-    .clip_by_norm = ref_clip_by_norm,
     .scale = ref_scale,
     .fill = ref_fill,
     .copy = ref_copy,

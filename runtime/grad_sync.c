@@ -262,50 +262,31 @@ tp_status_t tp_grad_sync_end(tp_grad_sync_t *gs)
     return TP_OK;
 }
 
-/* Apply fn to each region of reduced gradient this rank owns: the whole buffer (ZeRO-0), its
- * piece of every bucket (ZeRO-1) or the shard buffer (ZeRO-2). */
-typedef void region_fn(tp_grad_sync_t *gs, float *x, int64_t n, bool first, double max_norm);
-
-static void for_owned(tp_grad_sync_t *gs, region_fn *fn, double max_norm)
+/* The global sum of squares over the reduced gradient this rank owns: the whole buffer (ZeRO-0),
+ * its piece of every bucket (ZeRO-1) or the shard buffer (ZeRO-2), in that order. */
+tp_status_t tp_grad_sync_norm(tp_grad_sync_t *gs)
 {
     tp_model_t *m = gs->m;
+    double *sq = m->scalars + TP_SCALAR_GRAD_SUMSQ;
     if (gs->zero == 0)
-        fn(gs, m->grad_buf, m->numel_pad, true, max_norm);
+        tp_op_sumsq_to(m->be, m->grad_buf, m->numel_pad, sq, false);
     else if (gs->zero >= 2)
-        fn(gs, gs->shard_grad, gs->shard.numel, true, max_norm);
+        tp_op_sumsq_to(m->be, gs->shard_grad, gs->shard.numel, sq, false);
     else
         for (int b = 0; b < gs->n_buckets; b++)
-            fn(gs, m->grad_buf + gs->pieces[b].offset, gs->pieces[b].numel, b == 0, max_norm);
-}
-
-static void sumsq_region(tp_grad_sync_t *gs, float *x, int64_t n, bool first, double max_norm)
-{
-    (void)max_norm;
-    tp_op_sumsq_to(gs->m->be, x, n, gs->m->scalars + TP_SCALAR_GRAD_SUMSQ, !first);
-}
-
-static void clip_region(tp_grad_sync_t *gs, float *x, int64_t n, bool first, double max_norm)
-{
-    (void)first;
-    tp_op_clip_by_norm(gs->m->be, x, n, gs->m->scalars + TP_SCALAR_GRAD_SUMSQ, max_norm);
-}
-
-tp_status_t tp_grad_sync_clip(tp_grad_sync_t *gs, double max_norm)
-{
-    double t0 = tp_now();
-    for_owned(gs, sumsq_region, max_norm);
+            tp_op_sumsq_to(m->be, m->grad_buf + gs->pieces[b].offset, gs->pieces[b].numel, sq,
+                           b > 0);
     /* Sharded: each rank summed its parts; the global sum of squares is their sum. On a GPU this
-     * is a one-element NCCL all-reduce the clipping kernels wait for on the device. */
+     * is a one-element NCCL all-reduce the optimizer's kernels wait for on the device. */
     if (gs->zero > 0 && tp_comm_size(gs->comm) > 1) {
+        double t0 = tp_now();
         tp_comm_req_t *req = NULL;
-        TP_TRY(tp_comm_iallreduce(gs->comm, gs->m->scalars + TP_SCALAR_GRAD_SUMSQ, 1, TP_DT_DOUBLE,
-                                  TP_RED_SUM, &req));
+        TP_TRY(tp_comm_iallreduce(gs->comm, sq, 1, TP_DT_DOUBLE, TP_RED_SUM, &req));
         TP_TRY(tp_comm_wait_ordered(gs->comm, &req));
         double dt = tp_now() - t0;
         gs->exposed_s += dt;
         gs->total_s += dt;
     }
-    if (max_norm > 0) for_owned(gs, clip_region, max_norm);
     return TP_OK;
 }
 

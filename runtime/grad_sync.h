@@ -68,11 +68,11 @@ void tp_grad_sync_begin(tp_grad_sync_t *gs, bool first, bool last);
  * reduced part into shard_grad and clears the gradient buffer. */
 tp_status_t tp_grad_sync_end(tp_grad_sync_t *gs);
 /* The global gradient norm over the reduced gradients (collective under ZeRO) into
- * m->scalars[TP_SCALAR_GRAD_SUMSQ] (its square); when max_norm > 0 and the norm exceeds it, the
- * reduced gradients this rank uses are scaled to max_norm. All of it is queued on the backend:
- * the host never reads the norm here (on a GPU the clip factor is computed on the device). */
-tp_status_t tp_grad_sync_clip(tp_grad_sync_t *gs, double max_norm);
-/* The norm the last tp_grad_sync_clip computed (waits for the backend: for progress lines). */
+ * m->scalars[TP_SCALAR_GRAD_SUMSQ] (its square), where a clipped optimizer step reads it
+ * (tp_optim_step's clip). All of it is queued on the backend: the host never reads the norm here
+ * (on a GPU the clip factor is computed on the device, inside the optimizer's kernels). */
+tp_status_t tp_grad_sync_norm(tp_grad_sync_t *gs);
+/* The norm the last tp_grad_sync_norm computed (waits for the backend: for progress lines). */
 double tp_grad_sync_last_norm(tp_grad_sync_t *gs);
 /* After the optimizer step under ZeRO: every rank gets every updated parameter. */
 tp_status_t tp_grad_sync_gather_params(tp_grad_sync_t *gs);

@@ -52,22 +52,22 @@ void tp_optim_free(tp_optim_t *o)
 }
 
 static void step_at(tp_optim_t *o, int64_t offset, int64_t n, int64_t state_offset, const float *g,
-                    bool decay, float lr)
+                    bool decay, float lr, tp_clip_t clip)
 {
     float *st[TP_OPTIM_MAX_STATES] = {0};
     for (int i = 0; i < o->ops->n_states; i++)
         st[i] = o->state[i] + state_offset;
-    o->ops->step_range(o, o->model->param_buf + offset, g, st, n, decay, lr);
+    o->ops->step_range(o, o->model->param_buf + offset, g, st, n, decay, lr, clip);
 }
 
-void tp_optim_step(tp_optim_t *o, float lr)
+void tp_optim_step(tp_optim_t *o, float lr, tp_clip_t clip)
 {
     tp_model_t *m = o->model;
     if (!o->shard) {
         for (int i = 0; i < m->n_segments; i++) {
             const tp_param_segment_t *seg = &m->segments[i];
             step_at(o, seg->offset, seg->numel, seg->offset, m->grad_buf + seg->offset, seg->decay,
-                    lr);
+                    lr, clip);
         }
         o->t++;
         return;
@@ -86,7 +86,7 @@ void tp_optim_step(tp_optim_t *o, float lr)
             if (lo >= hi) continue;
             int64_t so = pc->shard_offset + (lo - pc->offset);
             const float *g = sh->grad ? sh->grad + so : m->grad_buf + lo;
-            step_at(o, lo, hi - lo, so, g, seg->decay, lr);
+            step_at(o, lo, hi - lo, so, g, seg->decay, lr, clip);
         }
     }
     o->t++;
@@ -97,11 +97,10 @@ int64_t tp_optim_state_bytes(const tp_optim_t *o)
     return o->state_numel * (int64_t)sizeof(float) * o->ops->n_states;
 }
 
-double tp_clip_grad_norm(tp_model_t *m, double max_norm)
+double tp_grad_norm(tp_model_t *m)
 {
     double *sq = m->scalars + TP_SCALAR_GRAD_SUMSQ, host = 0;
     tp_op_sumsq_to(m->be, m->grad_buf, m->numel_pad, sq, false);
-    tp_op_clip_by_norm(m->be, m->grad_buf, m->numel_pad, sq, max_norm);
     tp_backend_download(m->be, &host, sq, sizeof host);
     return sqrt(host);
 }

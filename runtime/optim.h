@@ -18,9 +18,10 @@ typedef struct tp_optim_ops {
     const char *name;
     int n_states;
     const char *state_names[TP_OPTIM_MAX_STATES]; /* checkpoint groups "optim/<name>" */
-    /* Update n parameters p from gradients g with state tensors state[i] (all of length n). */
+    /* Update n parameters p from gradients g, clipped by clip, with state tensors state[i] (all
+     * of length n). */
     void (*step_range)(tp_optim_t *o, float *p, const float *g, float *const *state, int64_t n,
-                       bool decay, float lr);
+                       bool decay, float lr, tp_clip_t clip);
 } tp_optim_ops_t;
 
 struct tp_optim {
@@ -40,8 +41,10 @@ tp_status_t tp_optim_create(const tp_config_t *cfg, tp_model_t *m, const tp_shar
                             tp_optim_t **out);
 void tp_optim_free(tp_optim_t *o);
 /* One update with learning rate lr: of every parameter from m->grad_buf, or with a shard of its
- * pieces from m->grad_buf (ZeRO-1) or shard->grad (ZeRO-2). */
-void tp_optim_step(tp_optim_t *o, float lr);
+ * pieces from m->grad_buf (ZeRO-1) or shard->grad (ZeRO-2). The gradient is read clipped by clip
+ * (backend.h: TP_CLIP_NONE, or the global norm's square in backend memory and the largest norm
+ * allowed); the gradient buffers are left as they are. */
+void tp_optim_step(tp_optim_t *o, float lr, tp_clip_t clip);
 /* Bytes of optimizer state held by this rank. */
 int64_t tp_optim_state_bytes(const tp_optim_t *o);
 
@@ -49,10 +52,10 @@ int64_t tp_optim_state_bytes(const tp_optim_t *o);
  * warmup_steps, then cosine decay to min_lr at total (or constant). */
 double tp_lr_at(const tp_config_t *cfg, int64_t step, int64_t total);
 
-/* Global L2 norm of the gradient; when max_norm > 0 and the norm exceeds it, gradients are
- * scaled by max_norm / norm. Returns the norm before clipping, so it waits for the backend; the
- * trainer's tp_grad_sync_clip does the same without reading the norm back. */
-double tp_clip_grad_norm(tp_model_t *m, double max_norm);
+/* Global L2 norm of the model's whole gradient buffer; its square is left in
+ * m->scalars[TP_SCALAR_GRAD_SUMSQ], for a clipped tp_optim_step. Reads the norm back, so it waits
+ * for the backend; the trainer's tp_grad_sync_norm computes it without waiting. */
+double tp_grad_norm(tp_model_t *m);
 
 extern const tp_optim_ops_t tp_optim_sgd_ops;
 extern const tp_optim_ops_t tp_optim_adamw_ops;

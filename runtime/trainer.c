@@ -317,8 +317,9 @@ static tp_status_t train_step(trainer_t *t)
         TP_TRY(tp_grad_sync_end(t->sync));
     }
     tp_comm_set_context(t->rt->comm, t->step + 1, "gradient-norm reduction");
-    TP_TRY(tp_grad_sync_clip(t->sync, t->cfg->grad_clip));
-    tp_optim_step(t->optim, (float)tp_lr_at(t->cfg, t->step, t->total));
+    TP_TRY(tp_grad_sync_norm(t->sync));
+    tp_clip_t clip = {m->scalars + TP_SCALAR_GRAD_SUMSQ, t->cfg->grad_clip};
+    tp_optim_step(t->optim, (float)tp_lr_at(t->cfg, t->step, t->total), clip);
     tp_comm_set_context(t->rt->comm, t->step + 1, "parameter all-gather");
     TP_TRY(tp_grad_sync_gather_params(t->sync));
     tp_comm_set_context(t->rt->comm, t->step + 1, "end of the step");

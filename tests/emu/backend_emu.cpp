@@ -266,7 +266,6 @@ const tp_backend_iface_t emu_iface = {
     .xent_backward = nullptr,
     .sumsq_to = tp_emu_sumsq_to,
     .sum_to = tp_emu_sum_to,
-    .clip_by_norm = tp_emu_clip_by_norm,
     .scale = tp_emu_scale,
     .fill = tp_emu_fill,
     .copy = tp_emu_copy,

@@ -139,19 +139,6 @@ void test_sumsq(void)
                    "[%s] sumsq_to(%s): %.17g differs from sumsq's %.17g", g_prec_name[g_prec], sh,
                    gacc[1], g1);
 
-            /* Clipping reads the device-side sum of squares: below the norm it scales exactly
-             * as the ref does with its own sum, above the norm it leaves x alone. */
-            if (n > 0) {
-                double norm = sqrt(r);
-                float *rc = hdup(x, n), *rk = hdup(x, n);
-                float *dc = dputf(x, n), *dk = dputf(x, n);
-                tp_op_clip_by_norm(g_ref, rc, (int64_t)n, &r, 0.5 * norm);
-                tp_op_clip_by_norm(g_gpu, dc, (int64_t)n, dacc + 1, 0.5 * norm);
-                expect("clip_by_norm", sh, tp_test_rel_err(dgetf(dc, n), rc, n), K_ELEM);
-                tp_op_clip_by_norm(g_ref, rk, (int64_t)n, &r, 2.0 * norm);
-                tp_op_clip_by_norm(g_gpu, dk, (int64_t)n, dacc + 1, 2.0 * norm);
-                expect("clip_by_norm (no clip)", sh, tp_test_rel_err(dgetf(dk, n), rk, n), K_EXACT);
-            }
             case_end();
         }
 }
@@ -207,6 +194,16 @@ void test_vector_ops(void)
         }
 }
 
+/* The sum of squares of g on both sides: the ref's in *sq, the device's (of dg) in device memory,
+ * as a training step leaves it for a clipped update. */
+static double *clip_sumsq(const float *g, const float *dg, size_t n, double *sq)
+{
+    *sq = tp_op_sumsq(g_ref, g, (int64_t)n);
+    double *d = dalloc(sizeof(double));
+    tp_op_sumsq_to(g_gpu, dg, (int64_t)n, d, false);
+    return d;
+}
+
 void test_adamw(void)
 {
     char sh[48];
@@ -220,13 +217,30 @@ void test_adamw(void)
             float *p = hrnd(n, 1.0f), *g = hrnd(n, 0.5f), *m = hrnd(n, 0.1f), *v = hrnd(n, 0.1f);
             for (size_t i = 0; i < n; i++)
                 v[i] = v[i] * v[i];
-            float *pr = hdup(p, n), *mr = hdup(m, n), *vr = hdup(v, n);
-            float *pg = put(p, n), *gg = put(g, n), *mg = put(m, n), *vg = put(v, n);
-            tp_op_adamw(g_ref, pr, g, mr, vr, (int64_t)n, 1e-2f, b1, b2, 1e-8f, 0.1f, bc1, bc2);
-            tp_op_adamw(g_gpu, pg, gg, mg, vg, (int64_t)n, 1e-2f, b1, b2, 1e-8f, 0.1f, bc1, bc2);
-            expect("adamw p", sh, tp_test_rel_err(dgetf(pg, n), pr, n), K_ELEM);
-            expect("adamw m", sh, tp_test_rel_err(dgetf(mg, n), mr, n), K_ELEM);
-            expect("adamw v", sh, tp_test_rel_err(dgetf(vg, n), vr, n), K_ELEM);
+            float *gg = put(g, n);
+            /* Unclipped, then clipped to half the norm: the factor comes from a sum of squares in
+             * device memory (the ref's from its own sum); the gradient stays as it was. */
+            double sq = 0, *dsq = n > 0 ? clip_sumsq(g, gg, n, &sq) : NULL;
+            for (int clipped = 0; clipped < 1 + (n > 0); clipped++) {
+                tp_clip_t rclip = TP_CLIP_NONE, gclip = TP_CLIP_NONE;
+                if (clipped) {
+                    rclip = (tp_clip_t){&sq, 0.5 * sqrt(sq)};
+                    gclip = (tp_clip_t){dsq, rclip.max_norm};
+                }
+                float *pr = hdup(p, n), *mr = hdup(m, n), *vr = hdup(v, n);
+                float *pg = put(p, n), *mg = put(m, n), *vg = put(v, n);
+                tp_op_adamw(g_ref, pr, g, mr, vr, (int64_t)n, 1e-2f, b1, b2, 1e-8f, 0.1f, bc1, bc2,
+                            rclip);
+                tp_op_adamw(g_gpu, pg, gg, mg, vg, (int64_t)n, 1e-2f, b1, b2, 1e-8f, 0.1f, bc1, bc2,
+                            gclip);
+                expect(clipped ? "adamw p (clipped)" : "adamw p", sh,
+                       tp_test_rel_err(dgetf(pg, n), pr, n), K_ELEM);
+                expect(clipped ? "adamw m (clipped)" : "adamw m", sh,
+                       tp_test_rel_err(dgetf(mg, n), mr, n), K_ELEM);
+                expect(clipped ? "adamw v (clipped)" : "adamw v", sh,
+                       tp_test_rel_err(dgetf(vg, n), vr, n), K_ELEM);
+            }
+            expect("adamw g (unchanged)", sh, bytes_differ(dgetf(gg, n), g, n * 4), K_EXACT);
             case_end();
         }
 }
@@ -247,10 +261,16 @@ void test_sgd(void)
                 float *buf = first ? hnan(n) : hrnd(n, 0.2f);
                 float *pr = hdup(p, n), *br = hdup(buf, n);
                 float *pg = put(p, n), *gg = put(g, n), *bg = put(buf, n);
-                tp_op_sgd(g_ref, pr, g, br, (int64_t)n, 0.1f, 0.9f, 0.01f, nest, first);
-                tp_op_sgd(g_gpu, pg, gg, bg, (int64_t)n, 0.1f, 0.9f, 0.01f, nest, first);
-                expect("sgd p", sh, tp_test_rel_err(dgetf(pg, n), pr, n), K_ELEM);
-                expect("sgd buf", sh, tp_test_rel_err(dgetf(bg, n), br, n), K_ELEM);
+                /* The second of each pair clipped to half the gradient's norm. */
+                double sq = 0, *dsq = n > 0 && off ? clip_sumsq(g, gg, n, &sq) : NULL;
+                tp_clip_t rclip = {&sq, 0.5 * sqrt(sq)}, gclip = {dsq, 0.5 * sqrt(sq)};
+                if (!dsq) rclip = gclip = TP_CLIP_NONE;
+                tp_op_sgd(g_ref, pr, g, br, (int64_t)n, 0.1f, 0.9f, 0.01f, nest, first, rclip);
+                tp_op_sgd(g_gpu, pg, gg, bg, (int64_t)n, 0.1f, 0.9f, 0.01f, nest, first, gclip);
+                expect(dsq ? "sgd p (clipped)" : "sgd p", sh, tp_test_rel_err(dgetf(pg, n), pr, n),
+                       K_ELEM);
+                expect(dsq ? "sgd buf (clipped)" : "sgd buf", sh,
+                       tp_test_rel_err(dgetf(bg, n), br, n), K_ELEM);
                 case_end();
             }
 }

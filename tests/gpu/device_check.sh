@@ -26,8 +26,9 @@
 #       fp32 operands against bf16 compute copies, padded dlogits rows), the same training with
 #       tests/gpu/torch_gpt_baseline.py, and last a short table (tests/gpu/device_tools.py
 #       summary). Logs go to $OUT (the device tool's folder) or a temporary directory; at most 8
-#       files: state.txt ops.log nccl.log train.log tulpar.log profile.log torch.log summary.txt. DEVCHECK_ONLY="tulpar profile" runs only the steps named (env ops nccl
-#       train tulpar profile torch).
+#       files: state.txt ops.log nccl.log train.log tulpar.log profile.log torch.log summary.txt.
+#       DEVCHECK_ONLY="tulpar profile" runs only the steps named (env ops nccl train tulpar
+#       profile torch, and sanitize: compute-sanitizer over some op-test groups, only when named).
 set -uo pipefail
 SELF=$(realpath "$0")
 cd "$(dirname "$SELF")/../.." || exit 1
@@ -307,6 +308,25 @@ run_profile() {
     "$PKG/bin/tulpar" bench gemm --gpt --backend cuda --precision bf16 --iters 10
 }
 
+# compute-sanitizer's memcheck over the groups whose kernels index by hand, then racecheck and
+# synccheck over the shared-memory kernels (DEVCHECK_SANITIZE_GROUPS narrows them; racecheck is
+# the slow one).
+run_sanitize() {
+    local cs groups=${DEVCHECK_SANITIZE_GROUPS:-"layernorm embedding softmax_xent attention"} tool
+    cs=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null)
+    [ -n "$cs" ] || {
+        echo "no compute-sanitizer on this machine"
+        return 0
+    }
+    local rc=0
+    for tool in memcheck racecheck synccheck; do
+        echo "== tool $tool: $groups"
+        # shellcheck disable=SC2086
+        "$cs" --tool "$tool" --error-exitcode 97 "$PKG/bin/test_cuda_ops" $groups || rc=1
+    done
+    return $rc
+}
+
 run_check() {
     [ -f "$TARBALL" ] || die "no $TARBALL: run 'tests/gpu/device_check.sh package' first and carry device-pkg"
     rm -rf "${PKG:?}/bin" "${PKG:?}/libexec" "${PKG:?}/lib"
@@ -352,6 +372,18 @@ run_check() {
         --batch 16 --seq 1024 --warmup 5 --steps 20 --compile auto
     grep -vE '^\s*$' "$RES/torch.log" | grep -vE '^\{' | tail -5
 
+    # Opt-in (named in DEVCHECK_ONLY; not part of the default run): the op test's kernels under
+    # compute-sanitizer, for what the CPU emulation cannot see (out-of-bounds device accesses,
+    # shared-memory races between warps, barrier misuse). Appended to ops.log: at most 8 files.
+    if [[ " ${DEVCHECK_ONLY:-} " == *" sanitize "* ]]; then
+        step sanitize 240 "$work/sanitize.log" "$SELF" _sanitize
+        {
+            echo "==== compute-sanitizer"
+            cat "$work/sanitize.log"
+        } >>"$RES/ops.log"
+        grep -E "^== tool|ERROR SUMMARY|test_cuda_ops:|no compute-sanitizer" "$work/sanitize.log"
+    fi
+
     rm -rf "$work"
     echo "   whole check: $(($(date +%s) - START))s"
     "$PY" tests/gpu/device_tools.py summary --dir "$RES" | tee "$RES/summary.txt"
@@ -372,6 +404,9 @@ _tput)
     ;;
 _profile)
     run_profile "$2"
+    ;;
+_sanitize)
+    run_sanitize
     ;;
 *)
     sed -n '2,30p' "$0" >&2

@@ -183,6 +183,10 @@ def cmd_summary(a):
     out.append("cuBLASLt fused products declined (ran unfused): %d" % len(declined))
     for line in declined[:6]:
         out.append("  " + line)
+    if rc.get("sanitize", "skipped") != "skipped":
+        errs = re.findall(r"ERROR SUMMARY: (\d+) error", read(os.path.join(d, "ops.log")))
+        out.append("compute-sanitizer over op-test groups: %s (errors per tool run: %s)"
+                   % (verdict(rc["sanitize"]), ", ".join(errs) or "n/a"))
     out.append("test_comm_nccl: %s" % verdict(rc.get("nccl", "")))
 
     train = read(os.path.join(d, "train.log"))

@@ -174,8 +174,8 @@ static void check_backend(const char *backend, tp_precision_t prec)
         tp_model_zero_grad(m);
         double ls = tp_model_forward(m, &ctx, B, NULL, false) / (double)(B * T);
         tp_model_backward(m, &ctx, B, 1.0f / (float)(B * T));
-        double norm = tp_clip_grad_norm(m, clip);
-        tp_optim_step(o, (float)cfg.lr);
+        double norm = tp_grad_norm(m);
+        tp_optim_step(o, (float)cfg.lr, (tp_clip_t){m->scalars + TP_SCALAR_GRAD_SUMSQ, clip});
         CHECKF(fabs(ls - ref_losses[s]) < tl->loss * fabs(ref_losses[s]),
                "[%s] AdamW step %lld loss %.8f vs torch %.8f", backend, (long long)s, ls,
                ref_losses[s]);

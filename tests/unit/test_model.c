@@ -44,7 +44,7 @@ static void train(const tp_config_t *cfg, tp_backend_t *be, run_t *r)
         r->loss[step] = tp_model_forward(m, &ctx, B, NULL, false);
         tp_model_backward(m, &ctx, B, 1.0f / B);
         if (step == 0) tp_backend_download(be, r->grad0, m->grad_buf, bytes);
-        tp_optim_step(o, (float)cfg->lr);
+        tp_optim_step(o, (float)cfg->lr, TP_CLIP_NONE);
     }
     tp_backend_download(be, r->params, m->param_buf, bytes);
     tp_optim_free(o);

@@ -504,9 +504,8 @@ static void test_sumsq(void)
     }
 }
 
-/* The forms a training step uses: results in backend memory (here host memory), accumulating,
- * and clipping by a sum of squares the host never reads. */
-static void test_sum_to_and_clip(void)
+/* The forms a training step uses: results in backend memory (here host memory), accumulating. */
+static void test_sum_to(void)
 {
     tp_backend_t *bes[2] = {g_ref, g_cpu};
     for (size_t s = 0; s < N_SUMSQ; s++) {
@@ -533,28 +532,6 @@ static void test_sum_to_and_clip(void)
             double sq2 = sq + sq;
             CHECKF(memcmp(&q, &sq2, sizeof q) == 0, "%s sumsq_to(n=%lld, accumulate) = %.17g", name,
                    (long long)n, q);
-            if (n == 0) continue;
-            /* clip: above the norm scale by exactly the factor, at or below leave alone */
-            double norm = sqrt(sq);
-            const double limits[] = {0.25 * norm, 2.0 * norm, 0.0, -1.0};
-            for (int l = 0; l < 4; l++) {
-                float *y = fdup(x, (size_t)n);
-                tp_op_clip_by_norm(bes[k], y, n, &sq, limits[l]);
-                float f =
-                    limits[l] > 0 && norm > limits[l] ? (float)(limits[l] / (norm + 1e-6)) : 1.0f;
-                int64_t bad = 0;
-                for (int64_t i = 0; i < n; i++) {
-                    float want = f == 1.0f ? x[i] : x[i] * f;
-                    bad += memcmp(&y[i], &want, sizeof want) != 0;
-                }
-                CHECKF(bad == 0, "%s clip_by_norm(n=%lld, max_norm=%g): %lld elements wrong", name,
-                       (long long)n, limits[l], (long long)bad);
-                if (limits[l] > 0 && limits[l] < norm)
-                    CHECKF(fabs(sqrt(tp_op_sumsq(g_ref, y, n)) - limits[l]) <= 1e-5 * limits[l],
-                           "%s clip_by_norm(n=%lld): norm after clipping %.9g, want %.9g", name,
-                           (long long)n, sqrt(tp_op_sumsq(g_ref, y, n)), limits[l]);
-                free(y);
-            }
         }
         free(x);
     }
@@ -639,7 +616,7 @@ static void test_adamw(void)
         for (int k = 0; k < 3; k++) {
             st[k][0] = fdup(p, n), st[k][1] = fdup(m, n), st[k][2] = fdup(v, n);
             tp_op_adamw(k ? g_cpu : g_ref, st[k][0], g, st[k][1], st[k][2], (int64_t)n, 1e-2f, b1,
-                        b2, 1e-8f, 0.1f, bc1, bc2);
+                        b2, 1e-8f, 0.1f, bc1, bc2, TP_CLIP_NONE);
         }
         static const char *names[3] = {"adamw p", "adamw m", "adamw v"};
         for (int j = 0; j < 3; j++) {
@@ -669,7 +646,7 @@ static void test_sgd(void)
                 for (int k = 0; k < 3; k++) {
                     st[k][0] = fdup(p, n), st[k][1] = fdup(buf, n);
                     tp_op_sgd(k ? g_cpu : g_ref, st[k][0], g, st[k][1], (int64_t)n, 0.1f, 0.9f,
-                              0.01f, nest, first);
+                              0.01f, nest, first, TP_CLIP_NONE);
                 }
                 expect("sgd p", sh, tp_test_rel_err(st[1][0], st[0][0], n),
                        1e-6); /* same scalar update */
@@ -680,6 +657,72 @@ static void test_sgd(void)
                     free(st[k][0]), free(st[k][1]);
                 free(p), free(g), free(buf);
             }
+}
+
+/* Clipping inside the updates: with the gradient's norm above max_norm, the update must be
+ * bit for bit the unclipped update of the gradient scaled by max_norm / (norm + 1e-6), rounded
+ * (what a clipping pass over the gradient would have stored); at or below it, or with max_norm
+ * <= 0, the unclipped update of the gradient itself. The gradient is left as it was. */
+static void test_clipped_updates(void)
+{
+    char sh[64];
+    const float b1 = 0.9f, b2 = 0.95f;
+    const float bc1 = (float)(1 - pow(b1, 2)), bc2 = (float)(1 - pow(b2, 2));
+    tp_backend_t *bes[2] = {g_ref, g_cpu};
+    for (size_t s = 0; s < N_NS; s++) {
+        size_t n = (size_t)g_ns[s];
+        if (n == 0) continue;
+        float *p = rnd(n, 1.0f), *g = rnd(n, 0.5f), *m = rnd(n, 0.1f), *v = rnd(n, 0.1f);
+        for (size_t i = 0; i < n; i++)
+            v[i] = v[i] * v[i];
+        float *g0 = fdup(g, n);
+        double sq = tp_op_sumsq(g_ref, g, (int64_t)n), norm = sqrt(sq);
+        const double limits[] = {0.25 * norm, 2.0 * norm, norm, 0.0, -1.0};
+        for (int l = 0; l < 5; l++) {
+            float f = limits[l] > 0 && norm > limits[l] ? (float)(limits[l] / (norm + 1e-6)) : 1.0f;
+            float *gs = fdup(g, n);
+            if (f != 1.0f)
+                for (size_t i = 0; i < n; i++)
+                    gs[i] = g[i] * f;
+            if (limits[l] > 0 && limits[l] < norm)
+                CHECKF(fabs(sqrt(tp_op_sumsq(g_ref, gs, (int64_t)n)) - limits[l]) <=
+                           1e-5 * limits[l],
+                       "n=%zu: clipped norm %.9g, want %.9g", n,
+                       sqrt(tp_op_sumsq(g_ref, gs, (int64_t)n)), limits[l]);
+            else
+                CHECKF(f == 1.0f, "n=%zu max_norm=%g: factor %.9g, want 1", n, limits[l], f);
+            tp_clip_t clip = {&sq, limits[l]};
+            for (int k = 0; k < 2; k++) {
+                snprintf(sh, sizeof sh, "%s n=%zu max_norm=%.3g", tp_backend_name(bes[k]), n,
+                         limits[l]);
+                float *pa = fdup(p, n), *ma = fdup(m, n), *va = fdup(v, n);
+                float *pb = fdup(p, n), *mb = fdup(m, n), *vb = fdup(v, n);
+                tp_op_adamw(bes[k], pa, g, ma, va, (int64_t)n, 1e-2f, b1, b2, 1e-8f, 0.1f, bc1, bc2,
+                            clip);
+                tp_op_adamw(bes[k], pb, gs, mb, vb, (int64_t)n, 1e-2f, b1, b2, 1e-8f, 0.1f, bc1,
+                            bc2, TP_CLIP_NONE);
+                CHECKF(memcmp(pa, pb, n * 4) == 0 && memcmp(ma, mb, n * 4) == 0 &&
+                           memcmp(va, vb, n * 4) == 0,
+                       "adamw(%s): clipped update differs from the update of the clipped gradient",
+                       sh);
+                for (int nest = 0; nest < 2; nest++) {
+                    memcpy(pa, p, n * 4), memcpy(ma, m, n * 4);
+                    memcpy(pb, p, n * 4), memcpy(mb, m, n * 4);
+                    tp_op_sgd(bes[k], pa, g, ma, (int64_t)n, 0.1f, 0.9f, 0.01f, nest, false, clip);
+                    tp_op_sgd(bes[k], pb, gs, mb, (int64_t)n, 0.1f, 0.9f, 0.01f, nest, false,
+                              TP_CLIP_NONE);
+                    CHECKF(memcmp(pa, pb, n * 4) == 0 && memcmp(ma, mb, n * 4) == 0,
+                           "sgd(%s nesterov=%d): clipped update differs from the update of the "
+                           "clipped gradient",
+                           sh, nest);
+                }
+                free(pa), free(ma), free(va), free(pb), free(mb), free(vb);
+            }
+            free(gs);
+        }
+        CHECKF(memcmp(g, g0, n * 4) == 0, "n=%zu: a clipped update changed the gradient", n);
+        free(p), free(g), free(m), free(v), free(g0);
+    }
 }
 
 int main(void)
@@ -701,10 +744,11 @@ int main(void)
     test_maxpool();
     test_softmax_xent();
     test_sumsq();
-    test_sum_to_and_clip();
+    test_sum_to();
     test_vector_ops();
     test_adamw();
     test_sgd();
+    test_clipped_updates();
     tp_backend_free(g_cpu);
     test_sumsq_threads(); /* changes the process-wide thread count: last */
     tp_backend_free(g_ref);

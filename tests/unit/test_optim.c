@@ -82,7 +82,7 @@ static void test_sgd(bool nesterov)
     for (int step = 0; step < 2; step++) {
         const float *g = step ? g_g2 : g_g1;
         memcpy(m->grad_buf, g, sizeof g_g1);
-        tp_optim_step(o, (float)lr);
+        tp_optim_step(o, (float)lr, TP_CLIP_NONE);
         for (int i = 0; i < NP; i++) {
             double gi = g[i] + (g_decay[i] ? wd : 0.0) * p[i];
             buf[i] = step == 0 ? gi : mu * buf[i] + gi;
@@ -126,7 +126,7 @@ static void test_adamw(void)
     for (int step = 0; step < 2; step++) {
         const float *g = step ? g_g2 : g_g1;
         memcpy(m->grad_buf, g, sizeof g_g1);
-        tp_optim_step(o, (float)lr);
+        tp_optim_step(o, (float)lr, TP_CLIP_NONE);
         double bc1 = 1 - pow(b1, step + 1), bc2 = 1 - pow(b2, step + 1);
         for (int i = 0; i < NP; i++) {
             mm[i] = b1 * mm[i] + (1 - b1) * g[i];
@@ -201,38 +201,60 @@ static void test_schedule(void)
     CHECK(tp_lr_at(&cfg, 104, total) == 0.1);
 }
 
+/* SGD without momentum or decay at learning rate 1 after tp_grad_norm: p0 - p is the gradient
+ * the update used, clipped or not. */
+static void clipped_sgd_step(tp_model_t *m, const float *g, double max_norm, double *norm,
+                             float *used)
+{
+    tp_config_t cfg;
+    tp_config_defaults(&cfg);
+    snprintf(cfg.optimizer, sizeof cfg.optimizer, "sgd");
+    cfg.momentum = 0;
+    cfg.weight_decay = 0;
+    tp_optim_t *o = NULL;
+    CHECK(tp_optim_create(&cfg, m, NULL, &o) == TP_OK);
+    if (!o) exit(1);
+    memcpy(m->param_buf, g_p0, sizeof g_p0);
+    memcpy(m->grad_buf, g, NP * sizeof(float));
+    *norm = tp_grad_norm(m);
+    tp_optim_step(o, 1.0f, (tp_clip_t){m->scalars + TP_SCALAR_GRAD_SUMSQ, max_norm});
+    for (int i = 0; i < NP; i++)
+        used[i] = g_p0[i] - m->param_buf[i];
+    CHECKF(memcmp(m->grad_buf, g, NP * sizeof(float)) == 0,
+           "max_norm %g: the clipped step changed the gradient buffer", max_norm);
+    tp_optim_free(o);
+}
+
 static void test_clip(void)
 {
     tp_model_t *m = tiny_model();
     float g[NP] = {3, 0, -4, 0, 12, 0, 0, 0, 0, 0, 0, 0}; /* norm 13 */
-    float want[NP];
+    float used[NP], want[NP];
+    double n = 0;
 
-    /* Below max_norm, at it, or disabled (0): norm returned, gradient untouched. */
+    /* Below max_norm, at it, or disabled (0): the gradient as it is. */
     const double keep[] = {26.0, 13.0, 0.0};
     for (int k = 0; k < 3; k++) {
-        memcpy(m->grad_buf, g, sizeof g);
-        double n = tp_clip_grad_norm(m, keep[k]);
+        clipped_sgd_step(m, g, keep[k], &n, used);
         CHECKF(n == 13.0, "norm %.17g", n);
-        CHECKF(memcmp(m->grad_buf, g, sizeof g) == 0, "max_norm %g: gradient changed", keep[k]);
+        CHECKF(tp_test_rel_err(used, g, NP) <= 1e-6, "max_norm %g: update used %g %g %g", keep[k],
+               used[0], used[2], used[4]);
     }
 
     /* Above: scaled by max_norm / norm (the 1e-6 in the divisor guards a zero norm). */
-    memcpy(m->grad_buf, g, sizeof g);
-    double n = tp_clip_grad_norm(m, 6.5);
+    clipped_sgd_step(m, g, 6.5, &n, used);
     CHECKF(n == 13.0, "norm before clipping %.17g", n);
     for (int i = 0; i < NP; i++)
         want[i] = g[i] * 0.5f;
-    CHECKF(tp_test_rel_err(m->grad_buf, want, NP) <= 1e-6, "clipped gradient %g %g %g",
-           m->grad_buf[0], m->grad_buf[2], m->grad_buf[4]);
-    double after = tp_clip_grad_norm(m, 0);
-    CHECKF(fabs(after - 6.5) <= 1e-5, "norm after clipping %.9g", after);
+    CHECKF(tp_test_rel_err(used, want, NP) <= 1e-6, "clipped gradient %g %g %g", used[0], used[2],
+           used[4]);
 
     /* Random gradient: norm = sqrt(sum g^2). */
     tp_test_fill(m->grad_buf, NP, 3, 1.0f);
     double ss = 0;
     for (int i = 0; i < NP; i++)
         ss += (double)m->grad_buf[i] * m->grad_buf[i];
-    CHECK(fabs(tp_clip_grad_norm(m, 0) - sqrt(ss)) <= 1e-12 * sqrt(ss));
+    CHECK(fabs(tp_grad_norm(m) - sqrt(ss)) <= 1e-12 * sqrt(ss));
     tp_model_free(m);
 }
 
