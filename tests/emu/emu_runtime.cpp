@@ -4,8 +4,10 @@
 // lanes). With TP_EMU_SCHED=lowest it always runs the lowest-numbered runnable thread instead, so
 // warp 0 runs as far ahead of the others as barriers let it: a warp that overwrites shared memory
 // another warp has yet to read (a missing barrier at the end of a double-buffered loop) then
-// shows, which round-robin order, keeping warps abreast at every shuffle, hides. Blocks run one
-// after another, so function-static arrays serve as shared memory, and dynamic shared memory is
+// shows, which round-robin order, keeping warps abreast at every shuffle, hides.
+// TP_EMU_SCHED=highest is the mirror (the last warp runs ahead): a race in which a higher warp
+// writes what a lower one reads shows in one of the two orders, not necessarily in both. Blocks run
+// one after another, so function-static arrays serve as shared memory, and dynamic shared memory is
 // filled with NaN before each block so that reading what no thread wrote shows. Deadlocks (a
 // barrier some threads never reach) and shuffles over exited lanes abort with a message: on a GPU
 // they are hangs or undefined behaviour.
@@ -124,10 +126,12 @@ void run_block(Launch *L, unsigned bx, unsigned by, unsigned bz)
     emu_cur.bid = uint3{bx, by, bz};
     static const char *sched = getenv("TP_EMU_SCHED");
     static const bool lowest_first = sched && strcmp(sched, "lowest") == 0;
+    static const bool highest_first = sched && strcmp(sched, "highest") == 0;
     for (;;) {
         bool ran = false;
         unsigned done = 0;
-        for (unsigned t = 0; t < nt; t++) {
+        for (unsigned k = 0; k < nt; k++) {
+            const unsigned t = highest_first ? nt - 1 - k : k;
             Fiber &f = L->fibers[t];
             if (f.state == DONE) {
                 done++;
@@ -138,7 +142,7 @@ void run_block(Launch *L, unsigned bx, unsigned by, unsigned bz)
             emu_cur.tid = f.tid;
             swapcontext(&L->sched, &f.ctx);
             ran = true;
-            if (lowest_first) break; /* rescan from thread 0 */
+            if (lowest_first || highest_first) break; /* rescan from the first in that order */
         }
         if (ran) continue;
         if (done == nt) break;
@@ -235,8 +239,21 @@ void emu_warp_sync(unsigned mask)
     wait_at(1 + (int)w);
 }
 
+/* A cp.async lands at the issuing thread's wait_group by default: the latest a GPU may land it,
+ * so a tile read before its wait shows. TP_EMU_CP_ASYNC=early lands it at issue, the earliest:
+ * with a warp run ahead (TP_EMU_SCHED), a copy into a buffer other warps are still reading (a
+ * missing barrier before a double buffer is refilled) then corrupts what they read. */
 void emu_cp_async16(void *dst, const void *src, int src_bytes)
 {
+    static const char *mode = getenv("TP_EMU_CP_ASYNC");
+    static const bool early = mode && strcmp(mode, "early") == 0;
+    if (early) {
+        if (src_bytes)
+            memcpy(dst, src, 16);
+        else
+            memset(dst, 0, 16);
+        return;
+    }
     Fiber &f = g_launch->fibers[g_launch->cur];
     AsyncCopy c;
     if (src_bytes)

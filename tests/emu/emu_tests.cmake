@@ -8,6 +8,7 @@
 #   emu.test_model           MLP (with dropout) and CNN on those kernels vs ref: 3 AdamW steps
 #   emu.test_gpt_generate    KV-cache decoding vs full forward, greedy and seeded sampling
 #   emu.test_cuda_ops_lowest the op test with the lowest-numbered thread always run first
+#   emu.test_cuda_ops_highest the shared-memory kernels' groups with the highest-numbered first
 if(NOT TULPAR_SANITIZE)
     enable_language(CXX)
     if(NOT TULPAR_PYTHON)
@@ -59,6 +60,15 @@ if(NOT TULPAR_SANITIZE)
     # The op test again with warp 0 run as far ahead as barriers allow (emu_runtime.cpp): a warp
     # overwriting shared memory that another has yet to read shows only in that order.
     add_test(NAME emu.test_cuda_ops_lowest COMMAND test_cuda_ops_emu)
+    # cp.async copies land at issue there (the earliest a GPU may land them; round-robin above
+    # lands them at the wait, the latest): a copy refilling a buffer another warp still reads
+    # shows only so.
     set_tests_properties(emu.test_cuda_ops_lowest PROPERTIES LABELS "cpu;emu" TIMEOUT 1200
-        ENVIRONMENT TP_EMU_SCHED=lowest)
+        ENVIRONMENT "TP_EMU_SCHED=lowest;TP_EMU_CP_ASYNC=early")
+    # And with the last warp ahead, over the groups whose kernels pass data between warps through
+    # shared memory (reductions, LayerNorm, cross-entropy, embedding, attention).
+    add_test(NAME emu.test_cuda_ops_highest COMMAND test_cuda_ops_emu sumsq bias softmax_xent
+        embedding layernorm attention)
+    set_tests_properties(emu.test_cuda_ops_highest PROPERTIES LABELS "cpu;emu" TIMEOUT 1200
+        ENVIRONMENT "TP_EMU_SCHED=highest;TP_EMU_CP_ASYNC=early")
 endif()

@@ -305,6 +305,9 @@ run_profile() {
     "$PKG/bin/tulpar" train configs/gpt2_124m.cfg --run-dir "$work/prof" "${TPUT_ARGS[@]}" \
         --set runtime.profile=true || return 1
     rm -rf "$work/prof/checkpoints"
+    # profile.json on one line, for the summary's comparison with PyTorch's kernels by class.
+    "$PY" -c 'import json, sys; print(json.dumps({"tulpar_profile": json.load(open(sys.argv[1]))}))' \
+        "$work/prof/profile.json"
     "$PKG/bin/tulpar" bench gemm --gpt --backend cuda --precision bf16 --iters 10
 }
 

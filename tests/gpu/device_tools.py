@@ -129,6 +129,47 @@ def verdict(rc):
             "": "NOT RUN"}.get(rc, "FAIL (rc %s)" % rc)
 
 
+# Tulpar's op names by the classes torch_gpt_baseline.py gives PyTorch's kernels (the fused
+# linear products, bias and GELU epilogues included, count as gemm; zeroing the gradients is
+# the optimizer's).
+TULPAR_CLASSES = [
+    ("attention", r"attention"),
+    ("gemm", r"gemm|linear"),
+    ("layernorm", r"layernorm"),
+    ("cross_entropy", r"xent"),
+    ("embedding", r"embedding"),
+    ("optimizer", r"adamw|sgd|sumsq|fill"),
+]
+CLASS_ORDER = [c for c, _ in TULPAR_CLASSES] + ["other"]
+
+
+def tulpar_class(name):
+    for cls, pattern in TULPAR_CLASSES:
+        if re.search(pattern, name):
+            return cls
+    return "other"
+
+
+def class_table(tulpar_prof, torch_prof):
+    """Lines comparing ms per step by class: Tulpar's op profile against PyTorch's kernels."""
+    tp = {}
+    for op in (tulpar_prof or {}).get("ops", []):
+        c = tulpar_class(op.get("name", ""))
+        tp[c] = tp.get(c, 0.0) + op.get("ms_per_step", 0.0)
+    pt = (torch_prof or {}).get("classes_ms_per_step", {})
+    if not tp and not pt:
+        return []
+    out = ["where the step goes, ms per step (tulpar: runtime.profile ops; pytorch %s: its GPU "
+           "kernels under torch.profiler):" % (torch_prof or {}).get("variant", "n/a"),
+           "  %-14s | %8s | %8s" % ("class", "tulpar", "pytorch")]
+    for c in CLASS_ORDER:
+        if c in tp or c in pt:
+            out.append("  %-14s | %8s | %8s" % (c, fmt(tp.get(c), "%.2f"), fmt(pt.get(c), "%.2f")))
+    out.append("  %-14s | %8s | %8s" % ("total", fmt(sum(tp.values()) if tp else None, "%.2f"),
+                                         fmt(sum(pt.values()) if pt else None, "%.2f")))
+    return out
+
+
 def fmt(x, spec="%.3g"):
     return "n/a" if x is None else spec % x
 
@@ -246,6 +287,9 @@ def cmd_summary(a):
                    % (m.group(1) if m else "?"))
         for line in prof[head[0]:head[0] + 15]:  # the gemm kinds (fused epilogues) are several
             out.append("  " + line.strip())
+    tprof = last_json("\n".join(prof), "tulpar_profile")
+    pprof = last_json(read(os.path.join(d, "torch.log")), "torch_profile")
+    out.extend(class_table(tprof and tprof["tulpar_profile"], pprof and pprof["torch_profile"]))
     out.append("=" * 100)
     print("\n".join(out))
 

@@ -21,7 +21,10 @@ use Tulpar's count (summary.json's flops_per_sample) so that both sides' MFU are
 
 MFU = FLOPs per second / the GPU's dense bf16 peak (from the device name; never the sparse
 figure). Prints one JSON object per measured variant, one per line; the last line is the result
-(the best variant that finished).
+(the best variant that finished). Before it, unless --profile-steps 0, a few more steps of that
+variant under torch.profiler: its GPU kernels' time per step by class (gemm, attention,
+cross-entropy, layernorm, embedding, optimizer, the rest), to set beside Tulpar's op profile
+(device_tools.py summary), as lines "torch profile ..." and one {"torch_profile": ...} object.
 
     python3 tests/gpu/torch_gpt_baseline.py [--batch 16 --seq 1024 --steps 20 --compile auto]
     python3 tests/gpu/torch_gpt_baseline.py --device cpu --tiny    # logic check without a GPU
@@ -29,6 +32,7 @@ figure). Prints one JSON object per measured variant, one per line; the last lin
 import argparse
 import json
 import math
+import re
 import statistics
 import sys
 import time
@@ -133,6 +137,69 @@ def init_gpt2(model, n_layer):
                 p.zero_()
 
 
+# Kernel classes, matched against kernel names in this order (cuBLAS/cuBLASLt/CUTLASS products,
+# flash/cuDNN attention, torch.compile's triton kernels named after the ops they fuse). The same
+# classes as device_tools.py's for Tulpar's op names.
+KERNEL_CLASSES = [
+    ("attention", r"flash|fmha|attention|sdpa|_mha"),
+    ("gemm", r"gemm|cutlass|xmma|nvjet|cublas|matmul|splitk|s16816|s1688|wgmma"),
+    ("layernorm", r"layer_?norm"),
+    ("cross_entropy", r"log_softmax|nll_loss|cross_entropy|softmax"),
+    ("embedding", r"embedding|index_put|indexing_backward|index_select|scatter|gather"),
+    ("optimizer", r"adam|multi_tensor|foreach|_norm|clamp|reciprocal"),
+]
+
+
+def kernel_class(name):
+    n = name.lower()
+    for cls, pattern in KERNEL_CLASSES:
+        if re.search(pattern, n):
+            return cls
+    return "other"
+
+
+def kernel_profile(step, steps, dev, variant):
+    """GPU kernel time per step of `steps` more training steps, by class; prints a table and a
+    JSON object. On the CPU (the logic check) the operators' self time stands in for kernels."""
+    from torch.profiler import ProfilerActivity, profile
+    acts = [ProfilerActivity.CUDA] if dev == "cuda" else [ProfilerActivity.CPU]
+    with profile(activities=acts) as prof:
+        for _ in range(steps):
+            step()
+        if dev == "cuda":
+            torch.cuda.synchronize()
+    kernels = []
+    for e in prof.key_averages():
+        if dev == "cuda":
+            if str(getattr(e, "device_type", "")).split(".")[-1] != "CUDA":
+                continue
+            us = getattr(e, "self_device_time_total", None)
+            if us is None:
+                us = getattr(e, "self_cuda_time_total", 0)
+        else:
+            us = e.self_cpu_time_total
+        if us > 0:
+            kernels.append((us / 1e3 / steps, e.count / steps, e.key))
+    kernels.sort(reverse=True)
+    classes = {}
+    for ms, calls, name in kernels:
+        c = classes.setdefault(kernel_class(name), [0.0, 0.0])
+        c[0] += ms
+        c[1] += calls
+    total = sum(ms for ms, _, _ in kernels)
+    print("torch profile (%s, %d steps under torch.profiler): kernels %.2f ms per step"
+          % (variant, steps, total))
+    for cls, (ms, calls) in sorted(classes.items(), key=lambda kv: -kv[1][0]):
+        print("torch profile class %-14s %9.3f ms %7.0f calls per step" % (cls, ms, calls))
+    for ms, calls, name in kernels[:12]:
+        print("torch profile kernel %9.3f ms %6.0f x  %s" % (ms, calls, name[:100]))
+    print(json.dumps({"torch_profile": {
+        "variant": variant, "steps": steps, "kernels_ms_per_step": total,
+        "classes_ms_per_step": {k: v[0] for k, v in classes.items()},
+        "top": [{"ms": ms, "calls": calls, "name": name[:160]} for ms, calls, name in kernels[:12]],
+    }}), flush=True)
+
+
 def make_optimizer(model, device):
     decay = [p for p in model.parameters() if p.dim() == 2]
     no_decay = [p for p in model.parameters() if p.dim() != 2]
@@ -160,6 +227,8 @@ def main():
     ap.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
     ap.add_argument("--tiny", action="store_true", help="2 layers, width 64, context 32, vocab 256")
     ap.add_argument("--peak-flops", type=float, default=0.0, help="override the dense bf16 peak")
+    ap.add_argument("--profile-steps", type=int, default=3,
+                    help="steps of the best variant under torch.profiler (0: none)")
     a = ap.parse_args()
     if a.tiny:
         a.n_layer, a.n_head, a.d_model, a.seq, a.vocab, a.batch = 2, 2, 64, 32, 256, 4
@@ -191,6 +260,15 @@ def main():
         if dev == "cuda":
             torch.cuda.synchronize()
 
+    def step(fwd, x, y):
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast(dev, dtype=torch.bfloat16):
+            loss = fwd(x, y)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        return loss
+
     def run(fwd, n):
         """n steps; returns per-step ms and the last loss."""
         times, loss = [], None
@@ -198,12 +276,7 @@ def main():
             x, y = batch()
             sync()
             t0 = time.perf_counter()
-            opt.zero_grad(set_to_none=True)
-            with torch.autocast(dev, dtype=torch.bfloat16):
-                loss = fwd(x, y)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
+            loss = step(fwd, x, y)
             sync()
             times.append((time.perf_counter() - t0) * 1e3)
         return times, float(loss.item())
@@ -229,6 +302,7 @@ def main():
     warmup_s = time.perf_counter() - t0
     times, loss = run(model, a.steps)
     best = report("eager", times, loss, {"warmup_s": warmup_s})
+    best_fwd = model
     if a.compile != "off":
         why = None
         if not hasattr(torch, "compile"):
@@ -242,13 +316,19 @@ def main():
                 times, loss = run(cmodel, a.steps)
                 r = report("torch.compile", times, loss, {"compile_and_warmup_s": compile_s})
                 if r["tokens_per_s"] > best["tokens_per_s"]:
-                    best = r
+                    best, best_fwd = r, cmodel
             except Exception as e:  # noqa: BLE001 - any compiler failure falls back to eager
                 why = "%s: %s" % (type(e).__name__, str(e).splitlines()[0][:200] if str(e) else "")
         if why:
             if a.compile == "on":
                 sys.exit("torch.compile failed: %s" % why)
             best = dict(best, compile_failed=why)
+    if a.profile_steps > 0:
+        try:
+            x, y = batch()
+            kernel_profile(lambda: step(best_fwd, x, y), a.profile_steps, dev, best["variant"])
+        except Exception as e:  # noqa: BLE001 - the profile is a diagnostic, never the result
+            print("torch profile failed: %s: %s" % (type(e).__name__, str(e)[:200]), flush=True)
     best = dict(best, result=True)
     print(json.dumps(best), flush=True)
 
