@@ -142,7 +142,7 @@ def init_gpt2(model, n_layer):
 # classes as device_tools.py's for Tulpar's op names.
 KERNEL_CLASSES = [
     ("attention", r"flash|fmha|attention|sdpa|_mha"),
-    ("gemm", r"gemm|cutlass|xmma|nvjet|cublas|matmul|splitk|s16816|s1688|wgmma"),
+    ("gemm", r"gemm|cutlass|xmma|nvjet|cublas|matmul|splitk|s16816|s1688|wgmma|::b?mm$|addmm"),
     ("layernorm", r"layer_?norm"),
     ("cross_entropy", r"log_softmax|nll_loss|cross_entropy|softmax"),
     ("embedding", r"embedding|index_put|indexing_backward|index_select|scatter|gather"),
