@@ -536,6 +536,8 @@ extern "C" void tp_cuda_embedding_backward(tp_backend_t *be, const float *dout,
     int64_t N = B * T;
     if (N <= 0 || C <= 0) return;
     if (N > INT_MAX) fatal("CUDA embedding backward: more than 2^31 tokens");
+    if ((C + kThreads - 1) / kThreads > kMaxBlocks)
+        fatal("CUDA embedding backward: more than 65535 x 256 channels");
     cudaStream_t st = tp_cuda_stream(be);
     dim3 gpe(blocks_for(C, kThreads), blocks_for(T, 1));
     embedding_dwpe_kernel<<<gpe, kThreads, 0, st>>>(dout, dwpe, B, T, C);

@@ -225,7 +225,9 @@ void tp_op_copy(tp_backend_t *be, float *dst, const float *src, int64_t n);
  * tp_clip_factor(*sumsq, max_norm) (backend_impl.h): with norm = sqrt(*sumsq), s = (float)(max_norm
  * / (norm + 1e-6)) when max_norm > 0 and norm > max_norm, else 1. sumsq is ONE double in backend
  * memory (tp_op_sumsq_to's result), read by the backend, never by the host, so clipping adds no
- * host synchronisation. TP_CLIP_NONE: no clipping (s = 1, the gradient as it is). */
+ * host synchronisation. g * s is rounded to float before the update uses it (no fused multiply-
+ * add: CMakeLists.txt's -ffp-contract=off, __fmul_rn in CUDA), so the update is bit for bit that
+ * of the gradient a clipping pass would have stored. TP_CLIP_NONE: no clipping (s = 1). */
 typedef struct tp_clip {
     const double *sumsq;
     double max_norm;

@@ -7,10 +7,12 @@
 void test_embedding(void)
 {
     /* {4, 256, 300, 3}: runs of ~340 equal tokens, longer than one chunk of dwte's kernel, and
-     * channels past its last full block of threads. */
+     * channels past its last full block of threads; {1, 512, 40, 1}: one run of exactly two
+     * chunks. */
     static const int64_t shapes[][4] = {
-        {1, 1, 8, 50},     {2, 7, 33, 50},      {3, 64, 96, 50},      {2, 7, 17, 5000},
-        {3, 64, 80, 5000}, {2, 64, 768, 50257}, {1, 257, 768, 50257}, {4, 256, 300, 3}};
+        {1, 1, 8, 50},        {2, 7, 33, 50},    {3, 64, 96, 50},
+        {2, 7, 17, 5000},     {3, 64, 80, 5000}, {2, 64, 768, 50257},
+        {1, 257, 768, 50257}, {4, 256, 300, 3},  {1, 512, 40, 1}};
     char sh[96];
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         int64_t B = shapes[s][0], T = shapes[s][1], C = shapes[s][2], V = shapes[s][3];

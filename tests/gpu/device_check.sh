@@ -311,9 +311,9 @@ run_profile() {
     "$PKG/bin/tulpar" bench gemm --gpt --backend cuda --precision bf16 --iters 10
 }
 
-# compute-sanitizer's memcheck over the groups whose kernels index by hand, then racecheck and
-# synccheck over the shared-memory kernels (DEVCHECK_SANITIZE_GROUPS narrows them; racecheck is
-# the slow one).
+# compute-sanitizer's memcheck, synccheck and racecheck (the slowest, last) over op-test groups
+# whose kernels index by hand and share memory between warps (DEVCHECK_SANITIZE_GROUPS narrows
+# them), each tool under its own timeout so that a slow one still leaves the others' results.
 run_sanitize() {
     local cs groups=${DEVCHECK_SANITIZE_GROUPS:-"layernorm embedding softmax_xent attention"} tool
     cs=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null)
@@ -322,10 +322,11 @@ run_sanitize() {
         return 0
     }
     local rc=0
-    for tool in memcheck racecheck synccheck; do
+    for tool in memcheck synccheck racecheck; do
         echo "== tool $tool: $groups"
         # shellcheck disable=SC2086
-        "$cs" --tool "$tool" --error-exitcode 97 "$PKG/bin/test_cuda_ops" $groups || rc=1
+        timeout -k 5 "${DEVCHECK_SANITIZE_TOOL_S:-75}" \
+            "$cs" --tool "$tool" --error-exitcode 97 "$PKG/bin/test_cuda_ops" $groups || rc=1
     done
     return $rc
 }

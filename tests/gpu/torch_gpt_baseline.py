@@ -146,7 +146,7 @@ KERNEL_CLASSES = [
     ("layernorm", r"layer_?norm"),
     ("cross_entropy", r"log_softmax|nll_loss|cross_entropy|softmax"),
     ("embedding", r"embedding|index_put|indexing_backward|index_select|scatter|gather"),
-    ("optimizer", r"adam|multi_tensor|foreach|_norm|clamp|reciprocal"),
+    ("optimizer", r"adam|multi_tensor|foreach|norm|clamp|reciprocal"),
 ]
 
 
@@ -172,6 +172,8 @@ def kernel_profile(step, steps, dev, variant):
     for e in prof.key_averages():
         if dev == "cuda":
             if str(getattr(e, "device_type", "")).split(".")[-1] != "CUDA":
+                continue
+            if getattr(e, "is_user_annotation", False):  # a range over kernels, not a kernel
                 continue
             us = getattr(e, "self_device_time_total", None)
             if us is None:
