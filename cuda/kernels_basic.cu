@@ -467,22 +467,13 @@ void tp_cuda_add(tp_backend_t *be, const float *a, const float *b, float *out, i
 
 // ---- optimizers (tp_adamw_elem, tp_sgd_elem) -------------------------------------------------
 
-// The clipping factor, with tp_clip_factor's arithmetic (double sqrt and division, then one
-// rounding to float), from the sum of squares in device memory: no host round trip. Each thread
-// derives it once and applies it to its grid-stride elements.
-static __device__ __forceinline__ float clip_factor(tp_clip_t clip)
-{
-    if (!clip.sumsq) return 1.0f;
-    double norm = sqrt(*clip.sumsq);
-    return clip.max_norm > 0 && norm > clip.max_norm ? (float)(clip.max_norm / (norm + 1e-6))
-                                                     : 1.0f;
-}
-
 static __global__ void adamw_kernel(float *p, const float *g, float *m, float *v, int64_t n,
                                     float lr, float b1, float b2, float eps, float wd, float bc1,
                                     float bc2, tp_clip_t clip)
 {
-    const float s = clip_factor(clip);
+    // The clipping factor from the sum of squares in device memory (no host round trip), once
+    // per thread for its grid-stride elements.
+    const float s = tp_clip_scale(clip);
     GRID_STRIDE(i, n)
     {
         float gi = __fmul_rn(g[i], s); // rounded as a clipped gradient in memory would be
@@ -499,7 +490,7 @@ static __global__ void adamw_kernel(float *p, const float *g, float *m, float *v
 static __global__ void sgd_kernel(float *p, const float *g, float *buf, int64_t n, float lr,
                                   float mu, float wd, bool nesterov, bool first, tp_clip_t clip)
 {
-    const float s = clip_factor(clip);
+    const float s = tp_clip_scale(clip);
     GRID_STRIDE(i, n)
     {
         float pi = p[i];

@@ -222,7 +222,7 @@ void tp_op_fill(tp_backend_t *be, float *x, float value, int64_t n);
 void tp_op_copy(tp_backend_t *be, float *dst, const float *src, int64_t n);
 /* Global-norm gradient clipping, folded into the optimizer update so that the gradient is not
  * rewritten in a pass of its own: the update reads g * s instead of g, where s =
- * tp_clip_factor(*sumsq, max_norm) (backend_impl.h): with norm = sqrt(*sumsq), s = (float)(max_norm
+ * tp_clip_scale(clip) (backend_impl.h): with norm = sqrt(*sumsq), s = (float)(max_norm
  * / (norm + 1e-6)) when max_norm > 0 and norm > max_norm, else 1. sumsq is ONE double in backend
  * memory (tp_op_sumsq_to's result), read by the backend, never by the host, so clipping adds no
  * host synchronisation. g * s is rounded to float before the update uses it (no fused multiply-

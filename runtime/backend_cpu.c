@@ -427,7 +427,7 @@ static void cpu_adamw(tp_backend_t *be, float *p, const float *g, float *m, floa
                       float lr, float b1, float b2, float eps, float wd, float bc1, float bc2,
                       tp_clip_t clip)
 {
-    float s = tp_clip_factor_host(clip);
+    float s = tp_clip_scale(clip);
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < n; i++)
         tp_adamw_elem(&p[i], g[i] * s, &m[i], &v[i], lr, b1, b2, eps, wd, bc1, bc2);
@@ -436,7 +436,7 @@ static void cpu_adamw(tp_backend_t *be, float *p, const float *g, float *m, floa
 static void cpu_sgd(tp_backend_t *be, float *p, const float *g, float *buf, int64_t n, float lr,
                     float mu, float wd, bool nesterov, bool first, tp_clip_t clip)
 {
-    float s = tp_clip_factor_host(clip);
+    float s = tp_clip_scale(clip);
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < n; i++)
         tp_sgd_elem(&p[i], g[i] * s, &buf[i], lr, mu, wd, nesterov, first);

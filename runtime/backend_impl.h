@@ -193,16 +193,25 @@ void *tp_host_alloc(tp_backend_t *be, size_t bytes);
 void tp_host_release(tp_backend_t *be, void *ptr);
 void tp_host_copy(tp_backend_t *be, void *dst, const void *src, size_t bytes);
 
+/* Callable from CUDA kernels as well, so that every backend computes the clipping factor with
+ * this one definition. */
+#ifdef __CUDACC__
+#define TP_HOST_DEVICE __host__ __device__
+#else
+#define TP_HOST_DEVICE
+#endif
+
 /* The factor a clipped optimizer update applies to the gradient for sum of squares sq (tp_clip_t:
  * the same float on every backend), or 1 when there is nothing to clip. */
-static inline float tp_clip_factor(double sq, double max_norm)
+static inline TP_HOST_DEVICE float tp_clip_factor(double sq, double max_norm)
 {
     double norm = sqrt(sq);
     return max_norm > 0 && norm > max_norm ? (float)(max_norm / (norm + 1e-6)) : 1.0f;
 }
 
-/* A host backend's clipping factor: it may read sumsq, which is in host memory there. */
-static inline float tp_clip_factor_host(tp_clip_t clip)
+/* That factor for clip; reads *clip.sumsq where it runs: host memory on a host backend, device
+ * memory in a kernel. */
+static inline TP_HOST_DEVICE float tp_clip_scale(tp_clip_t clip)
 {
     return clip.sumsq ? tp_clip_factor(*clip.sumsq, clip.max_norm) : 1.0f;
 }
