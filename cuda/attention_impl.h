@@ -22,6 +22,7 @@ struct AttFwdArgs {
     int NH, hs, nq, nkv, qpos0;
     float scale;
     bool vec;     /* tensor-core tile loads may copy 16 bytes at a time (att_vec8_ok) */
+    bool pairs;   /* the tensor-core kernel may store out's bf16 in pairs (att_pairs_ok) */
     bool in_bf16; /* q, k and v are bf16 (the tensor-core kernel takes nothing else) */
     bool cbf16;   /* the compute copies' element type: bf16, else float */
 };
@@ -37,6 +38,7 @@ struct AttBwdArgs {
     int T, C, NH, hs;
     float scale;
     bool vec;   /* tc path: qkv and dout_c rows may be copied 16 bytes at a time (att_vec8_ok) */
+    bool pairs; /* tc path: dqkv's bf16 may be stored in pairs (att_pairs_ok) */
     bool cbf16; /* the compute copies' element type (qkv, dout, out, dqkv): bf16, else float */
 };
 
@@ -47,6 +49,13 @@ static inline bool att_vec8_ok(const void *p0, const void *p1, const void *p2, i
 {
     return ((uintptr_t)p0 | (uintptr_t)p1 | (uintptr_t)p2) % 16 == 0 && s0 % 8 == 0 &&
            s1 % 8 == 0 && hs % 8 == 0;
+}
+
+/* The tensor-core kernels may store two bf16 channels of a row as one 4-byte write: the array
+ * 4-byte aligned, its row stride and the head size even. */
+static inline bool att_pairs_ok(const void *p, int64_t rstride, int hs)
+{
+    return (uintptr_t)p % 4 == 0 && rstride % 2 == 0 && hs % 2 == 0;
 }
 
 /* The tensor-core kernels' query and key tiles, and the largest head size they take. */

@@ -294,24 +294,40 @@ __device__ __forceinline__ void load_a(uint32_t (&a)[D / 16][4], const __nv_bflo
         ldsm_x4<false>(a[kk], ldsm_addr<1, 2>(tile, Tile<D>::LD, r0, 16 * kk));
 }
 
-/* s[j] (j = 0..7: columns 8j..8j+7) = A B^T over D columns, A the warp's fragments, B the 64
- * rows of a row-major tile (the keys in Q K^T): b = row(8j + g)[2t..], a non-transposed load. */
-template <int D>
-__device__ __forceinline__ void mm_abt(float (&s)[8][4], const uint32_t (&a)[D / 16][4],
+/* s[i][j] (j = 0..7: columns 8j..8j+7) = A B^T over D columns for each of M 16-row blocks of A
+ * (the warp's fragments a[i]), B the 64 rows of a row-major tile (the keys in Q K^T):
+ * b = row(8j + g)[2t..], a non-transposed load. Each B fragment serves all M blocks: with M = 2
+ * a warp reads half as much shared memory per mma, which is what bounds these kernels. */
+template <int D, int M>
+__device__ __forceinline__ void mm_abt(float (&s)[M][8][4], const uint32_t (&a)[M][D / 16][4],
                                        const __nv_bfloat16 *rows)
 {
 #pragma unroll
-    for (int j = 0; j < 8; j++)
-        s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
+    for (int i = 0; i < M; i++)
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+            s[i][j][0] = s[i][j][1] = s[i][j][2] = s[i][j][3] = 0.0f;
 #pragma unroll
     for (int jp = 0; jp < 4; jp++)
 #pragma unroll
         for (int kk = 0; kk < D / 16; kk++) {
             uint32_t b[4];
             ldsm_x4<false>(b, ldsm_addr<2, 1>(rows, Tile<D>::LD, 16 * jp, 16 * kk));
-            mma_bf16(s[2 * jp], a[kk], {b[0], b[1]});
-            mma_bf16(s[2 * jp + 1], a[kk], {b[2], b[3]});
+#pragma unroll
+            for (int i = 0; i < M; i++) {
+                mma_bf16(s[i][2 * jp], a[i][kk], {b[0], b[1]});
+                mma_bf16(s[i][2 * jp + 1], a[i][kk], {b[2], b[3]});
+            }
         }
+}
+
+/* The same for one 16-row block (the backward's warps). */
+template <int D>
+__device__ __forceinline__ void mm_abt(float (&s)[8][4], const uint32_t (&a)[D / 16][4],
+                                       const __nv_bfloat16 *rows)
+{
+    mm_abt<D, 1>(reinterpret_cast<float(&)[1][8][4]>(s),
+                 reinterpret_cast<const uint32_t(&)[1][D / 16][4]>(a), rows);
 }
 
 /* mm_abt with A's fragments read from shared memory (rows r0.. of a row-major tile) as they are
@@ -337,26 +353,43 @@ __device__ __forceinline__ void mm_abt_smem(float (&s)[8][4], const __nv_bfloat1
     }
 }
 
-/* acc[n] += P X over a 64-wide k range: P given as accumulator-layout values p[8][4] (columns
- * 8j..8j+7), X the row-major 64 x D tile (k down its rows: V, K, dO or Q), read transposed. */
-template <int D>
-__device__ __forceinline__ void mm_pv(float (&acc)[D / 8][4], const float (&p)[8][4],
+/* acc[i][n] += P X over a 64-wide k range for each of M 16-row blocks: P given as accumulator-
+ * layout values p[i][8][4] (columns 8j..8j+7), X the row-major 64 x D tile (k down its rows: V,
+ * K, dO or Q), read transposed; each B fragment serves all M blocks. */
+template <int D, int M>
+__device__ __forceinline__ void mm_pv(float (&acc)[M][D / 8][4], const float (&p)[M][8][4],
                                       const __nv_bfloat16 *x)
 {
 #pragma unroll
     for (int s16 = 0; s16 < 4; s16++) {
-        const uint32_t a[4] = {pack_bf16(p[2 * s16][0], p[2 * s16][1]),
-                               pack_bf16(p[2 * s16][2], p[2 * s16][3]),
-                               pack_bf16(p[2 * s16 + 1][0], p[2 * s16 + 1][1]),
-                               pack_bf16(p[2 * s16 + 1][2], p[2 * s16 + 1][3])};
+        uint32_t a[M][4];
+#pragma unroll
+        for (int i = 0; i < M; i++) {
+            a[i][0] = pack_bf16(p[i][2 * s16][0], p[i][2 * s16][1]);
+            a[i][1] = pack_bf16(p[i][2 * s16][2], p[i][2 * s16][3]);
+            a[i][2] = pack_bf16(p[i][2 * s16 + 1][0], p[i][2 * s16 + 1][1]);
+            a[i][3] = pack_bf16(p[i][2 * s16 + 1][2], p[i][2 * s16 + 1][3]);
+        }
 #pragma unroll
         for (int np = 0; np < D / 16; np++) {
             uint32_t b[4];
             ldsm_x4<true>(b, ldsm_addr<1, 2>(x, Tile<D>::LD, 16 * s16, 16 * np));
-            mma_bf16(acc[2 * np], a, {b[0], b[1]});
-            mma_bf16(acc[2 * np + 1], a, {b[2], b[3]});
+#pragma unroll
+            for (int i = 0; i < M; i++) {
+                mma_bf16(acc[i][2 * np], a[i], {b[0], b[1]});
+                mma_bf16(acc[i][2 * np + 1], a[i], {b[2], b[3]});
+            }
         }
     }
+}
+
+/* The same for one 16-row block (the backward's warps). */
+template <int D>
+__device__ __forceinline__ void mm_pv(float (&acc)[D / 8][4], const float (&p)[8][4],
+                                      const __nv_bfloat16 *x)
+{
+    mm_pv<D, 1>(reinterpret_cast<float(&)[1][D / 8][4]>(acc),
+                reinterpret_cast<const float(&)[1][8][4]>(p), x);
 }
 
 /* A warp's 16 x D accumulator (D/8 tiles of m16n8) set to zero. */
@@ -367,18 +400,28 @@ template <int D> __device__ __forceinline__ void zero_acc(float (&acc)[D / 8][4]
         acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
 }
 
-/* Row r (0: g, 1: g + 8) of a warp's accumulator, channel by channel below hs: put(d, value). */
-template <int D, typename Put>
-__device__ __forceinline__ void acc_row(const float (&acc)[D / 8][4], int r, int hs, Put put)
+/* Row r (0: g, 1: g + 8) of a warp's accumulator, times mul, into the bf16 row at dst (channels
+ * below hs; out, dq, dk and dv are bf16 compute copies wherever these kernels run). A lane holds
+ * channel pairs 2t, 2t+1, stored as one 4-byte write where pairs allows it (vec: hs and the row
+ * offsets multiples of 8 elements). */
+template <int D, bool Pairs>
+__device__ __forceinline__ void acc_store(const float (&acc)[D / 8][4], int r, int hs, float mul,
+                                          __nv_bfloat16 *dst)
 {
     const int t = threadIdx.x % 4;
 #pragma unroll
-    for (int n = 0; n < D / 8; n++)
-#pragma unroll
-        for (int e = 0; e < 2; e++) {
-            const int d = 8 * n + 2 * t + e;
-            if (d < hs) put(d, acc[n][2 * r + e]);
+    for (int n = 0; n < D / 8; n++) {
+        const int d = 8 * n + 2 * t;
+        const float v0 = acc[n][2 * r] * mul, v1 = acc[n][2 * r + 1] * mul;
+        if (Pairs) {
+            if (d >= hs) break; /* hs even: d + 1 < hs too */
+            vec_check(dst + d, 4, "bf16 pair store to an address not 4-byte aligned");
+            *reinterpret_cast<uint32_t *>(dst + d) = pack_bf16(v0, v1);
+        } else {
+            if (d < hs) dst[d] = __float2bfloat16(v0);
+            if (d + 1 < hs) dst[d + 1] = __float2bfloat16(v1);
         }
+    }
 }
 
 /* Sum over the 4 lanes of a quad (the lanes holding one row of an accumulator). */
@@ -391,6 +434,30 @@ __device__ __forceinline__ float quad_max(float v)
 {
     v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
     return fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
+}
+
+/* ---- softmax arithmetic ------------------------------------------------------------------------
+ * At head size 64 each score takes 8 mma.sync per 16 x 8 tile of scores, two per lane per mma: the
+ * per-score arithmetic, not the tensor cores, sets the pace unless it is a handful of instructions.
+ * So, as in FlashAttention-2: exponentials are base 2 with the softmax scale folded into one fused
+ * multiply-add (exp(s scale - m) = 2^(s scale log2(e) - m log2(e))), the running max is kept in
+ * raw score units (scale > 0 keeps the order), and the causal mask is applied only to the tiles
+ * that cross the diagonal or the end of the sequence. */
+constexpr float kLog2e = 1.4426950408889634f;
+
+/* 2^x: one MUFU.EX2 (ex2.approx.ftz; its relative error is about 2^-22). Results below 2^-126
+ * flush to zero: a probability that small is nothing next to the row's largest, which is 1.
+ * 2^-inf = 0, the masked scores' probability. */
+__device__ __forceinline__ float exp2_ftz(float x)
+{
+#ifdef TP_EMU_CUDA_RUNTIME_H
+    const float r = exp2f(x);
+    return r < 1.17549435e-38f ? 0.0f : r;
+#else
+    float r;
+    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(r) : "f"(x));
+    return r;
+#endif
 }
 
 /* ---- forward -----------------------------------------------------------------------------------
@@ -412,7 +479,7 @@ constexpr int fwd_tc_min_blocks(int D)
     return tc_min_blocks(D == 64 ? 4 : 0);
 }
 
-template <int D>
+template <int D, bool Pairs>
 __global__ void __launch_bounds__(kTcThreads, fwd_tc_min_blocks(D))
     attention_forward_tc_kernel(AttFwdArgs a)
 {
@@ -441,7 +508,9 @@ __global__ void __launch_bounds__(kTcThreads, fwd_tc_min_blocks(D))
     uint32_t qa[D / 16][4];
 
     const int tpos[2] = {a.qpos0 + l0 + 16 * warp + g, a.qpos0 + l0 + 16 * warp + g + 8};
-    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f}; /* l: this lane's part */
+    /* m: the row's max raw score (q . k, unscaled); l: this lane's part of its sum */
+    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+    const float sl2 = a.scale * kLog2e;
     float o[D / 8][4];
     zero_acc<D>(o);
     for (int k0 = 0, it = 0; k0 < kv_end; k0 += kTcBN, it++) {
@@ -450,21 +519,29 @@ __global__ void __launch_bounds__(kTcThreads, fwd_tc_min_blocks(D))
         if (it == 0) load_a<D>(qa, sQ, 16 * warp);
         float s[8][4];
         mm_abt<D>(s, qa, buf_at<D>(sK0, cur));
+        /* Keys past the block's first query, or past the end: mask (the same for the whole
+         * block, so no divergence). */
+        if (k0 + kTcBN - 1 > a.qpos0 + l0 || k0 + kTcBN > a.nkv) {
+#pragma unroll
+            for (int j = 0; j < 8; j++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int key = k0 + 8 * j + 2 * t + (e & 1), r = e >> 1;
+                    if (key > tpos[r] || key >= a.nkv) s[j][e] = -INFINITY;
+                }
+        }
         float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
         for (int j = 0; j < 8; j++)
 #pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const int key = k0 + 8 * j + 2 * t + (e & 1), r = e >> 1;
-                const float x = key > tpos[r] || key >= a.nkv ? -INFINITY : s[j][e] * a.scale;
-                s[j][e] = x;
-                mx[r] = fmaxf(mx[r], x);
-            }
-        float alpha[2];
+            for (int e = 0; e < 4; e++)
+                mx[e >> 1] = fmaxf(mx[e >> 1], s[j][e]);
+        float alpha[2], ms[2]; /* ms: the max in log2 units, 0 while the row has seen no key */
 #pragma unroll
         for (int r = 0; r < 2; r++) {
             const float mnew = fmaxf(m[r], quad_max(mx[r]));
-            alpha[r] = mnew == -INFINITY ? 1.0f : expf(m[r] - mnew);
+            ms[r] = mnew == -INFINITY ? 0.0f : mnew * sl2;
+            alpha[r] = exp2_ftz(m[r] * sl2 - ms[r]); /* 0 for the row's first keys */
             m[r] = mnew;
         }
         float rs[2] = {0.0f, 0.0f};
@@ -473,7 +550,7 @@ __global__ void __launch_bounds__(kTcThreads, fwd_tc_min_blocks(D))
 #pragma unroll
             for (int e = 0; e < 4; e++) {
                 const int r = e >> 1;
-                const float p = s[j][e] == -INFINITY ? 0.0f : expf(s[j][e] - m[r]);
+                const float p = exp2_ftz(fmaf(s[j][e], sl2, -ms[r]));
                 s[j][e] = p;
                 rs[r] += p;
             }
@@ -496,9 +573,8 @@ __global__ void __launch_bounds__(kTcThreads, fwd_tc_min_blocks(D))
         const int row = l0 + 16 * warp + g + 8 * r;
         if (row >= a.nq) continue;
         const int64_t out = b * a.o_bstride + row * a.o_rstride + (int64_t)h * a.hs;
-        acc_row<D>(o, r, a.hs,
-                   [&](int d, float v) { cval_put(a.out, out + d, v / lsum, a.cbf16); });
-        if (a.lse && t == 0) a.lse[(int64_t)bh * a.nq + row] = m[r] + logf(lsum);
+        acc_store<D, Pairs>(o, r, a.hs, 1.0f / lsum, (__nv_bfloat16 *)a.out + out);
+        if (a.lse && t == 0) a.lse[(int64_t)bh * a.nq + row] = m[r] * a.scale + logf(lsum);
     }
 }
 
@@ -543,7 +619,7 @@ template <int D> struct DqSmem {
     static constexpr size_t bytes = 6 * Tile<D>::rows64;
 };
 
-template <int D>
+template <int D, bool Pairs>
 __global__ void __launch_bounds__(kTcThreads) attention_backward_dq_tc_kernel(AttBwdArgs a)
 {
     using S = DqSmem<D>;
@@ -571,11 +647,12 @@ __global__ void __launch_bounds__(kTcThreads) attention_backward_dq_tc_kernel(At
     cp_async_commit();
     uint32_t qa[D / 16][4], da[D / 16][4];
     int tpos[2];
-    float lse[2], Di[2];
+    float lse2[2], Di[2]; /* lse2: lse in log2 units */
+    const float sl2 = a.scale * kLog2e;
 #pragma unroll
     for (int r = 0; r < 2; r++) {
         tpos[r] = q0 + 16 * warp + g + 8 * r;
-        lse[r] = tpos[r] < T ? a.lse[(int64_t)bh * T + tpos[r]] : 0.0f;
+        lse2[r] = tpos[r] < T ? a.lse[(int64_t)bh * T + tpos[r]] * kLog2e : 0.0f;
         Di[r] = tpos[r] < T ? a.dsum[(int64_t)bh * T + tpos[r]] : 0.0f;
     }
     float dq[D / 8][4];
@@ -590,12 +667,16 @@ __global__ void __launch_bounds__(kTcThreads) attention_backward_dq_tc_kernel(At
         float s[8][4], dp[8][4];
         mm_abt<D>(s, qa, buf_at<D>(sK0, cur));
         mm_abt<D>(dp, da, buf_at<D>(sV0, cur));
+        /* Only the last key tile, the block's diagonal, holds keys after a query (and, when T is
+         * not a multiple of 64, the keys past T). */
+        const bool diag = k0 + kTcBN > q0;
 #pragma unroll
         for (int j = 0; j < 8; j++)
 #pragma unroll
             for (int e = 0; e < 4; e++) {
                 const int key = k0 + 8 * j + 2 * t + (e & 1), r = e >> 1;
-                const float p = key > tpos[r] ? 0.0f : expf(s[j][e] * a.scale - lse[r]);
+                float p = exp2_ftz(fmaf(s[j][e], sl2, -lse2[r]));
+                if (diag && key > tpos[r]) p = 0.0f;
                 s[j][e] = p * (dp[j][e] - Di[r]); /* dS */
             }
         mm_pv<D>(dq, s, buf_at<D>(sK0, cur));
@@ -605,8 +686,7 @@ __global__ void __launch_bounds__(kTcThreads) attention_backward_dq_tc_kernel(At
     for (int r = 0; r < 2; r++) {
         if (tpos[r] >= T) continue;
         const int64_t dqr = ((int64_t)b * T + tpos[r]) * C3 + (int64_t)h * a.hs;
-        acc_row<D>(dq, r, a.hs,
-                   [&](int d, float v) { cval_put(a.dqkv, dqr + d, a.scale * v, a.cbf16); });
+        acc_store<D, Pairs>(dq, r, a.hs, a.scale, (__nv_bfloat16 *)a.dqkv + dqr);
     }
 }
 
@@ -618,7 +698,7 @@ template <int D> struct DkvSmem {
     static constexpr size_t bytes = stat + sizeof(float) * 2 * 2 * 64;
 };
 
-template <int D>
+template <int D, bool Pairs>
 __global__ void __launch_bounds__(kTcThreads, tc_min_blocks(3))
     attention_backward_dkv_tc_kernel(AttBwdArgs a)
 {
@@ -644,7 +724,7 @@ __global__ void __launch_bounds__(kTcThreads, tc_min_blocks(3))
         load_tile<D>(buf_at<D>(sdO0, buf), ob + (int64_t)q0 * a.C, a.C, T - q0, a.hs, a.vec);
         for (int i = threadIdx.x; i < kTcBM; i += kTcThreads) {
             const bool in = q0 + i < T;
-            stat[buf * 128 + i] = in ? a.lse[(int64_t)bh * T + q0 + i] : 0.0f;
+            stat[buf * 128 + i] = in ? a.lse[(int64_t)bh * T + q0 + i] * kLog2e : 0.0f;
             stat[buf * 128 + 64 + i] = in ? a.dsum[(int64_t)bh * T + q0 + i] : 0.0f;
         }
     };
@@ -654,24 +734,33 @@ __global__ void __launch_bounds__(kTcThreads, tc_min_blocks(3))
     load_q(k0, 0);
     cp_async_commit();
     const int kpos[2] = {k0 + 16 * warp + g, k0 + 16 * warp + g + 8};
+    const float sl2 = a.scale * kLog2e;
     float dk[D / 8][4], dv[D / 8][4];
     zero_acc<D>(dk);
     zero_acc<D>(dv);
     for (int q0 = k0, it = 0; q0 < T; q0 += kTcBM, it++) {
         const int cur = it & 1;
         tile_step(q0 + kTcBM < T, q0 + kTcBM, cur, load_q);
-        const float *sL = stat + cur * 128, *sD = sL + 64;
-        float st[8][4], dpt[8][4]; /* keys x queries */
+        const float *sL = stat + cur * 128, *sD = sL + 64; /* lse in log2 units, and D */
+        float st[8][4], dpt[8][4];                         /* keys x queries */
         mm_abt_smem<D>(st, sK, 16 * warp, buf_at<D>(sQ0, cur));
         mm_abt_smem<D>(dpt, sV, 16 * warp, buf_at<D>(sdO0, cur));
+        /* Queries before a key only in the first query tile (the diagonal); queries past T only
+         * in the last. */
+        const bool edge = q0 == k0 || q0 + kTcBM > T;
 #pragma unroll
         for (int j = 0; j < 8; j++)
 #pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const int c = 8 * j + 2 * t + (e & 1), i = q0 + c, r = e >> 1;
-                const float p = kpos[r] > i || i >= T ? 0.0f : expf(st[j][e] * a.scale - sL[c]);
-                st[j][e] = p;                        /* P^T */
-                dpt[j][e] = p * (dpt[j][e] - sD[c]); /* dS^T */
+            for (int e = 0; e < 2; e++) {
+                const int c = 8 * j + 2 * t + e, i = q0 + c;
+                const float L = sL[c], Dc = sD[c];
+#pragma unroll
+                for (int r = 0; r < 2; r++) {
+                    float p = exp2_ftz(fmaf(st[j][2 * r + e], sl2, -L));
+                    if (edge && (kpos[r] > i || i >= T)) p = 0.0f;
+                    st[j][2 * r + e] = p;                             /* P^T */
+                    dpt[j][2 * r + e] = p * (dpt[j][2 * r + e] - Dc); /* dS^T */
+                }
             }
         mm_pv<D>(dv, st, buf_at<D>(sdO0, cur));
         mm_pv<D>(dk, dpt, buf_at<D>(sQ0, cur));
@@ -681,22 +770,34 @@ __global__ void __launch_bounds__(kTcThreads, tc_min_blocks(3))
     for (int r = 0; r < 2; r++) {
         if (kpos[r] >= T) continue;
         const int64_t dkv = ((int64_t)b * T + kpos[r]) * C3 + (int64_t)h * a.hs;
-        acc_row<D>(dk, r, a.hs,
-                   [&](int d, float v) { cval_put(a.dqkv, dkv + a.C + d, a.scale * v, a.cbf16); });
-        acc_row<D>(dv, r, a.hs,
-                   [&](int d, float v) { cval_put(a.dqkv, dkv + 2 * a.C + d, v, a.cbf16); });
+        acc_store<D, Pairs>(dk, r, a.hs, a.scale, (__nv_bfloat16 *)a.dqkv + dkv + a.C);
+        acc_store<D, Pairs>(dv, r, a.hs, 1.0f, (__nv_bfloat16 *)a.dqkv + dkv + 2 * a.C);
     }
 }
 
 } // namespace
 
+/* Launches for head size D, with the outputs stored in bf16 pairs (a.pairs) or one by one. */
+template <int D, bool Pairs> static void forward_tc(dim3 grid, cudaStream_t st, const AttFwdArgs &a)
+{
+    launch_att(attention_forward_tc_kernel<D, Pairs>, grid, FwdSmem<D>::bytes, st, a, kTcThreads);
+}
+
+template <int D, bool Pairs>
+static void backward_tc(dim3 grid, cudaStream_t st, const AttBwdArgs &a)
+{
+    launch_att(attention_backward_dq_tc_kernel<D, Pairs>, grid, DqSmem<D>::bytes, st, a,
+               kTcThreads);
+    launch_att(attention_backward_dkv_tc_kernel<D, Pairs>, grid, DkvSmem<D>::bytes, st, a,
+               kTcThreads);
+}
+
 void tp_cuda_attention_forward_tc(int hs, int B_NH, cudaStream_t st, const AttFwdArgs &a)
 {
     const dim3 grid((unsigned)B_NH * (unsigned)((a.nq + kTcBM - 1) / kTcBM)); /* tc_block */
-    if (hs <= 32)
-        launch_att(attention_forward_tc_kernel<32>, grid, FwdSmem<32>::bytes, st, a, kTcThreads);
-    else
-        launch_att(attention_forward_tc_kernel<64>, grid, FwdSmem<64>::bytes, st, a, kTcThreads);
+    auto launch = hs <= 32 ? (a.pairs ? forward_tc<32, true> : forward_tc<32, false>)
+                           : (a.pairs ? forward_tc<64, true> : forward_tc<64, false>);
+    launch(grid, st, a);
 }
 
 void tp_cuda_attention_backward_tc(int hs, int B_NH, int T, cudaStream_t st, const AttBwdArgs &a)
@@ -706,13 +807,7 @@ void tp_cuda_attention_backward_tc(int hs, int B_NH, int T, cudaStream_t st, con
     attention_dsum_kernel<<<(unsigned)blocks, 256, 0, st>>>(a, rows);
     TP_CUDA_LAUNCHED();
     const dim3 grid((unsigned)B_NH * (unsigned)((T + kTcBM - 1) / kTcBM)); /* tc_block */
-    if (hs <= 32) {
-        launch_att(attention_backward_dq_tc_kernel<32>, grid, DqSmem<32>::bytes, st, a, kTcThreads);
-        launch_att(attention_backward_dkv_tc_kernel<32>, grid, DkvSmem<32>::bytes, st, a,
-                   kTcThreads);
-    } else {
-        launch_att(attention_backward_dq_tc_kernel<64>, grid, DqSmem<64>::bytes, st, a, kTcThreads);
-        launch_att(attention_backward_dkv_tc_kernel<64>, grid, DkvSmem<64>::bytes, st, a,
-                   kTcThreads);
-    }
+    auto launch = hs <= 32 ? (a.pairs ? backward_tc<32, true> : backward_tc<32, false>)
+                           : (a.pairs ? backward_tc<64, true> : backward_tc<64, false>);
+    launch(grid, st, a);
 }

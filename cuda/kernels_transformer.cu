@@ -591,6 +591,7 @@ extern "C" void tp_cuda_attention_forward(tp_backend_t *be, const tp_cval_t *qkv
     a.qpos0 = 0;
     a.scale = 1.0f / sqrtf((float)hs);
     a.vec = att_vec8_ok(a.q, a.k, a.v, 3 * C, T * 3 * C, hs); /* the tensor-core kernel's */
+    a.pairs = att_pairs_ok(out, C, hs);
     dim3 grid((unsigned)(B * NH), (unsigned)((T + kFwdBM - 1) / kFwdBM));
     att_forward_dispatch(hs, grid, false, a.cbf16, tp_cuda_stream(be), a);
 }
@@ -612,7 +613,7 @@ extern "C" void tp_cuda_attention_backward(tp_backend_t *be, const tp_cval_t *do
     a.dsum = (float *)tp_cuda_scratch(be, 0, (size_t)(B * NH * T) * sizeof(float));
     a.cbf16 = tp_cuda_precision(be) == TP_PREC_BF16;
     a.dout_c = nullptr;
-    a.vec = false;
+    a.vec = a.pairs = false;
     a.T = (int)T;
     a.C = (int)C;
     a.NH = (int)NH;
@@ -625,6 +626,7 @@ extern "C" void tp_cuda_attention_backward(tp_backend_t *be, const tp_cval_t *do
     if (a.cbf16 && hs <= kTcMaxHead) {
         a.dout_c = cval_bf16(dout); /* copied into shared memory as it is */
         a.vec = att_vec8_ok(qkv, (const char *)qkv + 2 * C, a.dout_c, 3 * C, C, hs);
+        a.pairs = att_pairs_ok(dqkv, 3 * C, hs);
         tp_cuda_attention_backward_tc(hs, bnh, (int)T, st, a);
         return;
     }
@@ -661,8 +663,8 @@ extern "C" void tp_cuda_attention_decode(tp_backend_t *be, const float *q, const
     a.nkv = (int)(pos + 1);
     a.qpos0 = (int)pos;
     a.scale = 1.0f / sqrtf((float)hs);
-    a.vec = false;     /* decode runs the fp32 kernel, which does not read it */
-    a.in_bf16 = false; /* the caches are float32 */
+    a.vec = a.pairs = false; /* decode runs the fp32 kernel, which reads neither */
+    a.in_bf16 = false;       /* the caches are float32 */
     a.cbf16 = tp_cuda_precision(be) == TP_PREC_BF16;
     att_forward_dispatch(hs, dim3((unsigned)(B * NH), 1), true, false, tp_cuda_stream(be), a);
 }
