@@ -58,7 +58,8 @@ static inline bool att_pairs_ok(const void *p, int64_t rstride, int hs)
     return (uintptr_t)p % 4 == 0 && rstride % 2 == 0 && hs % 2 == 0;
 }
 
-/* The tensor-core kernels' query and key tiles, and the largest head size they take. */
+/* The tensor-core backward's query and key tiles (and the forward's key tiles; its query tiles
+ * are 128 rows), and the largest head size they take. */
 constexpr int kTcBM = 64, kTcBN = 64, kTcMaxHead = 64;
 
 /* Each kernel that needs more than 48 KiB of dynamic shared memory opts in first (cheap; per
@@ -75,7 +76,7 @@ static void launch_att(Kernel kernel, dim3 grid, size_t smem, cudaStream_t st, c
 }
 
 /* kernels_attention_tc.cu, for runtime.precision "bf16" and head sizes up to kTcMaxHead: the
- * forward over B_NH heads (B * NH) and their query tiles of kTcBM, and the backward's three
+ * forward over B_NH heads (B * NH) and their query tiles of 128, and the backward's three
  * kernels (D from dout and out, dQ, then dK and dV). */
 void tp_cuda_attention_forward_tc(int hs, int B_NH, cudaStream_t st, const AttFwdArgs &a);
 void tp_cuda_attention_backward_tc(int hs, int B_NH, int T, cudaStream_t st, const AttBwdArgs &a);

@@ -20,7 +20,7 @@
 namespace
 {
 
-constexpr int kTcThreads = 128; /* 4 warps, 16 rows of the 64-row tile each */
+constexpr int kTcThreads = 128; /* 4 warps: 32 query rows each in the forward, 16 in the backward */
 
 /* Block order: a 1-D grid of B * NH heads x ntiles tiles, a head's tiles consecutive and its
  * longest first (causal tiles differ in length up to ntiles times: the last query tile sees every
@@ -461,121 +461,157 @@ __device__ __forceinline__ float exp2_ftz(float x)
 }
 
 /* ---- forward -----------------------------------------------------------------------------------
- * One block per (batch x head, 64-query tile); warp w owns query rows 16w..16w+15 and keeps its Q
- * fragments, the online-softmax state of its rows (max and sum) and its O accumulator in
- * registers. Per key tile: S = Q K^T, mask and scale, rescale, P in bf16 straight from S's
- * registers, O += P V (V's B fragments by transposing loads of its row-major tile). */
+ * One block per (batch x head, 128-query tile); warp w owns query rows 32w..32w+31, two 16-row
+ * blocks, and keeps their Q fragments, online-softmax state (max and sum) and O accumulators in
+ * registers. Per 64-key tile: S = Q K^T, mask where the tile crosses the warp's diagonal, rescale,
+ * P in bf16 straight from S's registers, O += P V (V's B fragments by transposing loads of its
+ * row-major tile). Two row blocks per warp let every K and V fragment read from shared memory
+ * serve two mma instead of one: at one row block per warp, ldmatrix's shared-memory bandwidth
+ * (4 cycles of an SM per x4 load, one per two mma) and not the tensor cores set the pace; and a
+ * 128-row tile halves the K and V bytes copied from L2 per query. (FlashAttention-2's forward at
+ * head size 64 has the same shape: 4 warps, 128 query rows.) */
+constexpr int kTcFwdRowBlocks = 2;                                 /* 16-row blocks per warp */
+constexpr int kTcFwdBM = (kTcThreads / 32) * 16 * kTcFwdRowBlocks; /* query rows per block: 128 */
+static_assert(kTcFwdBM % 64 == 0, "the Q tile is whole 64-row tiles");
+
 template <int D> struct FwdSmem {
-    /* Q, then K and V twice: the next key tile lands while this one is used */
-    static constexpr size_t q = 0, k = Tile<D>::rows64, v = 3 * Tile<D>::rows64;
-    static constexpr size_t bytes = 5 * Tile<D>::rows64;
+    /* Q (kTcFwdBM rows), then K and V twice: the next key tile lands while this one is used */
+    static constexpr int q_tiles = kTcFwdBM / 64;
+    static constexpr size_t q = 0, k = q_tiles * Tile<D>::rows64,
+                            v = (q_tiles + 2) * Tile<D>::rows64;
+    static constexpr size_t bytes = (q_tiles + 4) * Tile<D>::rows64;
 };
 
-/* Blocks per SM the forward is compiled for on sm_90 (tc_min_blocks). At D = 64 that bound keeps
- * it at 128 registers (a few bytes of spill) and 4 blocks per SM; left to itself, ptxas takes 130
- * for the run-time choice of the output's element type, and only 3 blocks fit. */
+/* Blocks per SM the forward is compiled for on sm_90 (tc_min_blocks): 2 (8 warps, 110 KB of
+ * shared memory at D = 64), which leaves ptxas up to 255 registers; at D = 64 it takes 252-254
+ * (the two row blocks' Q fragments, S, P and O) without spilling, on sm_80 as on sm_90. */
 constexpr int fwd_tc_min_blocks(int D)
 {
-    return tc_min_blocks(D == 64 ? 4 : 0);
+    return tc_min_blocks(D == 64 ? 2 : 0);
 }
 
 template <int D, bool Pairs>
 __global__ void __launch_bounds__(kTcThreads, fwd_tc_min_blocks(D))
     attention_forward_tc_kernel(AttFwdArgs a)
 {
+    constexpr int M = kTcFwdRowBlocks;
     using S = FwdSmem<D>;
     extern __shared__ __align__(128) uint8_t tc_smem[];
     __nv_bfloat16 *sQ = (__nv_bfloat16 *)(tc_smem + S::q);
     __nv_bfloat16 *const sK0 = (__nv_bfloat16 *)(tc_smem + S::k); /* and the next tile */
     __nv_bfloat16 *const sV0 = (__nv_bfloat16 *)(tc_smem + S::v); /* and the next tile */
     const int warp = threadIdx.x / 32, g = (threadIdx.x % 32) / 4, t = threadIdx.x % 4;
-    const TcBlock blk = tc_block((a.nq + kTcBM - 1) / kTcBM, true);
+    const TcBlock blk = tc_block((a.nq + kTcFwdBM - 1) / kTcFwdBM, true);
     const int bh = blk.bh, b = bh / a.NH, h = bh % a.NH;
-    const int l0 = blk.tile * kTcBM;
+    const int l0 = blk.tile * kTcFwdBM;
     const __nv_bfloat16 *qb = (const __nv_bfloat16 *)a.q + b * a.q_bstride + (int64_t)h * a.hs;
     const __nv_bfloat16 *kb = (const __nv_bfloat16 *)a.k + b * a.kv_bstride + (int64_t)h * a.hs;
     const __nv_bfloat16 *vb = (const __nv_bfloat16 *)a.v + b * a.kv_bstride + (int64_t)h * a.hs;
-    const int kv_end = min(a.qpos0 + l0 + kTcBM, a.nkv);
+    const int kv_end = min(a.qpos0 + l0 + kTcFwdBM, a.nkv);
     auto load_kv = [&](int k0, int buf) {
         load_tile<D>(buf_at<D>(sK0, buf), kb + (int64_t)k0 * a.kv_rstride, a.kv_rstride,
                      kv_end - k0, a.hs, a.vec);
         load_tile<D>(buf_at<D>(sV0, buf), vb + (int64_t)k0 * a.kv_rstride, a.kv_rstride,
                      kv_end - k0, a.hs, a.vec);
     };
-    load_tile<D>(sQ, qb + l0 * a.q_rstride, a.q_rstride, a.nq - l0, a.hs, a.vec);
+#pragma unroll
+    for (int qt = 0; qt < S::q_tiles; qt++) { /* past nq: zero rows, from no address past it */
+        const int r0 = l0 + 64 * qt;
+        load_tile<D>(buf_at<D>(sQ, qt), r0 < a.nq ? qb + (int64_t)r0 * a.q_rstride : qb,
+                     a.q_rstride, a.nq - r0, a.hs, a.vec);
+    }
     load_kv(0, 0);
     cp_async_commit();
-    uint32_t qa[D / 16][4];
+    uint32_t qa[M][D / 16][4];
 
-    const int tpos[2] = {a.qpos0 + l0 + 16 * warp + g, a.qpos0 + l0 + 16 * warp + g + 8};
-    /* m: the row's max raw score (q . k, unscaled); l: this lane's part of its sum */
-    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+    /* The warp's first row's position, and a row's offset from it: block i, half r (rows g and
+     * g + 8 of the block) is row 16 i + 8 r + g. */
+    const int wpos = a.qpos0 + l0 + 16 * M * warp;
+    /* m: each row's max raw score (q . k, unscaled); l: this lane's part of its sum */
+    float m[M][2], l[M][2], o[M][D / 8][4];
+#pragma unroll
+    for (int i = 0; i < M; i++) {
+        m[i][0] = m[i][1] = -INFINITY;
+        l[i][0] = l[i][1] = 0.0f;
+        zero_acc<D>(o[i]);
+    }
     const float sl2 = a.scale * kLog2e;
-    float o[D / 8][4];
-    zero_acc<D>(o);
     for (int k0 = 0, it = 0; k0 < kv_end; k0 += kTcBN, it++) {
         const int cur = it & 1;
         tile_step(k0 + kTcBN < kv_end, k0 + kTcBN, cur, load_kv);
-        if (it == 0) load_a<D>(qa, sQ, 16 * warp);
-        float s[8][4];
-        mm_abt<D>(s, qa, buf_at<D>(sK0, cur));
-        /* Keys past the block's first query, or past the end: mask (the same for the whole
-         * block, so no divergence). */
-        if (k0 + kTcBN - 1 > a.qpos0 + l0 || k0 + kTcBN > a.nkv) {
+        if (it == 0)
 #pragma unroll
-            for (int j = 0; j < 8; j++)
+            for (int i = 0; i < M; i++)
+                load_a<D>(qa[i], sQ, 16 * (M * warp + i));
+        /* A tile wholly after the warp's last row adds nothing (every score masked): its warps
+         * only keep the barriers (the condition is the same for the whole warp). */
+        if (k0 <= wpos + 16 * M - 1) {
+            float s[M][8][4];
+            mm_abt<D, M>(s, qa, buf_at<D>(sK0, cur));
+            /* Keys after the warp's first row, or past the end: mask. */
+            if (k0 + kTcBN - 1 > wpos || k0 + kTcBN > a.nkv) {
 #pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    const int key = k0 + 8 * j + 2 * t + (e & 1), r = e >> 1;
-                    if (key > tpos[r] || key >= a.nkv) s[j][e] = -INFINITY;
-                }
-        }
-        float mx[2] = {-INFINITY, -INFINITY};
+                for (int i = 0; i < M; i++)
 #pragma unroll
-        for (int j = 0; j < 8; j++)
+                    for (int j = 0; j < 8; j++)
 #pragma unroll
-            for (int e = 0; e < 4; e++)
-                mx[e >> 1] = fmaxf(mx[e >> 1], s[j][e]);
-        float alpha[2], ms[2]; /* ms: the max in log2 units, 0 while the row has seen no key */
-#pragma unroll
-        for (int r = 0; r < 2; r++) {
-            const float mnew = fmaxf(m[r], quad_max(mx[r]));
-            ms[r] = mnew == -INFINITY ? 0.0f : mnew * sl2;
-            alpha[r] = exp2_ftz(m[r] * sl2 - ms[r]); /* 0 for the row's first keys */
-            m[r] = mnew;
-        }
-        float rs[2] = {0.0f, 0.0f};
-#pragma unroll
-        for (int j = 0; j < 8; j++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const int r = e >> 1;
-                const float p = exp2_ftz(fmaf(s[j][e], sl2, -ms[r]));
-                s[j][e] = p;
-                rs[r] += p;
+                        for (int e = 0; e < 4; e++) {
+                            const int key = k0 + 8 * j + 2 * t + (e & 1);
+                            const int pos = wpos + 16 * i + 8 * (e >> 1) + g;
+                            if (key > pos || key >= a.nkv) s[i][j][e] = -INFINITY;
+                        }
             }
 #pragma unroll
-        for (int r = 0; r < 2; r++)
-            l[r] = l[r] * alpha[r] + rs[r];
+            for (int i = 0; i < M; i++) {
+                float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
-        for (int n = 0; n < D / 8; n++) {
-            o[n][0] *= alpha[0];
-            o[n][1] *= alpha[0];
-            o[n][2] *= alpha[1];
-            o[n][3] *= alpha[1];
+                for (int j = 0; j < 8; j++)
+#pragma unroll
+                    for (int e = 0; e < 4; e++)
+                        mx[e >> 1] = fmaxf(mx[e >> 1], s[i][j][e]);
+                float alpha[2], ms[2]; /* ms: the max in log2 units, 0 while no key seen */
+#pragma unroll
+                for (int r = 0; r < 2; r++) {
+                    const float mnew = fmaxf(m[i][r], quad_max(mx[r]));
+                    ms[r] = mnew == -INFINITY ? 0.0f : mnew * sl2;
+                    alpha[r] = exp2_ftz(m[i][r] * sl2 - ms[r]); /* 0 for the row's first keys */
+                    m[i][r] = mnew;
+                }
+                float rs[2] = {0.0f, 0.0f};
+#pragma unroll
+                for (int j = 0; j < 8; j++)
+#pragma unroll
+                    for (int e = 0; e < 4; e++) {
+                        const float p = exp2_ftz(fmaf(s[i][j][e], sl2, -ms[e >> 1]));
+                        s[i][j][e] = p;
+                        rs[e >> 1] += p;
+                    }
+#pragma unroll
+                for (int r = 0; r < 2; r++)
+                    l[i][r] = l[i][r] * alpha[r] + rs[r];
+#pragma unroll
+                for (int n = 0; n < D / 8; n++) {
+                    o[i][n][0] *= alpha[0];
+                    o[i][n][1] *= alpha[0];
+                    o[i][n][2] *= alpha[1];
+                    o[i][n][3] *= alpha[1];
+                }
+            }
+            mm_pv<D, M>(o, s, buf_at<D>(sV0, cur));
         }
-        mm_pv<D>(o, s, buf_at<D>(sV0, cur));
         __syncthreads(); /* every warp is done with this tile before it is overwritten */
     }
 #pragma unroll
-    for (int r = 0; r < 2; r++) {
-        const float lsum = quad_sum(l[r]);
-        const int row = l0 + 16 * warp + g + 8 * r;
-        if (row >= a.nq) continue;
-        const int64_t out = b * a.o_bstride + row * a.o_rstride + (int64_t)h * a.hs;
-        acc_store<D, Pairs>(o, r, a.hs, 1.0f / lsum, (__nv_bfloat16 *)a.out + out);
-        if (a.lse && t == 0) a.lse[(int64_t)bh * a.nq + row] = m[r] * a.scale + logf(lsum);
-    }
+    for (int i = 0; i < M; i++)
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            const float lsum = quad_sum(l[i][r]);
+            const int row = l0 + 16 * (M * warp + i) + 8 * r + g;
+            if (row >= a.nq) continue;
+            const int64_t out = b * a.o_bstride + row * a.o_rstride + (int64_t)h * a.hs;
+            acc_store<D, Pairs>(o[i], r, a.hs, 1.0f / lsum, (__nv_bfloat16 *)a.out + out);
+            if (a.lse && t == 0) a.lse[(int64_t)bh * a.nq + row] = m[i][r] * a.scale + logf(lsum);
+        }
 }
 
 /* ---- backward ----------------------------------------------------------------------------------
@@ -794,7 +830,7 @@ static void backward_tc(dim3 grid, cudaStream_t st, const AttBwdArgs &a)
 
 void tp_cuda_attention_forward_tc(int hs, int B_NH, cudaStream_t st, const AttFwdArgs &a)
 {
-    const dim3 grid((unsigned)B_NH * (unsigned)((a.nq + kTcBM - 1) / kTcBM)); /* tc_block */
+    const dim3 grid((unsigned)B_NH * (unsigned)((a.nq + kTcFwdBM - 1) / kTcFwdBM)); /* tc_block */
     auto launch = hs <= 32 ? (a.pairs ? forward_tc<32, true> : forward_tc<32, false>)
                            : (a.pairs ? forward_tc<64, true> : forward_tc<64, false>);
     launch(grid, st, a);

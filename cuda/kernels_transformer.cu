@@ -462,13 +462,12 @@ constexpr int kFwdBN32 = 64, kFwdBN64 = 64, kFwdBN128 = 32;
 void att_forward_dispatch(int hs, dim3 grid, bool decode, bool tensor_cores, cudaStream_t st,
                           const AttFwdArgs &a)
 {
-    static_assert(kTcBM == kFwdBM, "both forward kernels tile queries alike (same grid)");
     /* Head sizes up to 64 (GPT-2's; 15 and 27 KiB of shared memory). At 128 the backward's
      * dK/dV kernel would hold 128 registers per thread in its dK and dV accumulators alone (16
      * rows x 128 channels each per warp), more than it can keep without spilling, so that size
      * keeps the fp32 kernels in both directions (their lse must match). */
     if (tensor_cores && !decode && hs <= kTcMaxHead) {
-        tp_cuda_attention_forward_tc(hs, (int)grid.x, st, a);
+        tp_cuda_attention_forward_tc(hs, (int)grid.x, st, a); /* its own query tiles */
         return;
     }
     if (hs <= 32) {
