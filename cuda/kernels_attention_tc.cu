@@ -330,27 +330,42 @@ __device__ __forceinline__ void mm_abt(float (&s)[8][4], const uint32_t (&a)[D /
                  reinterpret_cast<const uint32_t(&)[1][D / 16][4]>(a), rows);
 }
 
-/* mm_abt with A's fragments read from shared memory (rows r0.. of a row-major tile) as they are
- * used, instead of held in registers: the dK/dV kernel's register budget. */
-template <int D>
-__device__ __forceinline__ void mm_abt_smem(float (&s)[8][4], const __nv_bfloat16 *atile, int r0,
+/* mm_abt with A's fragments read from shared memory as they are used (M 16-row blocks from row r0
+ * of a row-major tile) instead of held in registers: the backward kernels' register budget. */
+template <int D, int M>
+__device__ __forceinline__ void mm_abt_smem(float (&s)[M][8][4], const __nv_bfloat16 *atile, int r0,
                                             const __nv_bfloat16 *rows)
 {
 #pragma unroll
-    for (int j = 0; j < 8; j++)
-        s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
+    for (int i = 0; i < M; i++)
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+            s[i][j][0] = s[i][j][1] = s[i][j][2] = s[i][j][3] = 0.0f;
 #pragma unroll
     for (int kk = 0; kk < D / 16; kk++) {
-        uint32_t a[4];
-        ldsm_x4<false>(a, ldsm_addr<1, 2>(atile, Tile<D>::LD, r0, 16 * kk));
+        uint32_t a[M][4];
+#pragma unroll
+        for (int i = 0; i < M; i++)
+            ldsm_x4<false>(a[i], ldsm_addr<1, 2>(atile, Tile<D>::LD, r0 + 16 * i, 16 * kk));
 #pragma unroll
         for (int jp = 0; jp < 4; jp++) {
             uint32_t b[4];
             ldsm_x4<false>(b, ldsm_addr<2, 1>(rows, Tile<D>::LD, 16 * jp, 16 * kk));
-            mma_bf16(s[2 * jp], a, {b[0], b[1]});
-            mma_bf16(s[2 * jp + 1], a, {b[2], b[3]});
+#pragma unroll
+            for (int i = 0; i < M; i++) {
+                mma_bf16(s[i][2 * jp], a[i], {b[0], b[1]});
+                mma_bf16(s[i][2 * jp + 1], a[i], {b[2], b[3]});
+            }
         }
     }
+}
+
+/* The same for one 16-row block (the dK/dV kernel's warps). */
+template <int D>
+__device__ __forceinline__ void mm_abt_smem(float (&s)[8][4], const __nv_bfloat16 *atile, int r0,
+                                            const __nv_bfloat16 *rows)
+{
+    mm_abt_smem<D, 1>(reinterpret_cast<float(&)[1][8][4]>(s), atile, r0, rows);
 }
 
 /* acc[i][n] += P X over a 64-wide k range for each of M 16-row blocks: P given as accumulator-
@@ -620,14 +635,14 @@ __global__ void __launch_bounds__(kTcThreads, fwd_tc_min_blocks(D))
  *   kernel 0 (attention_dsum_kernel): D_i = dO_i . O_i from the forward's output as stored (a
  *     compute copy, bf16 here: O's rounding, 2^-9 relative, reaches D, as in FlashAttention-2,
  *     which reads its bf16 O too; recomputing O would cost a pass over K and V);
- *   kernel 1, per query tile: over the key tiles it sees, S = Q K^T and dP = dO V^T, then
- *     dQ += scale dS K;
- *   kernel 2, per key tile: over the query tiles that see it, S^T = K Q^T and dP^T = V dO^T,
- *     then dV += P^T dO and dK += dS^T Q.
+ *   kernel 1, per 128-query tile: over the key tiles it sees, S = Q K^T and dP = dO V^T, then
+ *     dQ += scale dS K; each warp owns 32 query rows;
+ *   kernel 2, per 64-key tile: over the query tiles that see it, S^T = K Q^T and dP^T = V dO^T,
+ *     then dV += P^T dO and dK += dS^T Q; each warp owns 16 keys (dK and dV for 32 would not
+ *     fit in registers beside S^T and dP^T).
  * Operands that are the transpose of a tile come from it by transposing loads (ldsm_x4<true>).
- * Each warp owns 16 rows of the block's tile (queries in kernel 1, keys in kernel 2) and keeps
- * its accumulators in registers. No atomics: every element is written once, so the result is
- * the same on every run. */
+ * Warps keep their accumulators in registers. No atomics: every element is written once, so the
+ * result is the same on every run. */
 
 /* D_i for every (batch, head, position), one warp each, summed in fp32 from dout as it is (bf16:
  * the output projection's input gradient, a compute copy): the same dO as dP is formed from, so
@@ -648,16 +663,31 @@ __global__ void __launch_bounds__(256) attention_dsum_kernel(AttBwdArgs a, int64
     if (lane == 0) a.dsum[bh * a.T + t] = s;
 }
 
+/* The dQ kernel's shape, as the forward's: 128 query rows per block, 32 (two 16-row blocks) per
+ * warp, so each K and V fragment read from shared memory serves two mma. Its A operands (Q and dO)
+ * are read from shared memory per key tile rather than kept in registers, which the two row
+ * blocks' S, dP and dQ fill. */
+constexpr int kTcDqRowBlocks = 2;
+constexpr int kTcDqBM = (kTcThreads / 32) * 16 * kTcDqRowBlocks;
+static_assert(kTcDqBM % 64 == 0, "the Q and dO tiles are whole 64-row tiles");
+
 template <int D> struct DqSmem {
-    /* Q, dO, then K and V twice (the next key tile lands while this one is used) */
-    static constexpr size_t q = 0, dout = Tile<D>::rows64, k = 2 * Tile<D>::rows64,
-                            v = 4 * Tile<D>::rows64;
-    static constexpr size_t bytes = 6 * Tile<D>::rows64;
+    /* Q and dO (kTcDqBM rows each), then K and V twice (the next key tile lands while this one
+     * is used) */
+    static constexpr int q_tiles = kTcDqBM / 64;
+    static constexpr size_t q = 0, dout = q_tiles * Tile<D>::rows64,
+                            k = 2 * q_tiles * Tile<D>::rows64,
+                            v = (2 * q_tiles + 2) * Tile<D>::rows64;
+    /* and each row's lse (log2 units) and D */
+    static constexpr size_t stat = (2 * q_tiles + 4) * Tile<D>::rows64;
+    static constexpr size_t bytes = stat + sizeof(float) * 2 * kTcDqBM;
 };
 
 template <int D, bool Pairs>
-__global__ void __launch_bounds__(kTcThreads) attention_backward_dq_tc_kernel(AttBwdArgs a)
+__global__ void __launch_bounds__(kTcThreads, tc_min_blocks(2))
+    attention_backward_dq_tc_kernel(AttBwdArgs a)
 {
+    constexpr int M = kTcDqRowBlocks;
     using S = DqSmem<D>;
     extern __shared__ __align__(128) uint8_t tcb_smem[];
     __nv_bfloat16 *sQ = (__nv_bfloat16 *)(tcb_smem + S::q);
@@ -665,65 +695,83 @@ __global__ void __launch_bounds__(kTcThreads) attention_backward_dq_tc_kernel(At
     __nv_bfloat16 *const sK0 = (__nv_bfloat16 *)(tcb_smem + S::k); /* and the next tile */
     __nv_bfloat16 *const sV0 = (__nv_bfloat16 *)(tcb_smem + S::v); /* and the next tile */
     const int warp = threadIdx.x / 32, g = (threadIdx.x % 32) / 4, t = threadIdx.x % 4;
-    const TcBlock blk = tc_block((a.T + kTcBM - 1) / kTcBM, true);
+    const TcBlock blk = tc_block((a.T + kTcDqBM - 1) / kTcDqBM, true);
     const int bh = blk.bh, b = bh / a.NH, h = bh % a.NH;
-    const int q0 = blk.tile * kTcBM, T = a.T;
+    const int q0 = blk.tile * kTcDqBM, T = a.T;
     const int64_t C3 = 3 * (int64_t)a.C;
     const __nv_bfloat16 *qb =
         (const __nv_bfloat16 *)a.qkv + (int64_t)b * T * C3 + (int64_t)h * a.hs;
     const __nv_bfloat16 *ob = a.dout_c + (int64_t)b * T * a.C + (int64_t)h * a.hs;
-    const int kv_end = min(q0 + kTcBM, T);
+    const int kv_end = min(q0 + kTcDqBM, T);
     auto load_kv = [&](int k0, int buf) {
         load_tile<D>(buf_at<D>(sK0, buf), qb + a.C + k0 * C3, C3, kv_end - k0, a.hs, a.vec);
         load_tile<D>(buf_at<D>(sV0, buf), qb + 2 * a.C + k0 * C3, C3, kv_end - k0, a.hs, a.vec);
     };
-    load_tile<D>(sQ, qb + q0 * C3, C3, T - q0, a.hs, a.vec);
-    load_tile<D>(sdO, ob + (int64_t)q0 * a.C, a.C, T - q0, a.hs, a.vec);
+#pragma unroll
+    for (int qt = 0; qt < S::q_tiles; qt++) { /* past T: zero rows, from no address past it */
+        const int r0 = q0 + 64 * qt;
+        load_tile<D>(buf_at<D>(sQ, qt), r0 < T ? qb + (int64_t)r0 * C3 : qb, C3, T - r0, a.hs,
+                     a.vec);
+        load_tile<D>(buf_at<D>(sdO, qt), r0 < T ? ob + (int64_t)r0 * a.C : ob, a.C, T - r0, a.hs,
+                     a.vec);
+    }
     load_kv(0, 0);
     cp_async_commit();
-    uint32_t qa[D / 16][4], da[D / 16][4];
-    int tpos[2];
-    float lse2[2], Di[2]; /* lse2: lse in log2 units */
-    const float sl2 = a.scale * kLog2e;
-#pragma unroll
-    for (int r = 0; r < 2; r++) {
-        tpos[r] = q0 + 16 * warp + g + 8 * r;
-        lse2[r] = tpos[r] < T ? a.lse[(int64_t)bh * T + tpos[r]] * kLog2e : 0.0f;
-        Di[r] = tpos[r] < T ? a.dsum[(int64_t)bh * T + tpos[r]] : 0.0f;
+    /* Each row's lse in log2 units and D, in shared memory rather than registers (which the
+     * two row blocks' S, dP and dQ fill); published by the first tile's barrier. */
+    float *sL = (float *)(tcb_smem + S::stat), *sD = sL + kTcDqBM;
+    for (int i = threadIdx.x; i < kTcDqBM; i += kTcThreads) {
+        const bool in = q0 + i < T;
+        sL[i] = in ? a.lse[(int64_t)bh * T + q0 + i] * kLog2e : 0.0f;
+        sD[i] = in ? a.dsum[(int64_t)bh * T + q0 + i] : 0.0f;
     }
-    float dq[D / 8][4];
-    zero_acc<D>(dq);
+    /* The warp's first row; block i, half r holds rows wrow + 16 i + 8 r + g. */
+    const int wrow = q0 + 16 * M * warp;
+    const float sl2 = a.scale * kLog2e;
+    float dq[M][D / 8][4];
+#pragma unroll
+    for (int i = 0; i < M; i++)
+        zero_acc<D>(dq[i]);
     for (int k0 = 0, it = 0; k0 < kv_end; k0 += kTcBN, it++) {
         const int cur = it & 1;
         tile_step(k0 + kTcBN < kv_end, k0 + kTcBN, cur, load_kv);
-        if (it == 0) {
-            load_a<D>(qa, sQ, 16 * warp);
-            load_a<D>(da, sdO, 16 * warp);
+        /* A key tile wholly after the warp's rows adds nothing (the same for the whole warp). */
+        if (k0 <= wrow + 16 * M - 1) {
+            float s[M][8][4], dp[M][8][4];
+            mm_abt_smem<D, M>(s, sQ, 16 * M * warp, buf_at<D>(sK0, cur));
+            mm_abt_smem<D, M>(dp, sdO, 16 * M * warp, buf_at<D>(sV0, cur));
+            /* Keys after one of the warp's rows (and, when T is not a multiple of 64, the keys
+             * past T) only where the tile crosses the warp's diagonal. */
+            const bool diag = k0 + kTcBN - 1 > wrow;
+#pragma unroll
+            for (int i = 0; i < M; i++)
+#pragma unroll
+                for (int r = 0; r < 2; r++) {
+                    const int row = 16 * (M * warp + i) + 8 * r + g; /* in the block's tile */
+                    const float L = sL[row], Dr = sD[row];
+#pragma unroll
+                    for (int j = 0; j < 8; j++)
+#pragma unroll
+                        for (int e = 2 * r; e < 2 * r + 2; e++) {
+                            const int key = k0 + 8 * j + 2 * t + (e & 1);
+                            float p = exp2_ftz(fmaf(s[i][j][e], sl2, -L));
+                            if (diag && key > q0 + row) p = 0.0f;
+                            s[i][j][e] = p * (dp[i][j][e] - Dr); /* dS */
+                        }
+                }
+            mm_pv<D, M>(dq, s, buf_at<D>(sK0, cur));
         }
-        float s[8][4], dp[8][4];
-        mm_abt<D>(s, qa, buf_at<D>(sK0, cur));
-        mm_abt<D>(dp, da, buf_at<D>(sV0, cur));
-        /* Only the last key tile, the block's diagonal, holds keys after a query (and, when T is
-         * not a multiple of 64, the keys past T). */
-        const bool diag = k0 + kTcBN > q0;
-#pragma unroll
-        for (int j = 0; j < 8; j++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const int key = k0 + 8 * j + 2 * t + (e & 1), r = e >> 1;
-                float p = exp2_ftz(fmaf(s[j][e], sl2, -lse2[r]));
-                if (diag && key > tpos[r]) p = 0.0f;
-                s[j][e] = p * (dp[j][e] - Di[r]); /* dS */
-            }
-        mm_pv<D>(dq, s, buf_at<D>(sK0, cur));
-        __syncthreads();
+        __syncthreads(); /* every warp is done with this tile before it is overwritten */
     }
 #pragma unroll
-    for (int r = 0; r < 2; r++) {
-        if (tpos[r] >= T) continue;
-        const int64_t dqr = ((int64_t)b * T + tpos[r]) * C3 + (int64_t)h * a.hs;
-        acc_store<D, Pairs>(dq, r, a.hs, a.scale, (__nv_bfloat16 *)a.dqkv + dqr);
-    }
+    for (int i = 0; i < M; i++)
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            const int pos = wrow + 16 * i + 8 * r + g;
+            if (pos >= T) continue;
+            const int64_t dqr = ((int64_t)b * T + pos) * C3 + (int64_t)h * a.hs;
+            acc_store<D, Pairs>(dq[i], r, a.hs, a.scale, (__nv_bfloat16 *)a.dqkv + dqr);
+        }
 }
 
 template <int D> struct DkvSmem {
@@ -820,11 +868,13 @@ template <int D, bool Pairs> static void forward_tc(dim3 grid, cudaStream_t st, 
 }
 
 template <int D, bool Pairs>
-static void backward_tc(dim3 grid, cudaStream_t st, const AttBwdArgs &a)
+static void backward_tc(int B_NH, int T, cudaStream_t st, const AttBwdArgs &a)
 {
-    launch_att(attention_backward_dq_tc_kernel<D, Pairs>, grid, DqSmem<D>::bytes, st, a,
-               kTcThreads);
-    launch_att(attention_backward_dkv_tc_kernel<D, Pairs>, grid, DkvSmem<D>::bytes, st, a,
+    /* tc_block's grids: heads x query tiles, heads x key tiles */
+    const dim3 gq((unsigned)B_NH * (unsigned)((T + kTcDqBM - 1) / kTcDqBM));
+    const dim3 gkv((unsigned)B_NH * (unsigned)((T + kTcBN - 1) / kTcBN));
+    launch_att(attention_backward_dq_tc_kernel<D, Pairs>, gq, DqSmem<D>::bytes, st, a, kTcThreads);
+    launch_att(attention_backward_dkv_tc_kernel<D, Pairs>, gkv, DkvSmem<D>::bytes, st, a,
                kTcThreads);
 }
 
@@ -842,8 +892,7 @@ void tp_cuda_attention_backward_tc(int hs, int B_NH, int T, cudaStream_t st, con
     int64_t blocks = (rows * 32 + 255) / 256;
     attention_dsum_kernel<<<(unsigned)blocks, 256, 0, st>>>(a, rows);
     TP_CUDA_LAUNCHED();
-    const dim3 grid((unsigned)B_NH * (unsigned)((T + kTcBM - 1) / kTcBM)); /* tc_block */
     auto launch = hs <= 32 ? (a.pairs ? backward_tc<32, true> : backward_tc<32, false>)
                            : (a.pairs ? backward_tc<64, true> : backward_tc<64, false>);
-    launch(grid, st, a);
+    launch(B_NH, T, st, a);
 }
