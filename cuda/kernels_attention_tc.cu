@@ -15,6 +15,8 @@
 #include <cuda_bf16.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 namespace
@@ -37,9 +39,11 @@ __device__ __forceinline__ TcBlock tc_block(int ntiles, bool last_longest)
     return {(int)(blockIdx.x / ntiles), last_longest ? ntiles - 1 - i : i};
 }
 
-/* Blocks per SM a kernel's registers are bounded for, where shared memory lets that many run:
- * on sm_90 (228 KB per SM) 4 forward or dK/dV blocks fit; on sm_80 (164 KB) 3 and 2, and sm_86/89
- * (100 KB) fewer still, so there a bound would only cost spills. 0: ptxas's choice. */
+/* Blocks per SM a kernel's registers are bounded for on sm_90 (228 KB of shared memory per SM,
+ * room for every bound used here). On sm_80 (164 KB) and sm_86/89 (100 KB) shared memory allows
+ * fewer blocks of some kernels, so there a bound would only cost spills: ptxas's choice (0).
+ * (The 128-query forward at head size 64, 55 KB, runs 2 blocks per SM on sm_80 and sm_90 but one
+ * on sm_86/89: consumer cards are not this runtime's target.) */
 constexpr int tc_min_blocks(int on_sm90)
 {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
@@ -497,16 +501,17 @@ template <int D> struct FwdSmem {
     static constexpr size_t bytes = (q_tiles + 4) * Tile<D>::rows64;
 };
 
-/* Blocks per SM the forward is compiled for on sm_90 (tc_min_blocks): 2 (8 warps, 110 KB of
- * shared memory at D = 64), which leaves ptxas up to 255 registers; at D = 64 it takes 252-254
- * (the two row blocks' Q fragments, S, P and O) without spilling, on sm_80 as on sm_90. */
-constexpr int fwd_tc_min_blocks(int D)
+/* Blocks per SM the 128-query kernels (forward and dQ) are compiled for on sm_90 (tc_min_blocks):
+ * at D = 64, 2 (8 warps), which leaves ptxas up to 255 registers for the two row blocks' S, P (or
+ * dP) and accumulators: the forward takes 252-254 without spilling, dQ 255 with 8 bytes; at
+ * D = 32, 3 (165-168 registers; left to itself ptxas takes 250 there, and only 2 blocks fit). */
+constexpr int tc128_min_blocks(int D)
 {
-    return tc_min_blocks(D == 64 ? 2 : 0);
+    return tc_min_blocks(D == 64 ? 2 : 3);
 }
 
 template <int D, bool Pairs>
-__global__ void __launch_bounds__(kTcThreads, fwd_tc_min_blocks(D))
+__global__ void __launch_bounds__(kTcThreads, tc128_min_blocks(D))
     attention_forward_tc_kernel(AttFwdArgs a)
 {
     constexpr int M = kTcFwdRowBlocks;
@@ -684,7 +689,7 @@ template <int D> struct DqSmem {
 };
 
 template <int D, bool Pairs>
-__global__ void __launch_bounds__(kTcThreads, tc_min_blocks(2))
+__global__ void __launch_bounds__(kTcThreads, tc128_min_blocks(D))
     attention_backward_dq_tc_kernel(AttBwdArgs a)
 {
     constexpr int M = kTcDqRowBlocks;
@@ -878,8 +883,18 @@ static void backward_tc(int B_NH, int T, cudaStream_t st, const AttBwdArgs &a)
                kTcThreads);
 }
 
+/* These kernels read and write bf16 only (acc_store, load_tile): a caller with float compute
+ * copies would have its arrays misread and overwritten, so it is stopped here. */
+static void require_bf16(bool bf16, const char *what)
+{
+    if (bf16) return;
+    fprintf(stderr, "%s: %s on tensor cores takes bf16 compute copies only\n", __FILE__, what);
+    exit(1);
+}
+
 void tp_cuda_attention_forward_tc(int hs, int B_NH, cudaStream_t st, const AttFwdArgs &a)
 {
+    require_bf16(a.in_bf16 && a.cbf16, "attention forward");
     const dim3 grid((unsigned)B_NH * (unsigned)((a.nq + kTcFwdBM - 1) / kTcFwdBM)); /* tc_block */
     auto launch = hs <= 32 ? (a.pairs ? forward_tc<32, true> : forward_tc<32, false>)
                            : (a.pairs ? forward_tc<64, true> : forward_tc<64, false>);
@@ -888,6 +903,7 @@ void tp_cuda_attention_forward_tc(int hs, int B_NH, cudaStream_t st, const AttFw
 
 void tp_cuda_attention_backward_tc(int hs, int B_NH, int T, cudaStream_t st, const AttBwdArgs &a)
 {
+    require_bf16(a.cbf16, "attention backward");
     int64_t rows = (int64_t)B_NH * T;
     int64_t blocks = (rows * 32 + 255) / 256;
     attention_dsum_kernel<<<(unsigned)blocks, 256, 0, st>>>(a, rows);
